@@ -1,0 +1,129 @@
+"""Run folders: weights as safetensors, configuration as JSON, every file written atomically.
+
+A run folder holds:
+
+* ``config.json``: the :class:`~come.presets.TrainConfig` (model architecture included);
+* ``model.safetensors``: the EMA weights, what sampling and evaluation load;
+* ``state.safetensors``: everything ``--resume`` needs to continue bit-for-bit
+  (raw weights, EMA, AdamW moments, random-generator states, step).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import load as st_load
+from safetensors.torch import save
+
+from .data.episodes import atomic_write_bytes
+from .models.dit import DiTConfig, VideoDiT
+from .presets import TrainConfig
+
+
+class CheckpointError(ValueError):
+    """A checkpoint or run folder is missing, corrupt or does not fit."""
+
+
+def save_config(run: Path, cfg: TrainConfig) -> None:
+    atomic_write_bytes(Path(run) / "config.json", (json.dumps(cfg.to_dict(), indent=2) + "\n").encode())
+
+
+def load_config(run: str | Path) -> TrainConfig:
+    path = Path(run) / "config.json"
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no config.json (is {run} a run folder made by 'come train'?)")
+    try:
+        return TrainConfig.from_dict(json.loads(path.read_text()))
+    except (json.JSONDecodeError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: unreadable config ({e})") from None
+
+
+def save_weights(path: Path, module: torch.nn.Module, metadata: dict | None = None) -> None:
+    tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    atomic_write_bytes(path, save(tensors, metadata={k: str(v) for k, v in (metadata or {}).items()}))
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    try:
+        return st_load(path.read_bytes())
+    except Exception as e:  # safetensors raises SafetensorsError or ValueError, by version and fault
+        raise CheckpointError(f"{path}: corrupt checkpoint ({type(e).__name__}: {e})") from None
+
+
+def load_model(run: str | Path, device: torch.device | str = "cpu") -> tuple[VideoDiT, TrainConfig]:
+    """Load the EMA model of a run folder (or of the folder holding a given ``model.safetensors``)."""
+    run = Path(run)
+    if run.is_file():
+        run = run.parent
+    if not run.exists():
+        raise CheckpointError(f"{run}: checkpoint not found")
+    cfg = load_config(run)
+    model = VideoDiT(DiTConfig(**cfg.model))
+    weights = _read_safetensors(run / "model.safetensors")
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0]
+        raise CheckpointError(f"{run / 'model.safetensors'}: weights do not fit config.json ({first})") from None
+    return model.to(device).eval(), cfg
+
+
+def save_state(
+    run: Path,
+    step: int,
+    model: torch.nn.Module,
+    ema: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    np_rng: np.random.Generator,
+    torch_gen: torch.Generator,
+) -> None:
+    """Write ``state.safetensors`` atomically: all that a bit-for-bit resume needs."""
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors |= {f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.state_dict().items()}
+    opt = optimizer.state_dict()
+    for idx, st in opt["state"].items():
+        for key, val in st.items():
+            tensors[f"opt.{idx}.{key}"] = torch.as_tensor(val).detach().cpu().contiguous()
+    tensors["rng.torch"] = torch_gen.get_state()
+    meta = {
+        "step": str(step),
+        "np_rng": json.dumps(np_rng.bit_generator.state),
+        "param_groups": json.dumps(opt["param_groups"]),
+    }
+    atomic_write_bytes(Path(run) / "state.safetensors", save(tensors, metadata=meta))
+
+
+def load_state(
+    run: Path,
+    model: torch.nn.Module,
+    ema: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    np_rng: np.random.Generator,
+    torch_gen: torch.Generator,
+) -> int:
+    """Restore what :func:`save_state` wrote; returns the step to continue from."""
+    path = Path(run) / "state.safetensors"
+    tensors = _read_safetensors(path)
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    try:
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: weights do not fit config.json ({str(e).splitlines()[0]})") from None
+    state: dict[int, dict] = {}
+    for k, v in tensors.items():
+        if k.startswith("opt."):
+            _, idx, key = k.split(".", 2)
+            state.setdefault(int(idx), {})[key] = v
+    optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
+    np_rng.bit_generator.state = json.loads(meta["np_rng"])
+    torch_gen.set_state(tensors["rng.torch"])
+    return int(meta["step"])
+

@@ -1,0 +1,109 @@
+"""Episode files: one compressed ``.npz`` per episode, arrays with a leading time axis.
+
+Required keys: ``image`` (T,H,W,3) uint8 and ``action`` (T,A). Anything else the
+environment gives (``cursor``, ``agent_pos``, ``layout``...) rides along. Every
+dataset folder carries a ``meta.json``.
+
+Files are written byte-deterministically (fixed zip timestamps) and atomically
+(temp file + rename), so the same seed gives identical bytes and a killed writer
+never leaves a half-written episode. ``numpy.savez_compressed`` stamps the
+current time into the zip, which is why the writer is hand-written here.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+class EpisodeError(ValueError):
+    """An episode file is missing, corrupt, or has arrays of the wrong shape."""
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temp file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def save_episode(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
+    """Save arrays as a compressed, byte-deterministic ``.npz`` (atomic)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for key in sorted(arrays):
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=_ZIP_EPOCH)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            member = io.BytesIO()
+            np.lib.format.write_array(member, np.ascontiguousarray(arrays[key]), allow_pickle=False)
+            zf.writestr(info, member.getvalue())
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_episode(path: str | Path) -> dict[str, np.ndarray]:
+    """Load and validate one episode; raise :class:`EpisodeError` naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise EpisodeError(f"{path}: episode file not found")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except Exception as e:  # zipfile.BadZipFile, EOFError, ValueError, OSError...
+        raise EpisodeError(f"{path}: not a readable .npz episode ({type(e).__name__}: {e})") from None
+    validate_episode(arrays, path)
+    return arrays
+
+
+def validate_episode(arrays: dict[str, np.ndarray], path: str | Path = "<episode>") -> None:
+    """Check the required keys, dtypes and a shared time axis."""
+    for key in ("image", "action"):
+        if key not in arrays:
+            raise EpisodeError(f"{path}: missing array '{key}' (has: {', '.join(sorted(arrays)) or 'nothing'})")
+    image, action = arrays["image"], arrays["action"]
+    if image.ndim != 4 or image.shape[-1] != 3 or image.dtype != np.uint8:
+        raise EpisodeError(f"{path}: 'image' must be (T,H,W,3) uint8, got {tuple(image.shape)} {image.dtype}")
+    if action.ndim != 2 or action.shape[0] != image.shape[0]:
+        raise EpisodeError(
+            f"{path}: 'action' must be (T,A) with T={image.shape[0]} like 'image', got {tuple(action.shape)}"
+        )
+
+
+def write_meta(folder: str | Path, meta: dict) -> None:
+    """Write ``meta.json`` into a dataset folder (atomic)."""
+    atomic_write_bytes(Path(folder) / "meta.json", (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
+
+
+def read_meta(folder: str | Path) -> dict:
+    """Read a dataset folder's ``meta.json`` (empty dict when absent)."""
+    p = Path(folder) / "meta.json"
+    return json.loads(p.read_text()) if p.is_file() else {}
+
+
+def episode_files(folder: str | Path, split: str | None = None) -> list[Path]:
+    """Sorted ``.npz`` files of a dataset folder, or of its ``split`` subfolder when that exists."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise EpisodeError(f"{folder}: dataset folder not found")
+    if split is not None and (folder / split).is_dir():
+        folder = folder / split
+    files = sorted(folder.glob("*.npz"))
+    if not files:
+        raise EpisodeError(f"{folder}: no .npz episodes in this folder")
+    return files

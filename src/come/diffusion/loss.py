@@ -1,0 +1,66 @@
+"""Training loss: v-prediction with per-frame noise levels and context dropout.
+
+Context frames are clean (level 0); every future frame gets its own level, and
+in half the clips all future frames share one level (the case the sampler
+meets). With probability ``p_context_dropout`` a clip's context frames are
+replaced by pure noise at the maximum level, so the same network is also its
+own unconditional expert. The loss is the v-MSE on future frames weighted by
+min-SNR-gamma (Hang et al. 2023): ``min(snr, gamma) / (snr + 1)``.
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import DDIMScheduler
+
+from .schedule import add_noise, alpha_bar, velocity
+
+
+def sample_levels(batch: int, frames: int, context: int, num_levels: int, p_context_dropout: float,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """Integer noise level per frame (B,T): context 0 (or max when dropped), future in [1, N)."""
+    levels = torch.randint(1, num_levels, (batch, frames), generator=generator)
+    shared = torch.rand(batch, generator=generator) < 0.5
+    levels[shared] = levels[shared, context:context + 1].expand(-1, frames)
+    levels[:, :context] = 0
+    dropped = torch.rand(batch, generator=generator) < p_context_dropout
+    levels[dropped, :context] = num_levels - 1
+    return levels
+
+
+def diffusion_loss(
+    model: torch.nn.Module,
+    batch: dict[str, torch.Tensor],
+    context: int,
+    scheduler: DDIMScheduler,
+    p_context_dropout: float = 0.1,
+    p_pose_dropout: float = 0.1,
+    snr_gamma: float = 5.0,
+    generator: torch.Generator | None = None,
+    frame_weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Mean weighted v-MSE over the future frames of a batch of clips.
+
+    ``frame_weights`` (B,T), if given, multiplies each frame's loss (used by
+    memorization to weight frames where something is revealed).
+    """
+    frames = batch["frames"]
+    B, T = frames.shape[:2]
+    device = frames.device
+    levels = sample_levels(B, T, context, scheduler.config.num_train_timesteps, p_context_dropout, generator).to(device)
+    noise = torch.randn(frames.shape, generator=generator).to(device)
+    ab = alpha_bar(scheduler, levels)
+    x_t = add_noise(frames, noise, ab)
+    pose = batch.get("pose")
+    if pose is not None and p_pose_dropout > 0:
+        keep = (torch.rand(B, generator=generator) >= p_pose_dropout).to(device)
+        pose = pose * keep[:, None, None]
+    pred = model(x_t, levels, batch["action"], pose, context=context).float()
+    target = velocity(frames, noise, ab)
+    mse = (pred - target).pow(2).mean(dim=(2, 3, 4))  # (B,T)
+    snr = ab / (1 - ab).clamp(min=1e-8)
+    weight = snr.clamp(max=snr_gamma) / (snr + 1)
+    weight[:, :context] = 0
+    if frame_weights is not None:
+        weight = weight * frame_weights.to(device)
+    return (mse * weight).sum() / (levels[:, context:].numel())

@@ -1,0 +1,113 @@
+"""Sampling: a deterministic DDIM loop with an eps hook, and autoregressive rollouts.
+
+``sample_ddim`` follows k-diffusion's shape: a pure function of an eps function,
+the initial noise and a schedule, with a per-step callback. The eps function is
+the hook where experts are composed (``come.compose``); the step itself is
+diffusers' ``DDIMScheduler.step`` with eta = 0 (Song et al. 2021, "Denoising
+Diffusion Implicit Models", eq. 12).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable
+
+import torch
+from diffusers import DDIMScheduler
+from tqdm import tqdm
+
+from .schedule import alpha_bar, to_eps
+
+EpsFn = Callable[[torch.Tensor, int], torch.Tensor]
+"""eps_fn(x_t, t) -> eps: predicted noise for the frames being generated at level t."""
+
+
+def sample_ddim(
+    eps_fn: EpsFn,
+    x: torch.Tensor,
+    scheduler: DDIMScheduler,
+    steps: int,
+    callback: Callable[[dict], None] | None = None,
+) -> torch.Tensor:
+    """Run ``steps`` deterministic DDIM steps from noise ``x``; returns the clean sample."""
+    scheduler.set_timesteps(steps)
+    for i, t in enumerate(scheduler.timesteps):
+        t = int(t)
+        eps = eps_fn(x, t).float()
+        x = scheduler.step(eps, t, x, eta=0.0).prev_sample
+        if callback is not None:
+            callback({"i": i, "t": t, "x": x, "eps": eps})
+    return x
+
+
+def autocast(enabled: bool, device: torch.device | str = "cpu"):
+    """bf16 autocast on ``device`` when enabled, else a no-op context."""
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+
+
+def model_eps(
+    model: torch.nn.Module,
+    scheduler: DDIMScheduler,
+    context: torch.Tensor,
+    action: torch.Tensor,
+    pose: torch.Tensor | None = None,
+    prediction: str = "v",
+    bf16: bool = False,
+) -> EpsFn:
+    """eps function of one network conditioned on clean ``context`` frames (B,K,C,H,W).
+
+    ``action`` and ``pose`` cover context and generated frames, (B,K+F,·).
+    """
+    k = context.shape[1]
+
+    def eps_fn(x: torch.Tensor, t: int) -> torch.Tensor:
+        B, F = x.shape[:2]
+        levels = torch.cat(
+            [torch.zeros(B, k, dtype=torch.long), torch.full((B, F), t, dtype=torch.long)], dim=1
+        ).to(x.device)
+        with autocast(bf16, x.device):
+            out = model(torch.cat([context, x], dim=1), levels, action, pose, context=k)[:, k:]
+        return to_eps(out.float(), x, alpha_bar(scheduler, levels[:, k:]), prediction)
+
+    return eps_fn
+
+
+@torch.no_grad()
+def rollout(
+    model: torch.nn.Module,
+    scheduler: DDIMScheduler,
+    frames: torch.Tensor,
+    action: torch.Tensor,
+    pose: torch.Tensor | None,
+    context: int,
+    n_frames: int,
+    chunk: int,
+    steps: int = 20,
+    bf16: bool = False,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Generate ``n_frames`` after the first ``context`` of ``frames`` (B,>=K,C,H,W), ``chunk`` at a time.
+
+    ``action``/``pose`` (B, K+n_frames, ·) are the episode's, frame-aligned with
+    ``frames``. Each chunk is conditioned on the last ``context`` frames known so
+    far (given or generated): a sliding context window.
+    """
+    if action.shape[1] < context + n_frames:
+        raise ValueError(f"need actions for {context + n_frames} frames, got {action.shape[1]}")
+    history = frames[:, :context]
+    bar = tqdm(total=n_frames, desc="rollout", unit="frame", disable=not progress)
+    while history.shape[1] < context + n_frames:
+        pos = history.shape[1]
+        f = min(chunk, context + n_frames - pos)
+        sl = slice(pos - context, pos + f)
+        eps_fn = model_eps(model, scheduler, history[:, -context:], action[:, sl],
+                           None if pose is None else pose[:, sl], bf16=bf16)
+        noise = torch.randn((history.shape[0], f) + history.shape[2:], generator=generator).to(history.device)
+        new = sample_ddim(eps_fn, noise, scheduler, steps)
+        history = torch.cat([history, new], dim=1)
+        bar.update(f)
+    bar.close()
+    return history[:, context:]

@@ -1,0 +1,60 @@
+"""Noise schedule and conversions between the network's parameterisations.
+
+The schedule is diffusers' ``DDIMScheduler`` (cosine "squaredcos_cap_v2" betas,
+1000 training levels); this module reads its ``alphas_cumprod`` for training and
+converts v / x0 predictions to eps, the space in which experts are composed.
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import DDIMScheduler
+
+
+def make_scheduler(num_train_timesteps: int = 1000) -> DDIMScheduler:
+    """Deterministic DDIM (eta=0) over eps predictions; trailing spacing starts at the noisiest level."""
+    return DDIMScheduler(
+        num_train_timesteps=num_train_timesteps,
+        beta_schedule="squaredcos_cap_v2",
+        prediction_type="epsilon",
+        clip_sample=True,
+        clip_sample_range=1.0,
+        set_alpha_to_one=True,
+        timestep_spacing="trailing",
+    )
+
+
+def alpha_bar(scheduler: DDIMScheduler, t: torch.Tensor) -> torch.Tensor:
+    """alpha_bar(t) for integer levels ``t`` of any shape (level 0 is treated as perfectly clean)."""
+    ab = scheduler.alphas_cumprod.to(t.device)[t.long().clamp(min=0)]
+    return torch.where(t == 0, torch.ones_like(ab), ab)
+
+
+def _bcast(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return a.reshape(a.shape + (1,) * (x.ndim - a.ndim)).to(x.dtype)
+
+
+def add_noise(x0: torch.Tensor, noise: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+    """x_t = sqrt(ab) x0 + sqrt(1-ab) eps, with ``ab`` shaped like the leading dims of x0."""
+    return _bcast(ab.sqrt(), x0) * x0 + _bcast((1 - ab).sqrt(), x0) * noise
+
+
+def velocity(x0: torch.Tensor, noise: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+    """v = sqrt(ab) eps - sqrt(1-ab) x0 (Salimans & Ho 2022)."""
+    return _bcast(ab.sqrt(), x0) * noise - _bcast((1 - ab).sqrt(), x0) * x0
+
+
+def to_eps(pred: torch.Tensor, x_t: torch.Tensor, ab: torch.Tensor, kind: str) -> torch.Tensor:
+    """Convert a network output of ``kind`` ('v', 'x0' or 'eps') at x_t to eps."""
+    if kind == "eps":
+        return pred
+    if kind == "v":
+        return _bcast(ab.sqrt(), x_t) * pred + _bcast((1 - ab).sqrt(), x_t) * x_t
+    if kind == "x0":
+        return (x_t - _bcast(ab.sqrt(), x_t) * pred) / _bcast((1 - ab).clamp(min=1e-8).sqrt(), x_t)
+    raise ValueError(f"unknown prediction kind '{kind}' (choose from v, x0, eps)")
+
+
+def eps_to_x0(eps: torch.Tensor, x_t: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+    """Clean-frame estimate implied by eps at x_t."""
+    return (x_t - _bcast((1 - ab).sqrt(), x_t) * eps) / _bcast(ab.sqrt().clamp(min=1e-4), x_t)

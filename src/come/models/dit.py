@@ -1,0 +1,246 @@
+"""Video DiT: a diffusion transformer over patchified frames with per-frame conditioning.
+
+Every frame carries its own noise level (diffusion-forcing style), its action and
+optionally a pose; they condition the frame's tokens through adaLN-Zero (Peebles &
+Xie 2023, "Scalable Diffusion Models with Transformers"). Attention is selectable
+per layer: full over all frames, or a sliding window over frames, with chosen
+global layers (the short-term-memory pattern). The network predicts ``v``.
+
+A zero-initialised *anchor* path adds the patches of the last context frame to
+every frame's tokens, which lets a small model use its context from the first
+steps of training (measured in DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+
+@dataclass
+class DiTConfig:
+    """Architecture of a :class:`VideoDiT` (saved beside every checkpoint)."""
+
+    resolution: int = 32
+    channels: int = 3
+    patch: int = 8
+    width: int = 192
+    depth: int = 6
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    max_frames: int = 8
+    action_dim: int = 5
+    pose_dim: int = 0
+    window: int | None = None  # frames each token sees on windowed layers (None: full attention everywhere)
+    global_layers: list[int] = field(default_factory=list)  # layers with full attention when ``window`` is set
+    anchor: bool = True
+    num_train_timesteps: int = 1000
+
+    def __post_init__(self):
+        if self.resolution % self.patch:
+            raise ValueError(f"resolution {self.resolution} is not divisible by patch size {self.patch}")
+        if self.width % self.heads:
+            raise ValueError(f"width {self.width} is not divisible by heads {self.heads}")
+        if any(not 0 <= i < self.depth for i in self.global_layers):
+            raise ValueError(f"global_layers {self.global_layers} must lie in [0, {self.depth})")
+        self.global_layers = list(self.global_layers)
+
+    @property
+    def tokens_per_frame(self) -> int:
+        return (self.resolution // self.patch) ** 2
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal embedding of (possibly fractional) timesteps, any leading shape."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    args = t.float()[..., None] * freqs
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Per-frame affine modulation: x (B,T*N,D) with shift/scale (B,T,D)."""
+    B, T, D = shift.shape
+    x = x.view(B, T, -1, D) * (1 + scale[:, :, None]) + shift[:, :, None]
+    return x.view(B, -1, D)
+
+
+def gate(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Per-frame gate: x (B,T*N,D) times g (B,T,D)."""
+    B, T, D = g.shape
+    return (x.view(B, T, -1, D) * g[:, :, None]).view(B, -1, D)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with an optional boolean mask."""
+
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        q, k, v = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.heads)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.proj(rearrange(out, "b h n d -> b n (h d)"))
+
+
+class Mlp(nn.Module):
+    """Two-layer GELU MLP."""
+
+    def __init__(self, width: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(width, hidden)
+        self.fc2 = nn.Linear(hidden, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+
+
+class DiTBlock(nn.Module):
+    """Transformer block with adaLN-Zero conditioning per frame."""
+
+    def __init__(self, width: int, heads: int, mlp_ratio: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.attn = Attention(width, heads)
+        self.norm2 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.mlp = Mlp(width, int(width * mlp_ratio))
+        self.ada = nn.Linear(width, 6 * width)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        sh1, sc1, g1, sh2, sc2, g2 = self.ada(F.silu(c)).chunk(6, dim=-1)
+        x = x + gate(self.attn(modulate(self.norm1(x), sh1, sc1), mask), g1)
+        return x + gate(self.mlp(modulate(self.norm2(x), sh2, sc2)), g2)
+
+
+class FinalLayer(nn.Module):
+    """adaLN-modulated projection from tokens back to patches."""
+
+    def __init__(self, width: int, patch_dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.ada = nn.Linear(width, 2 * width)
+        self.linear = nn.Linear(width, patch_dim)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        shift, scale = self.ada(F.silu(c)).chunk(2, dim=-1)
+        return self.linear(modulate(self.norm(x), shift, scale))
+
+
+class VideoDiT(nn.Module):
+    """Diffusion transformer over a clip of frames with per-frame noise level, action and pose."""
+
+    def __init__(self, config: DiTConfig):
+        super().__init__()
+        self.config = cfg = config
+        patch_dim = cfg.channels * cfg.patch**2
+        w = cfg.width
+        self.patch_embed = nn.Linear(patch_dim, w)
+        self.anchor_embed = nn.Linear(patch_dim, w) if cfg.anchor else None
+        self.pos_space = nn.Parameter(torch.randn(cfg.tokens_per_frame, w) * 0.02)
+        self.pos_time = nn.Parameter(torch.randn(cfg.max_frames, w) * 0.02)
+        self.t_embed = nn.Sequential(nn.Linear(w, w), nn.SiLU(), nn.Linear(w, w))
+        self.action_embed = nn.Sequential(nn.Linear(cfg.action_dim, w), nn.SiLU(), nn.Linear(w, w))
+        self.pose_embed = (
+            nn.Sequential(nn.Linear(cfg.pose_dim, w), nn.SiLU(), nn.Linear(w, w)) if cfg.pose_dim else None
+        )
+        self.blocks = nn.ModuleList(DiTBlock(w, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth))
+        self.final = FinalLayer(w, patch_dim)
+        self._init_weights()
+
+    def _init_weights(self):
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+        for block in self.blocks:  # adaLN-Zero: every block starts as the identity
+            nn.init.zeros_(block.ada.weight)
+            nn.init.zeros_(block.ada.bias)
+        for m in (self.final.ada, self.final.linear) + ((self.anchor_embed,) if self.anchor_embed else ()):
+            nn.init.zeros_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    def patchify(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.config.patch
+        return rearrange(x, "b t c (h p1) (w p2) -> b t (h w) (p1 p2 c)", p1=p, p2=p)
+
+    def unpatchify(self, x: torch.Tensor) -> torch.Tensor:
+        p, n = self.config.patch, self.config.resolution // self.config.patch
+        return rearrange(x, "b t (h w) (p1 p2 c) -> b t c (h p1) (w p2)", h=n, w=n, p1=p, p2=p)
+
+    def attention_mask(self, frames: int, layer: int, device) -> torch.Tensor | None:
+        """Boolean (tokens, tokens) mask for ``layer``; None means full attention."""
+        cfg = self.config
+        if cfg.window is None or layer in cfg.global_layers or cfg.window >= frames:
+            return None
+        f = torch.arange(frames, device=device).repeat_interleave(cfg.tokens_per_frame)
+        return (f[:, None] - f[None, :]).abs() < cfg.window
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        action: torch.Tensor,
+        pose: torch.Tensor | None = None,
+        context: int = 0,
+    ) -> torch.Tensor:
+        """Predict v for every frame.
+
+        x: (B,T,C,H,W) frames, clean for context and noised for the rest; t: (B,T)
+        noise level per frame (0 = clean); action: (B,T,A); pose: (B,T,P) or None
+        (no pose information); context: number of leading context frames, the
+        last of which feeds the anchor path.
+        """
+        cfg = self.config
+        B, T = x.shape[:2]
+        if x.shape[2:] != (cfg.channels, cfg.resolution, cfg.resolution):
+            raise ValueError(
+                f"frames of shape {tuple(x.shape[2:])} do not fit this model "
+                f"({cfg.channels}x{cfg.resolution}x{cfg.resolution})"
+            )
+        if T > cfg.max_frames:
+            raise ValueError(f"clip of {T} frames is longer than this model's max_frames={cfg.max_frames}")
+        patches = self.patchify(x)
+        h = self.patch_embed(patches) + self.pos_space + self.pos_time[:T, None]
+        if self.anchor_embed is not None and context > 0:
+            h = h + self.anchor_embed(patches[:, context - 1 : context])
+        c = self.t_embed(timestep_embedding(t, cfg.width)) + self.action_embed(action)
+        if self.pose_embed is not None and pose is not None:
+            c = c + self.pose_embed(pose)
+        n = cfg.tokens_per_frame
+        h = h.reshape(B, T * n, -1)
+        for i, block in enumerate(self.blocks):
+            h = block(h, c, self.attention_mask(T, i, x.device))
+        out = self.final(h, c).reshape(B, T, n, -1)
+        return self.unpatchify(out)
+
+
+PRESETS: dict[str, dict] = {
+    # Memory Cards, 32x32, one token per card, cursor as pose: CPU-sized.
+    "cards-tiny": dict(resolution=32, patch=8, width=192, depth=6, heads=4, max_frames=8, action_dim=5, pose_dim=2),
+    # Memory Cards, short-term memory: long context, sliding window with two global layers.
+    "cards-stm": dict(
+        resolution=32, patch=8, width=192, depth=6, heads=4, max_frames=40, action_dim=5, pose_dim=2,
+        window=4, global_layers=[2, 5],
+    ),
+    # Larger backbones for GPU users (DiT-S / DiT-B widths), 64x64.
+    "dit-s": dict(resolution=64, patch=8, width=384, depth=12, heads=6, max_frames=16),
+    "dit-b": dict(resolution=64, patch=8, width=768, depth=12, heads=12, max_frames=16),
+}
+
+
+def build_model(preset: str, **overrides) -> VideoDiT:
+    """Build a :class:`VideoDiT` from a named preset, with field overrides."""
+    if preset not in PRESETS:
+        raise KeyError(f"unknown model preset '{preset}' (choose from {', '.join(PRESETS)})")
+    return VideoDiT(DiTConfig(**{**PRESETS[preset], **overrides}))

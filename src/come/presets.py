@@ -1,0 +1,79 @@
+"""Training presets: a model preset plus how to train it (clip layout, batch, steps...)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from .models.dit import PRESETS as MODEL_PRESETS
+
+
+@dataclass
+class TrainConfig:
+    """Everything ``come train`` needs besides the data folder (saved as ``config.json`` in the run)."""
+
+    preset: str
+    model: dict = field(default_factory=dict)
+    context: int = 2  # clean context frames per clip
+    future: int = 4  # noised frames per clip (also the rollout chunk)
+    frame_skip: int = 1
+    pose: str | None = None  # pose source from come.data.clips.POSE_SOURCES
+    batch_size: int = 32
+    lr: float = 3e-4
+    weight_decay: float = 0.0
+    warmup: int = 100
+    steps: int = 4000
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    p_context_dropout: float = 0.1
+    p_pose_dropout: float = 0.1
+    snr_gamma: float = 5.0
+    sample_every: int = 1000
+    ckpt_every: int = 250
+    log_every: int = 25
+    sample_steps: int = 20
+    seed: int = 0
+    precision: str = "auto"  # auto | bf16 | fp32
+
+    def __post_init__(self):
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise ValueError(f"precision must be auto, bf16 or fp32, got '{self.precision}'")
+        if self.context < 1 or self.future < 1:
+            raise ValueError("context and future must be at least 1 frame each")
+        max_frames = self.model.get("max_frames", 8)
+        if self.context + self.future > max_frames:
+            raise ValueError(f"context {self.context} + future {self.future} exceeds the model's max_frames={max_frames}")
+
+    @property
+    def clip_frames(self) -> int:
+        return self.context + self.future
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+TRAIN_PRESETS: dict[str, dict] = {
+    "cards-tiny": dict(model=MODEL_PRESETS["cards-tiny"], context=2, future=4, pose="cursor", batch_size=32, steps=4000,
+                       lr=4e-4, sample_every=500),
+    "cards-stm": dict(model=MODEL_PRESETS["cards-stm"], context=32, future=4, pose="cursor", batch_size=16, steps=4000),
+    "dit-s": dict(model=MODEL_PRESETS["dit-s"], context=3, future=5, batch_size=64, steps=100000, lr=1e-4),
+    "dit-b": dict(model=MODEL_PRESETS["dit-b"], context=3, future=5, batch_size=64, steps=200000, lr=1e-4),
+    # A few-second model for tests and smoke runs.
+    "test-micro": dict(
+        model=dict(resolution=32, patch=8, width=32, depth=2, heads=2, max_frames=6, action_dim=5, pose_dim=2),
+        context=2, future=2, pose="cursor", batch_size=4, steps=10, warmup=2, ckpt_every=5, sample_every=10,
+        log_every=1, sample_steps=2,
+    ),
+}
+
+
+def train_config(preset: str, **overrides) -> TrainConfig:
+    """The :class:`TrainConfig` of a named preset, with field overrides (None values ignored)."""
+    if preset not in TRAIN_PRESETS:
+        raise KeyError(f"unknown preset '{preset}' (choose from {', '.join(TRAIN_PRESETS)})")
+    base = {k: (dict(v) if isinstance(v, dict) else v) for k, v in TRAIN_PRESETS[preset].items()}
+    return TrainConfig(preset=preset, **{**base, **{k: v for k, v in overrides.items() if v is not None}})

@@ -1,0 +1,38 @@
+"""Where and in which precision to run: bf16 only where the hardware makes it fast."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import torch
+
+
+@functools.cache
+def cpu_has_fast_bf16() -> bool:
+    """True when the CPU has native bf16 matrix instructions (AVX512-BF16 or AMX).
+
+    Without them PyTorch emulates bf16 matmuls, which on an AVX2-only CPU is
+    about 50x slower than fp32 (measured in BENCHMARKS.md).
+    """
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def use_bf16(precision: str, device: torch.device | str) -> bool:
+    """Resolve 'auto' | 'bf16' | 'fp32' to whether bf16 autocast is used on ``device``."""
+    if precision not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"precision must be auto, bf16 or fp32, got '{precision}'")
+    if precision != "auto":
+        return precision == "bf16"
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and cpu_has_fast_bf16()
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -1,0 +1,105 @@
+"""Roll a trained model out on episodes and score it against the truth and copy-the-last-frame."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import load_model
+from .data.clips import POSE_SOURCES, frames_to_tensor, skip_actions, tensor_to_frames
+from .data.episodes import EpisodeError, load_episode
+from .diffusion.sampling import rollout
+from .diffusion.schedule import make_scheduler
+from .metrics.image import psnr, ssim
+from .models.dit import VideoDiT
+from .presets import TrainConfig
+from .runtime import use_bf16
+from .video import side_by_side, write_video
+
+
+def episode_tensors(path: str | Path, cfg: TrainConfig) -> dict[str, torch.Tensor]:
+    """Load an episode for a model: frames (T,C,R,R) in [-1, 1], actions, pose; clear errors on misfit."""
+    ep = load_episode(path)
+    image = ep["image"]
+    if image.shape[1] != image.shape[2]:
+        raise EpisodeError(f"{path}: frames are {image.shape[1]}x{image.shape[2]}; the model takes square frames")
+    action_dim = cfg.model.get("action_dim", 5)
+    if ep["action"].shape[1] != action_dim:
+        raise EpisodeError(f"{path}: actions have {ep['action'].shape[1]} dims, the model expects {action_dim}")
+    skip = cfg.frame_skip
+    out = {
+        "frames": frames_to_tensor(image[::skip], cfg.model["resolution"]),
+        "action": torch.from_numpy(skip_actions(ep["action"], skip)),
+    }
+    if cfg.pose:
+        try:
+            out["pose"] = torch.from_numpy(np.ascontiguousarray(POSE_SOURCES[cfg.pose](ep)[::skip]))
+        except KeyError as e:
+            raise EpisodeError(f"{path}: the model is conditioned on pose '{cfg.pose}', which needs array {e}") from None
+    return out
+
+
+def rollout_window(
+    model: VideoDiT,
+    cfg: TrainConfig,
+    ep: dict[str, torch.Tensor],
+    start: int,
+    context: int,
+    frames: int,
+    steps: int = 20,
+    chunk: int | None = None,
+    bf16: bool = False,
+    seed: int = 0,
+) -> dict[str, torch.Tensor]:
+    """Predict ``frames`` frames after ``context`` frames starting at ``start``; returns pred, truth, copy-last."""
+    chunk = chunk or cfg.future
+    max_frames = model.config.max_frames
+    if context < 1 or context + chunk > max_frames:
+        raise ValueError(f"context {context} + chunk {chunk} must be between 2 and the model's max_frames={max_frames}")
+    total = len(ep["frames"])
+    if start + context + frames > total:
+        raise ValueError(f"the episode has {total} frames; start {start} + context {context} + frames {frames} do not fit")
+    sl = slice(start, start + context + frames)
+    device = next(model.parameters()).device
+    pred = rollout(
+        model, make_scheduler(model.config.num_train_timesteps),
+        ep["frames"][None, sl].to(device), ep["action"][None, sl].to(device),
+        ep["pose"][None, sl].to(device) if "pose" in ep else None,
+        context, frames, chunk, steps=steps, bf16=bf16, generator=torch.Generator().manual_seed(seed),
+    )[0].cpu()
+    truth = ep["frames"][start + context : start + context + frames]
+    copy_last = ep["frames"][start + context - 1].expand_as(truth)
+    return {"pred": pred, "truth": truth, "copy_last": copy_last}
+
+
+def sample_episode(ckpt, episode, out, context=None, frames=16, start=0, steps=20, chunk=None, precision="auto",
+                   seed=0) -> dict:
+    """``come sample``: roll out, write truth | prediction as mp4 + gif, and per-frame metrics as JSON."""
+    model, cfg = load_model(ckpt)
+    bf16 = use_bf16(precision, "cpu")
+    ep = episode_tensors(episode, cfg)
+    r = rollout_window(model, cfg, ep, start, context or cfg.context, frames, steps, chunk, bf16, seed)
+    out = Path(out)
+    if out.suffix != ".mp4":
+        raise ValueError(f"{out}: --out must be an .mp4 path")
+    video = side_by_side([tensor_to_frames(r["truth"]), tensor_to_frames(r["pred"])])
+    write_video(out, video)
+    gif = write_video(out.with_suffix(".gif"), video)
+    result = {
+        "checkpoint": str(ckpt),
+        "episode": str(episode),
+        "context": context or cfg.context,
+        "frames": frames,
+        "psnr": psnr(r["pred"], r["truth"]).tolist(),
+        "ssim": ssim(r["pred"], r["truth"]).tolist(),
+        "copy_last_psnr": psnr(r["copy_last"], r["truth"]).tolist(),
+        "video": str(out),
+        "gif": str(gif),
+    }
+    for key in ("psnr", "ssim", "copy_last_psnr"):
+        result[f"mean_{key}"] = float(np.mean(result[key]))
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    return result

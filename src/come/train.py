@@ -1,0 +1,159 @@
+"""Training loop: ``come train`` on accelerate, with EMA, atomic checkpoints and exact resume."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from tqdm import tqdm
+
+from .checkpoint import CheckpointError, load_state, save_config, save_state, save_weights
+from .data.clips import ClipDataset
+from .data.episodes import EpisodeError, episode_files
+from .diffusion.loss import diffusion_loss
+from .diffusion.sampling import autocast, rollout
+from .diffusion.schedule import make_scheduler
+from .metrics.image import psnr
+from .models.dit import DiTConfig, VideoDiT
+from .presets import TrainConfig
+from .runtime import use_bf16
+from .data.clips import tensor_to_frames
+from .video import side_by_side, write_video
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """Linear warm-up to ``cfg.lr``, then constant."""
+    return cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup))
+
+
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    for e, p in zip(ema.parameters(), model.parameters()):
+        e.lerp_(p.detach(), 1 - decay)
+
+
+def write_sample(model, cfg: TrainConfig, data: ClipDataset, path: Path, bf16: bool, device, frames: int = 8) -> float:
+    """Roll out ``frames`` frames on the first held-out episode; write truth | prediction.
+
+    Returns the rollout's mean PSNR and that of copying the last context frame.
+    """
+    ep = data.episode(0)
+    n = min(frames, len(ep["frames"]) - cfg.context)
+    sl = slice(0, cfg.context + n)
+    pred = rollout(
+        model, make_scheduler(cfg.model.get("num_train_timesteps", 1000)),
+        ep["frames"][None, sl].to(device), ep["action"][None, sl].to(device),
+        ep["pose"][None, sl].to(device) if "pose" in ep else None,
+        cfg.context, n, cfg.future, steps=cfg.sample_steps, bf16=bf16,
+        generator=torch.Generator().manual_seed(0),
+    )[0].cpu()
+    truth = ep["frames"][cfg.context : cfg.context + n]
+    write_video(path, side_by_side([tensor_to_frames(truth), tensor_to_frames(pred)]))
+    copy_last = ep["frames"][cfg.context - 1 : cfg.context].expand_as(truth)
+    return float(psnr(pred, truth).mean()), float(psnr(copy_last, truth).mean())
+
+
+def train(cfg: TrainConfig, data: str | Path, out: str | Path, resume: bool = False, progress: bool = True,
+          stop_after: int | None = None) -> dict:
+    """Train (or resume) a run in ``out``; returns a summary dict. ``stop_after`` stops early (for tests)."""
+    out = Path(out)
+    has_state = (out / "state.safetensors").exists()
+    if has_state and not resume:
+        raise CheckpointError(f"{out}: this run folder already has a checkpoint; pass --resume to continue it or choose another --out")
+    if resume and not has_state:
+        raise CheckpointError(f"{out}: nothing to resume (no state.safetensors)")
+    if resume:
+        from .checkpoint import load_config
+
+        saved = load_config(out)
+        if saved.model != cfg.model or saved.preset != cfg.preset:
+            raise CheckpointError(f"{out}: --resume with a different preset or model than the run was started with")
+        cfg = saved if cfg.steps == saved.steps else TrainConfig.from_dict({**saved.to_dict(), "steps": cfg.steps})
+
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    device = accelerator.device
+    bf16 = use_bf16(cfg.precision, device)
+    model_cfg = DiTConfig(**cfg.model)
+    train_data = ClipDataset(data, "train", cfg.clip_frames, model_cfg.resolution, cfg.frame_skip, cfg.pose,
+                             model_cfg.action_dim, progress=progress)
+    try:
+        episode_files(data, "test")
+        has_test = Path(data, "test").is_dir()
+    except EpisodeError:
+        has_test = False
+    sample_data = (ClipDataset(data, "test", cfg.clip_frames, model_cfg.resolution, cfg.frame_skip, cfg.pose,
+                               model_cfg.action_dim) if has_test else train_data)
+
+    torch.manual_seed(cfg.seed)
+    model = VideoDiT(model_cfg)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    np_rng = np.random.default_rng(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    step = 0
+    out.mkdir(parents=True, exist_ok=True)
+    if resume:
+        step = load_state(out, model, ema, optimizer, np_rng, gen)
+    save_config(out, cfg)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    ema.to(device)
+    scheduler = make_scheduler(model_cfg.num_train_timesteps)
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(out / "tb"))
+    log_path = out / "log.jsonl"
+    end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
+    bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.preset}", unit="step", disable=not progress)
+    losses: list[float] = []
+    t0 = time.time()
+    first = step
+    while step < end:
+        model.train()
+        for g in optimizer.param_groups:
+            g["lr"] = learning_rate(cfg, step)
+        batch = {k: v.to(device) for k, v in train_data.sample(cfg.batch_size, np_rng).items()}
+        with autocast(bf16, device):
+            loss = diffusion_loss(model, batch, cfg.context, scheduler, cfg.p_context_dropout, cfg.p_pose_dropout,
+                                  cfg.snr_gamma, gen)
+        accelerator.backward(loss)
+        if cfg.grad_clip:
+            accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        update_ema(ema, accelerator.unwrap_model(model), min(cfg.ema_decay, (1 + step) / (10 + step)))
+        step += 1
+        losses.append(loss.item())
+        bar.update(1)
+        bar.set_postfix(loss=f"{np.mean(losses[-cfg.log_every:]):.4f}")
+        if step % cfg.log_every == 0 or step == end:
+            mean = float(np.mean(losses[-cfg.log_every:]))
+            writer.add_scalar("train/loss", mean, step)
+            writer.add_scalar("train/lr", learning_rate(cfg, step - 1), step)
+            with open(log_path, "a") as f:
+                f.write(json.dumps({"step": step, "loss": mean, "time": time.time()}) + "\n")
+        if step % cfg.ckpt_every == 0 or step == end:
+            save_state(out, step, accelerator.unwrap_model(model), ema, optimizer, np_rng, gen)
+            save_weights(out / "model.safetensors", ema, {"step": step, "preset": cfg.preset})
+        if step % cfg.sample_every == 0 or step == cfg.steps:
+            ema.eval()
+            score, baseline = write_sample(ema, cfg, sample_data, out / "samples" / f"step_{step:07d}.mp4", bf16, device)
+            writer.add_scalar("sample/rollout_psnr", score, step)
+            with open(log_path, "a") as f:
+                f.write(json.dumps({"step": step, "sample_psnr": score, "copy_last_psnr": baseline}) + "\n")
+    bar.close()
+    writer.close()
+    elapsed = time.time() - t0
+    return {
+        "steps": step,
+        "seconds": elapsed,
+        "seconds_per_step": elapsed / max(1, step - first),
+        "final_loss": float(np.mean(losses[-cfg.log_every:])) if losses else None,
+        "losses": losses,
+        "bf16": bf16,
+    }

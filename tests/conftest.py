@@ -1,0 +1,29 @@
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def cards_data(tmp_path_factory):
+    """A tiny Memory Cards dataset with train/ and test/ splits."""
+    from come.data.cards import generate_dataset
+
+    root = tmp_path_factory.mktemp("cards")
+    generate_dataset(root, 6, seed=0, split="train", length=40, progress=False)
+    generate_dataset(root, 3, seed=1, split="test", length=40, progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def micro_run(cards_data, tmp_path_factory):
+    """A run folder trained for a few steps with the test-micro preset."""
+    from come.presets import train_config
+    from come.train import train
+
+    run = tmp_path_factory.mktemp("run") / "micro"
+    train(train_config("test-micro", steps=4, ckpt_every=2, sample_every=4), cards_data, run, progress=False)
+    return run

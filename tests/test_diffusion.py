@@ -1,0 +1,91 @@
+import torch
+from diffusers import DDPMScheduler
+
+from come.diffusion.loss import diffusion_loss, sample_levels
+from come.diffusion.sampling import model_eps, sample_ddim
+from come.diffusion.schedule import add_noise, alpha_bar, eps_to_x0, make_scheduler, to_eps, velocity
+from come.models.dit import DiTConfig, VideoDiT
+
+
+def test_noising_matches_diffusers():
+    s = make_scheduler()
+    ref = DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2")
+    x0, noise = torch.randn(6, 3, 4, 4), torch.randn(6, 3, 4, 4)
+    t = torch.tensor([1, 10, 100, 500, 900, 999])
+    ab = alpha_bar(s, t)
+    torch.testing.assert_close(add_noise(x0, noise, ab), ref.add_noise(x0, noise, t))
+    torch.testing.assert_close(velocity(x0, noise, ab), ref.get_velocity(x0, noise, t))
+    assert alpha_bar(s, torch.tensor([0])).item() == 1.0  # level 0 is clean
+
+
+def test_parameterisations_convert_to_the_same_eps():
+    s = make_scheduler()
+    x0, eps = torch.randn(4, 3, 4, 4), torch.randn(4, 3, 4, 4)
+    ab = alpha_bar(s, torch.tensor([5, 200, 600, 950]))
+    x_t = add_noise(x0, eps, ab)
+    for kind, pred in (("eps", eps), ("v", velocity(x0, eps, ab)), ("x0", x0)):
+        torch.testing.assert_close(to_eps(pred, x_t, ab, kind), eps, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(eps_to_x0(eps, x_t, ab), x0, atol=1e-3, rtol=1e-3)
+
+
+def test_ddim_with_exact_eps_recovers_a_point_mass():
+    """For data concentrated on c the exact eps is (x_t - sqrt(ab) c) / sqrt(1-ab); DDIM must land on c."""
+    s = make_scheduler()
+    c = torch.rand(2, 1, 3, 4, 4) * 1.6 - 0.8
+    calls = []
+
+    def eps_fn(x, t):
+        calls.append(t)
+        ab = alpha_bar(s, torch.tensor(t))
+        return (x - ab.sqrt() * c) / (1 - ab).sqrt()
+
+    out = sample_ddim(eps_fn, torch.randn(2, 1, 3, 4, 4), s, steps=10)
+    torch.testing.assert_close(out, c, atol=1e-4, rtol=1e-4)
+    assert len(calls) == 10 and calls[0] == 999 and calls == sorted(calls, reverse=True)
+
+
+def test_levels_context_clean_or_dropped():
+    g = torch.Generator().manual_seed(0)
+    lv = sample_levels(2000, 6, 2, 1000, 0.1, g)
+    ctx = lv[:, :2]
+    assert set(ctx.unique().tolist()) == {0, 999}
+    dropped = (ctx == 999).all(1).float().mean().item()
+    assert 0.07 < dropped < 0.13
+    assert (lv[:, 2:] >= 1).all()
+    shared = (lv[:, 2:] == lv[:, 2:3]).all(1).float().mean().item()
+    assert 0.45 < shared < 0.56
+
+
+def _micro():
+    return VideoDiT(DiTConfig(resolution=16, patch=8, width=32, depth=2, heads=2, max_frames=4, action_dim=5))
+
+
+def test_loss_ignores_context_targets_and_training_lowers_it():
+    torch.manual_seed(0)
+    m, s = _micro(), make_scheduler()
+    colours = (torch.rand(8, 1, 3, 1, 1) * 2 - 1).expand(8, 4, 3, 1, 1)  # a flat colour per clip: the context tells it
+    batch = {"frames": colours.expand(8, 4, 3, 16, 16).contiguous(), "action": torch.randn(8, 4, 5)}
+    only_context = torch.zeros(8, 4)
+    only_context[:, :2] = 1
+    zero = diffusion_loss(m, batch, 2, s, frame_weights=only_context, generator=torch.Generator().manual_seed(0))
+    assert zero.item() == 0  # context frames are never targets
+    opt = torch.optim.AdamW(m.parameters(), 3e-3)
+
+    def loss(seed):
+        return diffusion_loss(m, batch, 2, s, generator=torch.Generator().manual_seed(seed))
+
+    first = torch.stack([loss(i) for i in range(4)]).mean().item()
+    for i in range(100):  # fit four fixed draws of levels and noise
+        opt.zero_grad()
+        loss(i % 4).backward()
+        opt.step()
+    assert torch.stack([loss(i) for i in range(4)]).mean().item() < 0.6 * first
+
+
+def test_model_eps_uses_clean_context():
+    m, s = _micro(), make_scheduler()
+    ctx, x, a = torch.randn(1, 2, 3, 16, 16), torch.randn(1, 2, 3, 16, 16), torch.randn(1, 4, 5)
+    eps = model_eps(m, s, ctx, a)(x, 500)
+    assert eps.shape == x.shape
+    # untrained adaLN-Zero network predicts v = 0, so eps = sqrt(1-ab) x_t
+    torch.testing.assert_close(eps, (1 - alpha_bar(s, torch.tensor(500))).sqrt() * x)

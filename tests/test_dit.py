@@ -1,0 +1,86 @@
+import pytest
+import torch
+
+from come.models.dit import PRESETS, DiTConfig, VideoDiT, build_model
+
+
+def tiny(**kw):
+    cfg = dict(resolution=16, patch=4, width=32, depth=3, heads=2, max_frames=6, action_dim=5, pose_dim=2)
+    return VideoDiT(DiTConfig(**{**cfg, **kw}))
+
+
+def _inputs(B=2, T=5, res=16):
+    return torch.randn(B, T, 3, res, res), torch.randint(0, 1000, (B, T)), torch.randn(B, T, 5), torch.randn(B, T, 2)
+
+
+def _perturb_all(m):
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return m
+
+
+def test_output_shape_and_zero_init():
+    m = tiny()
+    x, t, a, p = _inputs()
+    out = m(x, t, a, p, context=2)
+    assert out.shape == x.shape
+    assert out.abs().max() == 0  # adaLN-Zero: the untrained network predicts zero
+
+
+def test_conditioning_reaches_each_frame():
+    m = _perturb_all(tiny())
+    x, t, a, p = _inputs()
+    base = m(x, t, a, p, context=2)
+    a2 = a.clone()
+    a2[:, 3] += 1
+    changed = (m(x, t, a2, p, context=2) - base).abs().amax(dim=(0, 2, 3, 4))
+    assert changed[3] > 0  # the action conditions its own frame...
+    p2 = p.clone()
+    p2[:, 1] += 1
+    assert (m(x, t, a, p2, context=2) - base).abs().amax(dim=(0, 2, 3, 4))[1] > 0  # ...and so does the pose
+    assert not torch.allclose(m(x, t, a, None, context=2), base)  # pose dropped changes the prediction
+
+
+def test_sliding_window_limits_what_a_frame_sees():
+    m = _perturb_all(tiny(window=1, global_layers=[]))
+    x, t, a, p = _inputs()
+    x2 = x.clone()
+    x2[:, 4] += 1
+    diff = (m(x2, t, a, p) - m(x, t, a, p)).abs().amax(dim=(0, 2, 3, 4))
+    assert diff[4] > 0 and torch.all(diff[:4] == 0)
+    g = _perturb_all(tiny(window=1, global_layers=[1]))
+    diff = (g(x2, t, a, p) - g(x, t, a, p)).abs().amax(dim=(0, 2, 3, 4))
+    assert torch.all(diff[:4] > 0)  # a global layer lets every frame see every other
+
+
+def test_anchor_feeds_the_last_context_frame():
+    m = _perturb_all(tiny())
+    x, t, a, p = _inputs()
+    x2 = x.clone()
+    x2[:, 1] += 1  # last context frame
+    out1, out2 = m(x, t, a, p, context=2), m(x2, t, a, p, context=2)
+    m.anchor_embed.weight.data.zero_()
+    m.anchor_embed.bias.data.zero_()
+    m.pos_time.data.zero_()
+    for blk in m.blocks:  # cut attention so only the anchor path can carry frame 1 into frame 3
+        blk.attn.proj.weight.data.zero_()
+        blk.attn.proj.bias.data.zero_()
+    assert torch.equal(m(x, t, a, p, context=2)[:, 3], m(x2, t, a, p, context=2)[:, 3])
+    assert not torch.equal(out1[:, 3], out2[:, 3])
+
+
+def test_presets_registry_and_errors():
+    assert {"cards-tiny", "cards-stm", "dit-s", "dit-b"} <= set(PRESETS)
+    with pytest.raises(KeyError, match="unknown model preset"):
+        build_model("nope")
+    with pytest.raises(ValueError, match="not divisible by patch"):
+        DiTConfig(resolution=30, patch=8)
+    m = tiny()
+    x, t, a, p = _inputs(T=7)
+    with pytest.raises(ValueError, match="max_frames"):
+        m(x, t, a, p)
+    x, t, a, p = _inputs(res=32)
+    with pytest.raises(ValueError, match="do not fit"):
+        m(x, t, a, p)
