@@ -57,7 +57,7 @@ def test_levels_context_clean_or_dropped():
 
 
 def _micro():
-    return VideoDiT(DiTConfig(resolution=16, patch=8, width=32, depth=2, heads=2, max_frames=4, action_dim=5))
+    return VideoDiT(DiTConfig(resolution=16, patch=8, width=32, depth=2, heads=2, max_frames=4, action_dim=5, residual=False))
 
 
 def test_loss_ignores_context_targets_and_training_lowers_it():

@@ -84,3 +84,20 @@ def test_presets_registry_and_errors():
     x, t, a, p = _inputs(res=32)
     with pytest.raises(ValueError, match="do not fit"):
         m(x, t, a, p)
+
+
+def test_residual_model_starts_by_copying_the_last_frame():
+    """Untrained (v_r = 0), the clean-frame estimate is the anchor plus sqrt(ab) times the noisy change."""
+    from come.diffusion.schedule import alpha_bar, eps_to_x0, make_scheduler, to_eps
+
+    s = make_scheduler()
+    m = tiny()
+    x, _, a, p = _inputs()
+    t = torch.tensor([[0, 0, 900, 500, 100]] * 2)
+    ab = alpha_bar(s, t)[:, 2:, None, None, None]
+    x0 = eps_to_x0(to_eps(m(x, t, a, p, context=2), x, alpha_bar(s, t), "v"), x, alpha_bar(s, t))[:, 2:]
+    anchor = x[:, 1:2]
+    torch.testing.assert_close(x0, anchor + ab.sqrt() * (x[:, 2:] - ab.sqrt() * anchor), atol=1e-4, rtol=1e-4)
+    dropped = t.clone()
+    dropped[:, :2] = 999  # context dropped: no anchor, plain v = 0
+    assert m(x, dropped, a, p, context=2).abs().max() == 0

@@ -127,3 +127,15 @@ def load_state(
     torch_gen.set_state(tensors["rng.torch"])
     return int(meta["step"])
 
+
+
+def export_model(run: str | Path, dest: str | Path, half: bool = True) -> Path:
+    """Copy a run's EMA weights (fp16 when ``half``) and config into ``dest``: all that sampling needs."""
+    model, cfg = load_model(run)
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    save_config(dest, cfg)
+    if half:
+        model = model.half()
+    save_weights(dest / "model.safetensors", model, {"exported_from": Path(run).resolve().name})
+    return dest

@@ -8,7 +8,12 @@ global layers (the short-term-memory pattern). The network predicts ``v``.
 
 A zero-initialised *anchor* path adds the patches of the last context frame to
 every frame's tokens, which lets a small model use its context from the first
-steps of training (measured in DESIGN.md).
+steps of training (measured in DESIGN.md). With ``residual`` the network also
+denoises each future frame as its change from that anchor frame: with
+``r = x - a`` the noisy input is ``r_t = x_t - sqrt(ab) a`` (same noise), and the
+returned ``v`` of ``x`` is ``v_r - sqrt(1 - ab) a``. Outside the network nothing
+changes (eps is the same), so such a model composes with any other expert; at
+initialisation it predicts "nothing changes", i.e. copies the last frame.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ class DiTConfig:
     window: int | None = None  # frames each token sees on windowed layers (None: full attention everywhere)
     global_layers: list[int] = field(default_factory=list)  # layers with full attention when ``window`` is set
     anchor: bool = True
+    residual: bool = True  # future frames are denoised as the change from the last context frame
     num_train_timesteps: int = 1000
 
     def __post_init__(self):
@@ -156,6 +162,10 @@ class VideoDiT(nn.Module):
         )
         self.blocks = nn.ModuleList(DiTBlock(w, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth))
         self.final = FinalLayer(w, patch_dim)
+        from ..diffusion.schedule import make_scheduler
+
+        ab = make_scheduler(cfg.num_train_timesteps).alphas_cumprod.float()
+        self.register_buffer("alphas_cumprod", ab, persistent=False)
         self._init_weights()
 
     def _init_weights(self):
@@ -210,6 +220,15 @@ class VideoDiT(nn.Module):
             )
         if T > cfg.max_frames:
             raise ValueError(f"clip of {T} frames is longer than this model's max_frames={cfg.max_frames}")
+        shift = None
+        if cfg.residual and context > 0:
+            clean = (t[:, context - 1] == 0).to(x.dtype).view(B, 1, 1, 1, 1)
+            anchor = x[:, context - 1 : context] * clean  # a dropped (noised) context gives no anchor
+            ab = torch.where(t == 0, torch.ones_like(t, dtype=torch.float32), self.alphas_cumprod[t.long()])
+            future = (torch.arange(T, device=x.device) >= context).to(x.dtype)
+            shift = anchor * future.view(1, T, 1, 1, 1)
+            ab = ab.to(x.dtype).view(B, T, 1, 1, 1)
+            x = x - ab.sqrt() * shift
         patches = self.patchify(x)
         h = self.patch_embed(patches) + self.pos_space + self.pos_time[:T, None]
         if self.anchor_embed is not None and context > 0:
@@ -221,8 +240,10 @@ class VideoDiT(nn.Module):
         h = h.reshape(B, T * n, -1)
         for i, block in enumerate(self.blocks):
             h = block(h, c, self.attention_mask(T, i, x.device))
-        out = self.final(h, c).reshape(B, T, n, -1)
-        return self.unpatchify(out)
+        out = self.unpatchify(self.final(h, c).reshape(B, T, n, -1))
+        if shift is not None:
+            out = out - (1 - ab).sqrt() * shift
+        return out
 
 
 PRESETS: dict[str, dict] = {

@@ -1,0 +1,112 @@
+"""The command line: end-to-end runs and one clear line for each kind of bad input."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from come.cli import app
+from come.data.episodes import save_episode
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def assert_clear_error(result, *fragments):
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    for f in fragments:
+        assert f in lines[0], (f, lines[0])
+
+
+def test_help_on_every_command():
+    for cmd in (["--help"], ["data", "cards", "--help"], ["train", "--help"], ["sample", "--help"],
+                ["eval", "rollouts", "--help"], ["demo", "--help"], ["presets", "--help"]):
+        r = run(*cmd)
+        assert r.exit_code == 0 and "Usage" in r.output, cmd
+
+
+def test_data_cards_cli(tmp_path):
+    r = run("data", "cards", "--out", tmp_path, "--episodes", 2, "--seed", 3, "--length", 20)
+    assert r.exit_code == 0, r.output
+    meta = json.loads((tmp_path / "train" / "meta.json").read_text())
+    assert meta["episodes"] == 2 and meta["seed"] == 3 and meta["resolution"] == 32
+
+
+def test_sample_cli_writes_videos_and_metrics(micro_run, cards_data, tmp_path):
+    ep = sorted((cards_data / "test").glob("*.npz"))[0]
+    out = tmp_path / "s.mp4"
+    r = run("sample", "--ckpt", micro_run, "--episode", ep, "--frames", 3, "--steps", 2, "--out", out)
+    assert r.exit_code == 0, r.output
+    assert out.stat().st_size > 0 and out.with_suffix(".gif").stat().st_size > 0
+    metrics = json.loads(out.with_suffix(".json").read_text())
+    assert len(metrics["psnr"]) == 3 and len(metrics["ssim"]) == 3
+
+
+def test_eval_rollouts_cli(micro_run, cards_data, tmp_path):
+    r = run("eval", "rollouts", "--ckpt", micro_run, "--data", cards_data, "--episodes", 2, "--frames", 2,
+            "--steps", 2, "--json", tmp_path / "r.json", "--out", tmp_path / "v")
+    assert r.exit_code == 0, r.output
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert set(result["variants"]) == {"model", "copy_last"} and result["episodes"] == 2
+    assert "cursor_accuracy" in result["variants"]["copy_last"]
+    assert len(list((tmp_path / "v").glob("*.mp4"))) == 2
+
+
+# --- bad input: one line, exit code 2, no traceback ---------------------------------------
+
+
+def test_missing_checkpoint(cards_data, tmp_path):
+    ep = sorted((cards_data / "test").glob("*.npz"))[0]
+    assert_clear_error(run("sample", "--ckpt", tmp_path / "nope", "--episode", ep), "nope", "not found")
+
+
+def test_corrupt_checkpoint(micro_run, cards_data, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(micro_run, bad)
+    (bad / "model.safetensors").write_bytes(b"\x00garbage" * 10)
+    ep = sorted((cards_data / "test").glob("*.npz"))[0]
+    assert_clear_error(run("sample", "--ckpt", bad, "--episode", ep), "model.safetensors", "corrupt")
+
+
+def test_truncated_episode(micro_run, cards_data, tmp_path):
+    ep = sorted((cards_data / "test").glob("*.npz"))[0]
+    bad = tmp_path / "trunc.npz"
+    bad.write_bytes(ep.read_bytes()[:500])
+    assert_clear_error(run("sample", "--ckpt", micro_run, "--episode", bad), "trunc.npz")
+
+
+def test_wrong_frame_shape(micro_run, tmp_path):
+    bad = tmp_path / "gray.npz"
+    save_episode(bad, {"image": np.zeros((10, 32, 32), np.uint8), "action": np.zeros((10, 5), np.float32)})
+    assert_clear_error(run("sample", "--ckpt", micro_run, "--episode", bad), "gray.npz", "(T,H,W,3)")
+
+
+def test_resolution_the_model_cannot_take(micro_run, tmp_path):
+    bad = tmp_path / "wide.npz"
+    save_episode(bad, {"image": np.zeros((10, 32, 48, 3), np.uint8), "action": np.zeros((10, 5), np.float32),
+                       "cursor": np.zeros((10, 2), np.int64)})
+    assert_clear_error(run("sample", "--ckpt", micro_run, "--episode", bad), "wide.npz", "square")
+    assert_clear_error(run("data", "cards", "--out", tmp_path / "d", "--resolution", 30), "resolution")
+    assert not (tmp_path / "d").exists()  # nothing half-written
+
+
+def test_unknown_preset(cards_data, tmp_path):
+    assert_clear_error(run("train", "--data", cards_data, "--out", tmp_path / "r", "--preset", "huge"),
+                       "unknown preset 'huge'")
+
+
+def test_episode_too_short_for_request(micro_run, cards_data):
+    ep = sorted((cards_data / "test").glob("*.npz"))[0]
+    assert_clear_error(run("sample", "--ckpt", micro_run, "--episode", ep, "--frames", 500), "frames")
+
+
+def test_train_on_missing_data(tmp_path):
+    assert_clear_error(run("train", "--data", tmp_path / "none", "--out", tmp_path / "r"), "none", "not found")
