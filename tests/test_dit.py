@@ -41,6 +41,7 @@ def test_conditioning_reaches_each_frame():
     p2[:, 1] += 1
     assert (m(x, t, a, p2, context=2) - base).abs().amax(dim=(0, 2, 3, 4))[1] > 0  # ...and so does the pose
     assert not torch.allclose(m(x, t, a, None, context=2), base)  # pose dropped changes the prediction
+    assert torch.equal(m(x, t, a, None, context=2), m(x, t, a, torch.zeros_like(p), context=2))  # as in training
 
 
 def test_sliding_window_limits_what_a_frame_sees():

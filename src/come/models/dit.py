@@ -208,7 +208,7 @@ class VideoDiT(nn.Module):
 
         x: (B,T,C,H,W) frames, clean for context and noised for the rest; t: (B,T)
         noise level per frame (0 = clean); action: (B,T,A); pose: (B,T,P) or None
-        (no pose information); context: number of leading context frames, the
+        (no pose information, the same as an all-zero pose); context: number of leading context frames, the
         last of which feeds the anchor path.
         """
         cfg = self.config
@@ -234,8 +234,8 @@ class VideoDiT(nn.Module):
         if self.anchor_embed is not None and context > 0:
             h = h + self.anchor_embed(patches[:, context - 1 : context])
         c = self.t_embed(timestep_embedding(t, cfg.width)) + self.action_embed(action)
-        if self.pose_embed is not None and pose is not None:
-            c = c + self.pose_embed(pose)
+        if self.pose_embed is not None:  # no pose is the zero pose, as in training's pose dropout
+            c = c + self.pose_embed(pose if pose is not None else x.new_zeros(B, T, cfg.pose_dim))
         n = cfg.tokens_per_frame
         h = h.reshape(B, T * n, -1)
         for i, block in enumerate(self.blocks):

@@ -1,0 +1,281 @@
+"""Composition of memory experts: the product of contrastive experts, evaluated in eps-space.
+
+At every denoising step of the frames being generated, ``x_t`` at level ``t``:
+
+    eps = eps_0(x_t | c_0) + sum_i w_i * (eps_i(x_t | C_i) - eps_i(x_t | null_i))
+
+``eps_0`` is the prior (the base network on its short context), each expert ``i``
+contributes its prediction with its memory ``C_i`` minus its own prediction
+without it (``null_i``: context replaced by pure noise at the maximum level,
+adapters off, or pose dropped). The naive product of experts,
+``[eps_0 +] sum_i gamma_i * eps_i(x_t | C_i)``, is kept as an ablation; ``gamma``
+tempers an expert (``p^gamma``). Every network output is converted to eps
+before composing, so v-, x0- and eps-predicting networks mix freely.
+
+:func:`compose_eps` is the one composition function; :func:`composed_eps_fn`
+builds the eps hook for :func:`come.diffusion.sampling.sample_ddim`, running all
+passes through one network in a step as one batched forward (LoRA on and off in
+one batch through peft's mixed-adapter batches) and identical passes once.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence, runtime_checkable
+
+import torch
+from diffusers import DDIMScheduler
+
+from .diffusion.sampling import EpsFn, autocast
+from .diffusion.schedule import alpha_bar, to_eps
+
+NULL_KINDS = ("noise", "adapters_off", "pose_drop")
+RULES = ("contrastive", "poe")
+BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in a mixed-adapter batch
+
+
+@runtime_checkable
+class Denoiser(Protocol):
+    """What an expert's network must be: any callable with this signature and two attributes.
+
+    ``__call__(x, levels, action, pose, context, adapter_names)`` takes a clip
+    ``x`` (B,T,C,H,W) whose first ``context`` frames are context (clean at level 0,
+    or pure noise at the maximum level when dropped) and the rest noisy at
+    ``levels`` (B,T) (integer levels of the shared diffusers schedule), actions
+    (B,T,A) and poses (B,T,P) or None; ``adapter_names`` is None or one peft
+    adapter name per sample (``"__base__"`` for none). It returns its prediction
+    for every frame, of kind ``prediction`` ('v', 'eps' or 'x0').
+    """
+
+    prediction: str
+    max_frames: int
+
+    def __call__(self, x, levels, action, pose, context: int, adapter_names: list[str] | None = None): ...
+
+
+class DiTDenoiser:
+    """:class:`Denoiser` over a :class:`~come.models.dit.VideoDiT` (optionally wrapped in a peft model)."""
+
+    prediction = "v"
+
+    def __init__(self, network: torch.nn.Module):
+        self.network = network
+        base = network.get_base_model() if hasattr(network, "get_base_model") else network
+        self.max_frames = base.config.max_frames
+        self.has_adapters = hasattr(network, "peft_config")
+
+    def __call__(self, x, levels, action, pose, context, adapter_names=None):
+        kwargs = {}
+        if adapter_names is not None and any(n != BASE_ADAPTER for n in adapter_names):
+            if not self.has_adapters:
+                raise ValueError(f"adapters {sorted(set(adapter_names) - {BASE_ADAPTER})} requested on a network without any")
+            kwargs["adapter_names"] = adapter_names
+        return self.network(x, levels, action, pose, context=context, **kwargs)
+
+
+@dataclass
+class Expert:
+    """A network, the slice of the past it sees, its weight, and how its own baseline is formed.
+
+    ``context``: the last ``k`` history frames (int) or explicit history indices
+    (a sequence; negative counts from the end, as for HG-t subsequences).
+    ``null``: 'noise' (context frames replaced by pure noise at the maximum
+    level), 'adapters_off' (same context, adapter off) or 'pose_drop' (pose zeroed).
+    ``adapter``: the peft adapter active on the conditional pass (None: none).
+    """
+
+    name: str
+    denoiser: Denoiser
+    context: int | Sequence[int]
+    weight: float = 1.0
+    null: str = "noise"
+    adapter: str | None = None
+    use_pose: bool = True
+    gamma: float = 1.0
+
+    def __post_init__(self):
+        if self.null not in NULL_KINDS:
+            raise ValueError(f"expert '{self.name}': null must be one of {NULL_KINDS}, got '{self.null}'")
+        if not math.isfinite(self.weight) or not math.isfinite(self.gamma):
+            raise ValueError(f"expert '{self.name}': weight {self.weight} and gamma {self.gamma} must be finite")
+        if self.null == "adapters_off" and self.adapter is None:
+            raise ValueError(f"expert '{self.name}': null 'adapters_off' needs an adapter on its conditional pass")
+        if isinstance(self.context, int) and self.context < 1:
+            raise ValueError(f"expert '{self.name}': context must be at least one frame")
+
+    def indices(self, n_history: int) -> tuple[int, ...]:
+        """History indices this expert sees, in time order."""
+        if isinstance(self.context, int):
+            if self.context > n_history:
+                raise ValueError(f"expert '{self.name}' sees the last {self.context} frames; the history has {n_history}")
+            return tuple(range(n_history - self.context, n_history))
+        idx = tuple(sorted(i % n_history for i in self.context))
+        if not idx or any(not -n_history <= i < n_history for i in self.context):
+            raise ValueError(f"expert '{self.name}': context indices {list(self.context)} fall outside a history of {n_history}")
+        return idx
+
+
+def compose_eps(
+    prior: torch.Tensor | None,
+    cond: Sequence[torch.Tensor],
+    null: Sequence[torch.Tensor | None],
+    weights: Sequence[float],
+    rule: str = "contrastive",
+    gammas: Sequence[float] | None = None,
+) -> torch.Tensor:
+    """The composition, in eps-space.
+
+    contrastive: ``prior + sum_i w_i (cond_i - null_i)`` (needs a prior and every null_i);
+    poe (naive product of experts): ``[prior +] sum_i gamma_i cond_i``.
+    """
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {RULES}, got '{rule}'")
+    if len(cond) != len(null) or len(cond) != len(weights):
+        raise ValueError("cond, null and weights must have one entry per expert")
+    if any(not math.isfinite(w) for w in weights):
+        raise ValueError(f"expert weights must be finite, got {list(weights)}")
+    gammas = [1.0] * len(cond) if gammas is None else list(gammas)
+    if rule == "contrastive":
+        if prior is None:
+            raise ValueError("the contrastive composition needs a prior eps_0")
+        out = prior.clone()
+        for c, n, w in zip(cond, null, weights):
+            if n is None:
+                raise ValueError("the contrastive composition needs every expert's null prediction")
+            out = out + w * (c - n)
+        return out
+    terms = [g * c for c, g in zip(cond, gammas)]
+    if prior is not None:
+        terms.insert(0, prior)
+    if not terms:
+        raise ValueError("nothing to compose")
+    return torch.stack(terms).sum(0)
+
+
+@dataclass(frozen=True)
+class _Pass:
+    """One network evaluation needed at a step; equal passes are evaluated once."""
+
+    net: int  # id of the denoiser
+    indices: tuple[int, ...]
+    noised: bool
+    adapter: str | None
+    pose: bool
+
+
+@dataclass
+class History:
+    """What the experts can see: clean frames (B,N,C,H,W), and actions/poses for history + future (B,N+F,·)."""
+
+    frames: torch.Tensor
+    action: torch.Tensor
+    pose: torch.Tensor | None = None
+    context_noise: torch.Tensor | None = field(default=None, repr=False)  # noise for dropped context
+
+    def __post_init__(self):
+        if self.frames.ndim != 5:
+            raise ValueError(f"history frames must be (B,N,C,H,W), got {tuple(self.frames.shape)}")
+
+
+def _passes(expert: Expert, n_history: int, with_null: bool) -> tuple[_Pass, _Pass | None]:
+    idx = expert.indices(n_history)
+    net = id(expert.denoiser)
+    cond = _Pass(net, idx, False, expert.adapter, expert.use_pose)
+    if not with_null:
+        return cond, None
+    if expert.null == "noise":
+        null = _Pass(net, idx, True, expert.adapter, expert.use_pose)
+    elif expert.null == "adapters_off":
+        null = _Pass(net, idx, False, None, expert.use_pose)
+    else:
+        null = _Pass(net, idx, False, expert.adapter, False)
+    return cond, null
+
+
+def composed_eps_fn(
+    prior: Expert | None,
+    experts: Sequence[Expert],
+    history: History,
+    scheduler: DDIMScheduler,
+    rule: str = "contrastive",
+    bf16: bool = False,
+    stats: dict | None = None,
+) -> EpsFn:
+    """The eps hook that composes ``prior`` and ``experts`` at every step (see module docstring).
+
+    ``stats``, if given, receives ``passes`` (distinct network evaluations per
+    step) and ``forwards`` (batched forward calls per step).
+    """
+    frames = history.frames
+    B, N = frames.shape[:2]
+    shape = frames.shape[2:]
+    members = ([prior] if prior is not None else []) + list(experts)
+    nets = {id(e.denoiser): e.denoiser for e in members}
+    for e in members:
+        e.indices(N)
+    if history.action.shape[1] < N + 1:
+        raise ValueError(f"actions cover {history.action.shape[1]} frames; the history alone has {N}")
+    noise = history.context_noise
+    if noise is None:
+        noise = torch.randn(frames.shape, generator=torch.Generator().manual_seed(0)).to(frames.device)
+    num_levels = scheduler.config.num_train_timesteps
+
+    plan: list[tuple[_Pass, _Pass | None]] = []
+    if prior is not None:
+        plan.append(_passes(prior, N, with_null=False))
+    for e in experts:
+        plan.append(_passes(e, N, with_null=(rule == "contrastive")))
+    distinct = list(dict.fromkeys(p for pair in plan for p in pair if p is not None))
+    groups: dict[tuple[int, int], list[_Pass]] = {}
+    for p in distinct:
+        groups.setdefault((p.net, len(p.indices)), []).append(p)
+    if stats is not None:
+        stats["passes"], stats["forwards"] = len(distinct), len(groups)
+
+    def eps_fn(x: torch.Tensor, t: int) -> torch.Tensor:
+        F = x.shape[1]
+        if x.shape[2:] != shape:
+            raise ValueError(f"generated frames {tuple(x.shape[2:])} do not match the history's {tuple(shape)}")
+        future = slice(N, N + F)
+        results: dict[_Pass, torch.Tensor] = {}
+        for (net_id, k), passes in groups.items():
+            net = nets[net_id]
+            if k + F > net.max_frames:
+                raise ValueError(f"an expert gives its network {k} context + {F} frames; it accepts {net.max_frames}")
+            clips, levels, actions, poses, adapters = [], [], [], [], []
+            for p in passes:
+                idx = list(p.indices)
+                ctx = (noise if p.noised else frames)[:, idx]
+                clips.append(torch.cat([ctx, x], dim=1))
+                lv = torch.full((B, k + F), t, dtype=torch.long, device=x.device)
+                lv[:, :k] = num_levels - 1 if p.noised else 0
+                levels.append(lv)
+                actions.append(torch.cat([history.action[:, idx], history.action[:, future]], dim=1))
+                if history.pose is not None:
+                    pose = torch.cat([history.pose[:, idx], history.pose[:, future]], dim=1)
+                    poses.append(pose if p.pose else torch.zeros_like(pose))
+                adapters += [p.adapter or BASE_ADAPTER] * B
+            with autocast(bf16, x.device):
+                out = net(
+                    torch.cat(clips), torch.cat(levels), torch.cat(actions),
+                    torch.cat(poses) if poses else None, k,
+                    adapters if any(a != BASE_ADAPTER for a in adapters) else None,
+                )
+            out = out[:, k:].float()
+            ab = alpha_bar(scheduler, torch.full((B * len(passes), F), t, device=x.device))
+            eps = to_eps(out, x.repeat(len(passes), 1, 1, 1, 1), ab, net.prediction)
+            for i, p in enumerate(passes):
+                results[p] = eps[i * B : (i + 1) * B]
+        prior_eps = results[plan[0][0]] if prior is not None else None
+        pairs = plan[1:] if prior is not None else plan
+        return compose_eps(
+            prior_eps,
+            [results[c] for c, _ in pairs],
+            [results[n] if n is not None else None for _, n in pairs],
+            [e.weight for e in experts],
+            rule,
+            [e.gamma for e in experts],
+        )
+
+    return eps_fn

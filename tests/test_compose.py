@@ -1,0 +1,146 @@
+import math
+
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+
+from come.compose import DiTDenoiser, Expert, History, compose_eps, composed_eps_fn
+from come.diffusion.sampling import model_eps, sample_ddim
+from come.diffusion.schedule import alpha_bar, make_scheduler, to_eps
+from come.models.dit import DiTConfig, VideoDiT
+
+
+def _net(max_frames=4, seed=0):
+    torch.manual_seed(seed)
+    m = VideoDiT(DiTConfig(resolution=16, patch=8, width=32, depth=2, heads=2, max_frames=max_frames,
+                           action_dim=5, pose_dim=2))
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return m.eval()
+
+
+def _with_lora(m):
+    cfg = LoraConfig(r=4, lora_alpha=4, target_modules=["qkv", "proj", "fc1", "fc2"], init_lora_weights=False)
+    return get_peft_model(m, cfg, adapter_name="ltm").eval()
+
+
+def _history(B=2, N=6, F=2):
+    g = torch.Generator().manual_seed(1)
+    return History(torch.rand(B, N, 3, 16, 16, generator=g) * 2 - 1, torch.randn(B, N + F, 5, generator=g),
+                   torch.rand(B, N + F, 2, generator=g) * 2 - 1)
+
+
+def test_compose_eps_formulas():
+    p, c1, n1, c2, n2 = (torch.full((1,), v) for v in (1.0, 3.0, 2.0, 10.0, 4.0))
+    assert compose_eps(p, [c1, c2], [n1, n2], [2.0, 0.5]).item() == 1 + 2 * (3 - 2) + 0.5 * (10 - 4)
+    assert compose_eps(p, [c1, c2], [None, None], [1, 1], rule="poe").item() == 1 + 3 + 10
+    assert compose_eps(None, [c1, c2], [None, None], [1, 1], rule="poe", gammas=[2, 0.5]).item() == 6 + 5
+    with pytest.raises(ValueError, match="finite"):
+        compose_eps(p, [c1], [n1], [math.nan])
+    with pytest.raises(ValueError, match="null"):
+        compose_eps(p, [c1], [None], [1.0])
+    with pytest.raises(ValueError, match="prior"):
+        compose_eps(None, [c1], [n1], [1.0])
+
+
+def test_batched_equals_one_by_one_and_dedups_identical_passes():
+    s = make_scheduler()
+    base = _with_lora(_net(4))
+    stm = _net(8, seed=1)
+    h = _history()
+    d_base, d_stm = DiTDenoiser(base), DiTDenoiser(stm)
+    prior = Expert("base", d_base, context=2)
+    ltm = Expert("ltm", d_base, context=2, weight=1.5, adapter="ltm", null="adapters_off")
+    st = Expert("stm", d_stm, context=6, weight=1.2, null="noise")
+    sltm = Expert("sltm", d_base, context=2, weight=0.7, adapter="ltm", null="pose_drop")
+    stats = {}
+    fn = composed_eps_fn(prior, [ltm, st, sltm], h, s, stats=stats)
+    # the LTM's null (adapters off, same context) is the prior's pass: computed once
+    assert stats == {"passes": 5, "forwards": 2}
+    x = torch.randn(2, 2, 3, 16, 16)
+    got = fn(x, 600)
+
+    # one by one, through the plain single-network eps function
+    def one(net, ctx, pose=True, adapter=None, noised=False):
+        k = ctx.shape[1]
+        act = torch.cat([h.action[:, 6 - k : 6], h.action[:, 6:]], 1)
+        pz = torch.cat([h.pose[:, 6 - k : 6], h.pose[:, 6:]], 1)
+        pz = pz if pose else torch.zeros_like(pz)
+        if noised:
+            clip = torch.cat([ctx, x], 1)
+            lv = torch.full((2, k + 2), 600)
+            lv[:, :k] = 999
+            out = net(clip, lv, act, pz, context=k)[:, k:]
+            return to_eps(out, x, alpha_bar(s, lv[:, k:]), "v")
+        if adapter is None and hasattr(net, "disable_adapter"):
+            with net.disable_adapter():
+                return model_eps(net, s, ctx, act, pz)(x, 600)
+        return model_eps(net, s, ctx, act, pz)(x, 600)
+
+    with torch.no_grad():
+        e0 = one(base, h.frames[:, 4:])
+        e_ltm = one(base, h.frames[:, 4:], adapter="ltm")
+        e_stm = one(stm, h.frames[:, 0:])
+        noise = torch.randn(h.frames.shape, generator=torch.Generator().manual_seed(0))
+        e_stm_null = one(stm, noise, noised=True)
+        e_sltm_null = one(base, h.frames[:, 4:], pose=False, adapter="ltm")
+    want = e0 + 1.5 * (e_ltm - e0) + 1.2 * (e_stm - e_stm_null) + 0.7 * (e_ltm - e_sltm_null)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+    assert (e_ltm - e0).abs().max() > 1e-3  # the adapter really changes the prediction
+
+
+class FramewiseUNet:
+    """A diffusers UNet2DModel (not ours) predicting eps frame by frame from frame + context mean."""
+
+    prediction = "eps"
+    max_frames = 16
+
+    def __init__(self):
+        from diffusers import UNet2DModel
+
+        torch.manual_seed(0)
+        self.unet = UNet2DModel(sample_size=16, in_channels=3, out_channels=3, layers_per_block=1,
+                                block_out_channels=(8, 16), norm_num_groups=4,
+                                down_block_types=("DownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "UpBlock2D")).eval()
+
+    def __call__(self, x, levels, action, pose, context, adapter_names=None):
+        B, T = x.shape[:2]
+        x = x + x[:, :context].mean(1, keepdim=True)  # a crude use of the context, so contrast matters
+        out = self.unet(x.flatten(0, 1), levels.flatten()).sample
+        return out.unflatten(0, (B, T))
+
+
+def test_outside_model_as_expert_samples():
+    s = make_scheduler()
+    h = _history()
+    unet = FramewiseUNet()
+    prior = Expert("base", DiTDenoiser(_net(4)), context=2)
+    outside = Expert("unet", unet, context=3, weight=1.0)
+    with torch.no_grad():
+        fn = composed_eps_fn(prior, [outside], h, s)
+        out = sample_ddim(fn, torch.randn(2, 2, 3, 16, 16), s, steps=3)
+        assert out.shape == (2, 2, 3, 16, 16) and torch.isfinite(out).all()
+        x = torch.randn(2, 2, 3, 16, 16)
+        e = fn(x, 500)
+        e0 = composed_eps_fn(prior, [], h, s)(x, 500)
+        assert not torch.allclose(e, e0)
+
+
+def test_misuse_errors():
+    s = make_scheduler()
+    h = _history()
+    small = DiTDenoiser(_net(4))
+    with pytest.raises(ValueError, match="accepts 4"):
+        composed_eps_fn(Expert("base", small, context=2), [Expert("long", small, context=5)], h, s)(
+            torch.randn(2, 2, 3, 16, 16), 500)
+    with pytest.raises(ValueError, match="without any"):
+        composed_eps_fn(Expert("base", small, context=2), [Expert("ltm", small, 2, adapter="ltm", null="adapters_off")],
+                        h, s)(torch.randn(2, 2, 3, 16, 16), 500)
+    with pytest.raises(ValueError, match="do not match"):
+        composed_eps_fn(Expert("base", small, context=2), [], h, s)(torch.randn(2, 2, 3, 8, 8), 500)
+    with pytest.raises(ValueError, match="finite"):
+        Expert("bad", small, 2, weight=float("inf"))
+    with pytest.raises(ValueError, match="the history has 6"):
+        composed_eps_fn(Expert("base", small, context=7), [], h, s)
