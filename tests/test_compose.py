@@ -144,3 +144,27 @@ def test_misuse_errors():
         Expert("bad", small, 2, weight=float("inf"))
     with pytest.raises(ValueError, match="the history has 6"):
         composed_eps_fn(Expert("base", small, context=7), [], h, s)
+
+
+def test_history_guidance_expands_to_dfot_formulas():
+    from come.compose import history_guidance
+
+    s = make_scheduler()
+    net = DiTDenoiser(_net(8))
+    h = _history()
+    x = torch.randn(2, 2, 3, 16, 16)
+
+    def cond(ctx):
+        return composed_eps_fn(Expert("v", net, ctx), [], h, s)(x, 400)
+
+    def null(ctx):  # prior - 1 * (cond - null) = the view with its frames replaced by noise
+        return composed_eps_fn(Expert("p", net, ctx), [Expert("n", net, ctx, weight=-1.0)], h, s)(x, 400)
+
+    with torch.no_grad():
+        e_h, e_null, e_s, e_null_s = cond(4), null(4), cond((0, 2, 5)), null((0, 2, 5))
+        prior, experts = history_guidance(net, 4, weight=2.0)  # HG-v
+        got = composed_eps_fn(prior, experts, h, s)(x, 400)
+        torch.testing.assert_close(got, e_null + 2.0 * (e_h - e_null), atol=1e-5, rtol=1e-4)
+        prior, experts = history_guidance(net, 4, subsets=[(2, 3, 4, 5), (0, 2, 5)], weights=[1.5, 0.5])  # HG-t
+        got = composed_eps_fn(prior, experts, h, s)(x, 400)
+        torch.testing.assert_close(got, e_null + 1.5 * (e_h - e_null) + 0.5 * (e_s - e_null_s), atol=1e-5, rtol=1e-4)

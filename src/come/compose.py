@@ -279,3 +279,35 @@ def composed_eps_fn(
         )
 
     return eps_fn
+
+
+def history_guidance(
+    denoiser: Denoiser,
+    context: int | Sequence[int],
+    weight: float = 1.5,
+    subsets: Sequence[Sequence[int]] | None = None,
+    weights: Sequence[float] | None = None,
+) -> tuple[Expert, list[Expert]]:
+    """History guidance of DFoT (Song et al. 2025, "History-Guided Video Diffusion") as (prior, experts).
+
+    HG-v (``subsets`` None): ``eps(null) + w (eps(h) - eps(null))``.
+    HG-t: ``eps(null) + sum_i w_i (eps(h_Si) - eps(null))`` over history subsequences ``S_i``.
+    Both are written in the composition's own terms, ``null`` being each view's
+    frames replaced by pure noise: the prior is the first view ``eps(h_S1)`` and
+    that view enters again with weight ``w_1 - 1``, which expands to the formulas
+    above (tested). ``context`` is the history the HG-v view sees (last k frames
+    or indices).
+    """
+    if subsets is None:
+        views, ws = [context], [weight]
+    else:
+        if not subsets:
+            raise ValueError("HG-t needs at least one history subsequence")
+        views = [tuple(s) for s in subsets]
+        ws = list(weights) if weights is not None else [weight / len(views)] * len(views)
+        if len(ws) != len(views):
+            raise ValueError("HG-t needs one weight per history subsequence")
+    prior = Expert("hg-prior", denoiser, views[0])
+    experts = [Expert("hg-0", denoiser, views[0], weight=ws[0] - 1, null="noise")]
+    experts += [Expert(f"hg-{i}", denoiser, v, weight=w, null="noise") for i, (v, w) in enumerate(zip(views[1:], ws[1:]), 1)]
+    return prior, experts

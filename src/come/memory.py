@@ -1,0 +1,145 @@
+"""Long-term memory: LoRA adapters fine-tuned at test time on an episode ("memorization").
+
+:class:`LoRAMemory` wraps a trained network with ``peft`` LoRA adapters on its
+attention and MLP projections. ``memorize`` runs the ordinary diffusion loss on
+random windows of the history (context frames kept clean as conditioning),
+with AdamW on the adapters only and an explicit ``torch.enable_grad()`` so it
+also works when called under inference mode's cousin ``torch.no_grad()``.
+Windows where the scene changes (something is revealed) are sampled more
+often: the memorization signal is sparse otherwise (DESIGN.md). ``reset``
+restores the base model exactly; ``save``/``load`` keep an episode's memory
+as a few-MB safetensors file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from .diffusion.loss import diffusion_loss
+from .diffusion.sampling import autocast
+from .diffusion.schedule import make_scheduler
+
+DEFAULT_TARGETS = ("qkv", "proj", "fc1", "fc2")
+
+
+def change_weights(frames: torch.Tensor, window: int, boost: float) -> np.ndarray:
+    """Sampling weight per window start: 1 + boost * (how much the window changes, scaled to [0, 1])."""
+    diff = (frames[1:] - frames[:-1]).abs().flatten(1).mean(1)  # (N-1,)
+    starts = len(frames) - window + 1
+    change = torch.stack([diff[s : s + window - 1].sum() for s in range(starts)]).double()
+    change = change / change.max().clamp(min=1e-12)
+    w = 1 + boost * change.numpy()
+    return w / w.sum()
+
+
+class LoRAMemory:
+    """LoRA adapters on a network, memorized on an episode at test time."""
+
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        rank: int = 32,
+        alpha: float | None = None,
+        targets: Sequence[str] = DEFAULT_TARGETS,
+        adapter: str = "ltm",
+    ):
+        if rank < 1:
+            raise ValueError(f"LoRA rank must be at least 1, got {rank}")
+        self.adapter = adapter
+        self.config = LoraConfig(r=rank, lora_alpha=alpha or rank, target_modules=list(targets), lora_dropout=0.0)
+        self.model = get_peft_model(network, self.config, adapter_name=adapter)
+        self.model.eval()
+        self._initial = {k: v.clone() for k, v in get_peft_model_state_dict(self.model, adapter_name=adapter).items()}
+
+    @property
+    def base(self) -> torch.nn.Module:
+        return self.model.get_base_model()
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        return [p for n, p in self.model.named_parameters() if f".{self.adapter}." in n]
+
+    def memorize(
+        self,
+        frames: torch.Tensor,
+        action: torch.Tensor,
+        pose: torch.Tensor | None = None,
+        steps: int = 50,
+        lr: float = 1e-3,
+        batch_size: int = 8,
+        context: int = 2,
+        future: int = 4,
+        change_boost: float = 4.0,
+        bf16: bool = False,
+        seed: int = 0,
+        progress: bool = False,
+    ) -> list[float]:
+        """Fine-tune the adapters on windows of one episode: frames (N,C,H,W), action (N,A), pose (N,P)."""
+        window = context + future
+        if len(frames) < window:
+            raise ValueError(f"a history of {len(frames)} frames is shorter than one window of {window}")
+        if len(action) != len(frames) or (pose is not None and len(pose) != len(frames)):
+            raise ValueError("frames, actions and poses of the history must have the same length")
+        scheduler = make_scheduler(self.base.config.num_train_timesteps)
+        probs = change_weights(frames, window, change_boost)
+        rng = np.random.default_rng(seed)
+        gen = torch.Generator().manual_seed(seed)
+        params = self.parameters()
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+        self.model.set_adapter(self.adapter)
+        losses = []
+        was_training = self.model.training
+        self.model.train()
+        with torch.enable_grad():  # memorization trains, even inside a caller's no_grad
+            for _ in tqdm(range(steps), desc="memorize", unit="step", disable=not progress):
+                starts = rng.choice(len(probs), size=batch_size, p=probs)
+                batch = {
+                    "frames": torch.stack([frames[s : s + window] for s in starts]),
+                    "action": torch.stack([action[s : s + window] for s in starts]),
+                }
+                if pose is not None:
+                    batch["pose"] = torch.stack([pose[s : s + window] for s in starts])
+                with autocast(bf16, frames.device):
+                    loss = diffusion_loss(self.model, batch, context, scheduler, p_context_dropout=0.0,
+                                          p_pose_dropout=0.0, generator=gen)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                losses.append(loss.item())
+        self.model.train(was_training)
+        self.model.eval()
+        return losses
+
+    def reset(self) -> None:
+        """Forget the episode: adapters back to their initial (zero-effect) weights."""
+        set_peft_model_state_dict(self.model, self._initial, adapter_name=self.adapter)
+
+    def save(self, path: str | Path) -> Path:
+        """Save the memorized adapters as safetensors."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in
+                 get_peft_model_state_dict(self.model, adapter_name=self.adapter).items()}
+        save_file(state, str(path), metadata={"rank": str(self.config.r), "adapter": self.adapter})
+        return path
+
+    def load(self, path: str | Path) -> None:
+        """Load adapters saved by :meth:`save` (same rank and targets)."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: memory file not found")
+        state = load_file(str(path))
+        missing = set(self._initial) - set(state)
+        if missing:
+            raise ValueError(f"{path}: not a memory of this model (missing {sorted(missing)[:2]}...)")
+        for k, v in state.items():
+            if k in self._initial and v.shape != self._initial[k].shape:
+                raise ValueError(f"{path}: adapter '{k}' has shape {tuple(v.shape)}, expected {tuple(self._initial[k].shape)}"
+                                 " (another LoRA rank?)")
+        set_peft_model_state_dict(self.model, state, adapter_name=self.adapter)
