@@ -168,3 +168,18 @@ def test_history_guidance_expands_to_dfot_formulas():
         prior, experts = history_guidance(net, 4, subsets=[(2, 3, 4, 5), (0, 2, 5)], weights=[1.5, 0.5])  # HG-t
         got = composed_eps_fn(prior, experts, h, s)(x, 400)
         torch.testing.assert_close(got, e_null + 1.5 * (e_h - e_null) + 0.5 * (e_s - e_null_s), atol=1e-5, rtol=1e-4)
+
+
+def test_base_pass_ignores_the_active_adapter_and_missing_adapter_is_named():
+    s = make_scheduler()
+    plain = _net(4)
+    h = _history()
+    x = torch.randn(2, 2, 3, 16, 16)
+    with torch.no_grad():
+        want = composed_eps_fn(Expert("b", DiTDenoiser(plain), 2), [], h, s)(x, 300)
+        lora = _with_lora(_net(4))  # same base weights, active adapter 'ltm' with non-zero weights
+        got = composed_eps_fn(Expert("b", DiTDenoiser(lora), 2), [], h, s)(x, 300)
+        torch.testing.assert_close(got, want)
+        with pytest.raises(ValueError, match="do not exist"):
+            composed_eps_fn(Expert("b", DiTDenoiser(lora), 2), [Expert("m", DiTDenoiser(lora), 2, adapter="nope",
+                                                                         null="adapters_off")], h, s)(x, 300)

@@ -66,12 +66,16 @@ class DiTDenoiser:
         self.has_adapters = hasattr(network, "peft_config")
 
     def __call__(self, x, levels, action, pose, context, adapter_names=None):
-        kwargs = {}
-        if adapter_names is not None and any(n != BASE_ADAPTER for n in adapter_names):
-            if not self.has_adapters:
-                raise ValueError(f"adapters {sorted(set(adapter_names) - {BASE_ADAPTER})} requested on a network without any")
-            kwargs["adapter_names"] = adapter_names
-        return self.network(x, levels, action, pose, context=context, **kwargs)
+        names = adapter_names or [BASE_ADAPTER] * len(x)
+        if not self.has_adapters:
+            if any(n != BASE_ADAPTER for n in names):
+                raise ValueError(f"adapters {sorted(set(names) - {BASE_ADAPTER})} requested on a network without any")
+            return self.network(x, levels, action, pose, context=context)
+        missing = set(names) - {BASE_ADAPTER} - set(self.network.peft_config)
+        if missing:
+            raise ValueError(f"adapters {sorted(missing)} do not exist (has: {sorted(self.network.peft_config)})")
+        # always name the adapters: without names peft would apply its active adapter to every sample
+        return self.network(x, levels, action, pose, context=context, adapter_names=list(names))
 
 
 @dataclass
@@ -82,7 +86,8 @@ class Expert:
     (a sequence; negative counts from the end, as for HG-t subsequences).
     ``null``: 'noise' (context frames replaced by pure noise at the maximum
     level), 'adapters_off' (same context, adapter off) or 'pose_drop' (pose zeroed).
-    ``adapter``: the peft adapter active on the conditional pass (None: none).
+    ``adapter``: the peft adapter active on the conditional pass (None: none),
+    or one adapter name per episode of the batch (each episode its own memory).
     """
 
     name: str
@@ -90,11 +95,13 @@ class Expert:
     context: int | Sequence[int]
     weight: float = 1.0
     null: str = "noise"
-    adapter: str | None = None
+    adapter: str | Sequence[str] | None = None
     use_pose: bool = True
     gamma: float = 1.0
 
     def __post_init__(self):
+        if self.adapter is not None and not isinstance(self.adapter, str):
+            self.adapter = tuple(self.adapter)
         if self.null not in NULL_KINDS:
             raise ValueError(f"expert '{self.name}': null must be one of {NULL_KINDS}, got '{self.null}'")
         if not math.isfinite(self.weight) or not math.isfinite(self.gamma):
@@ -160,7 +167,7 @@ class _Pass:
     net: int  # id of the denoiser
     indices: tuple[int, ...]
     noised: bool
-    adapter: str | None
+    adapter: str | tuple[str, ...] | None
     pose: bool
 
 
@@ -255,13 +262,15 @@ def composed_eps_fn(
                 if history.pose is not None:
                     pose = torch.cat([history.pose[:, idx], history.pose[:, future]], dim=1)
                     poses.append(pose if p.pose else torch.zeros_like(pose))
-                adapters += [p.adapter or BASE_ADAPTER] * B
+                if isinstance(p.adapter, tuple):
+                    if len(p.adapter) != B:
+                        raise ValueError(f"{len(p.adapter)} adapter names for a batch of {B} episodes")
+                    adapters += list(p.adapter)
+                else:
+                    adapters += [p.adapter or BASE_ADAPTER] * B
             with autocast(bf16, x.device):
-                out = net(
-                    torch.cat(clips), torch.cat(levels), torch.cat(actions),
-                    torch.cat(poses) if poses else None, k,
-                    adapters if any(a != BASE_ADAPTER for a in adapters) else None,
-                )
+                out = net(torch.cat(clips), torch.cat(levels), torch.cat(actions),
+                          torch.cat(poses) if poses else None, k, adapters)
             out = out[:, k:].float()
             ab = alpha_bar(scheduler, torch.full((B * len(passes), F), t, device=x.device))
             eps = to_eps(out, x.repeat(len(passes), 1, 1, 1, 1), ab, net.prediction)

@@ -56,14 +56,29 @@ class LoRAMemory:
         self.config = LoraConfig(r=rank, lora_alpha=alpha or rank, target_modules=list(targets), lora_dropout=0.0)
         self.model = get_peft_model(network, self.config, adapter_name=adapter)
         self.model.eval()
-        self._initial = {k: v.clone() for k, v in get_peft_model_state_dict(self.model, adapter_name=adapter).items()}
+        self._initial = {adapter: self._state(adapter)}
+
+    def _state(self, adapter: str) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in get_peft_model_state_dict(self.model, adapter_name=adapter).items()}
+
+    def adapter_for(self, name: str) -> str:
+        """Make sure adapter ``name`` exists (one per episode of a batch); returns it."""
+        if name not in self._initial:
+            self.model.add_adapter(name, self.config)
+            self._initial[name] = self._state(name)
+        return name
+
+    @property
+    def adapters(self) -> list[str]:
+        return list(self._initial)
 
     @property
     def base(self) -> torch.nn.Module:
         return self.model.get_base_model()
 
-    def parameters(self) -> list[torch.nn.Parameter]:
-        return [p for n, p in self.model.named_parameters() if f".{self.adapter}." in n]
+    def parameters(self, adapter: str | None = None) -> list[torch.nn.Parameter]:
+        name = adapter or self.adapter
+        return [p for n, p in self.model.named_parameters() if n.endswith(f".{name}.weight")]
 
     def memorize(
         self,
@@ -79,8 +94,13 @@ class LoRAMemory:
         bf16: bool = False,
         seed: int = 0,
         progress: bool = False,
+        adapter: str | None = None,
     ) -> list[float]:
-        """Fine-tune the adapters on windows of one episode: frames (N,C,H,W), action (N,A), pose (N,P)."""
+        """Fine-tune the adapters on windows of one episode: frames (N,C,H,W), action (N,A), pose (N,P).
+
+        ``adapter`` names the episode's adapter (default: the first one); others stay as they are.
+        """
+        adapter = self.adapter_for(adapter or self.adapter)
         window = context + future
         if len(frames) < window:
             raise ValueError(f"a history of {len(frames)} frames is shorter than one window of {window}")
@@ -90,9 +110,11 @@ class LoRAMemory:
         probs = change_weights(frames, window, change_boost)
         rng = np.random.default_rng(seed)
         gen = torch.Generator().manual_seed(seed)
-        params = self.parameters()
+        self.model.set_adapter(adapter)
+        params = self.parameters(adapter)
+        for p in params:
+            p.requires_grad_(True)
         opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-        self.model.set_adapter(self.adapter)
         losses = []
         was_training = self.model.training
         self.model.train()
@@ -114,32 +136,36 @@ class LoRAMemory:
                 losses.append(loss.item())
         self.model.train(was_training)
         self.model.eval()
+        self.model.set_adapter(self.adapter)
         return losses
 
-    def reset(self) -> None:
-        """Forget the episode: adapters back to their initial (zero-effect) weights."""
-        set_peft_model_state_dict(self.model, self._initial, adapter_name=self.adapter)
+    def reset(self, adapter: str | None = None) -> None:
+        """Forget: one adapter (or all) back to its initial, zero-effect weights."""
+        for name in [adapter] if adapter else self.adapters:
+            set_peft_model_state_dict(self.model, self._initial[name], adapter_name=name)
 
-    def save(self, path: str | Path) -> Path:
-        """Save the memorized adapters as safetensors."""
+    def save(self, path: str | Path, adapter: str | None = None) -> Path:
+        """Save one episode's memorized adapter as safetensors."""
+        name = adapter or self.adapter
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in
-                 get_peft_model_state_dict(self.model, adapter_name=self.adapter).items()}
-        save_file(state, str(path), metadata={"rank": str(self.config.r), "adapter": self.adapter})
+        state = {k: v.cpu().contiguous() for k, v in self._state(name).items()}
+        save_file(state, str(path), metadata={"rank": str(self.config.r)})
         return path
 
-    def load(self, path: str | Path) -> None:
-        """Load adapters saved by :meth:`save` (same rank and targets)."""
+    def load(self, path: str | Path, adapter: str | None = None) -> None:
+        """Load a memory saved by :meth:`save` (same rank and targets) into ``adapter``."""
+        name = self.adapter_for(adapter or self.adapter)
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: memory file not found")
         state = load_file(str(path))
-        missing = set(self._initial) - set(state)
+        expected = self._initial[name]
+        missing = set(expected) - set(state)
         if missing:
             raise ValueError(f"{path}: not a memory of this model (missing {sorted(missing)[:2]}...)")
         for k, v in state.items():
-            if k in self._initial and v.shape != self._initial[k].shape:
-                raise ValueError(f"{path}: adapter '{k}' has shape {tuple(v.shape)}, expected {tuple(self._initial[k].shape)}"
+            if k in expected and v.shape != expected[k].shape:
+                raise ValueError(f"{path}: adapter '{k}' has shape {tuple(v.shape)}, expected {tuple(expected[k].shape)}"
                                  " (another LoRA rank?)")
-        set_peft_model_state_dict(self.model, state, adapter_name=self.adapter)
+        set_peft_model_state_dict(self.model, state, adapter_name=name)

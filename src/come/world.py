@@ -1,0 +1,138 @@
+"""WorldModel: observe a history, memorize it, imagine the future with composed memory experts.
+
+    world = WorldModel(base, base_cfg, stm=(stm, stm_cfg))
+    world.observe(frames, action, pose)      # (B,N,C,H,W), (B,N,A), (B,N,P)
+    world.memorize(steps=50)                  # one LoRA memory per episode of the batch
+    future = world.imagine(future_action, future_pose, variant="come")
+
+Variants (the ablation table): ``base`` (prior alone), ``ltm`` (+ long-term
+memory: adapters on vs off), ``stm`` (+ short-term memory: long context vs
+noised), ``come`` (every expert available, contrastive), ``poe`` (the naive
+product of the same experts) and ``hg`` (history guidance HG-v on the base).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from tqdm import tqdm
+
+from .compose import DiTDenoiser, Expert, History, composed_eps_fn, history_guidance
+from .diffusion.sampling import sample_ddim
+from .diffusion.schedule import make_scheduler
+from .memory import LoRAMemory
+from .models.dit import VideoDiT
+from .presets import TrainConfig
+
+VARIANTS = ("base", "ltm", "stm", "come", "poe", "hg")
+
+
+@dataclass
+class ExpertWeights:
+    """Contrast weights ``w_i`` of the experts and the history-guidance scale."""
+
+    ltm: float = 1.5
+    stm: float = 1.0
+    hg: float = 1.5
+
+
+class WorldModel:
+    """A base world model with memory experts (see module docstring)."""
+
+    def __init__(
+        self,
+        base: VideoDiT,
+        base_cfg: TrainConfig,
+        stm: tuple[VideoDiT, TrainConfig] | None = None,
+        rank: int = 32,
+        weights: ExpertWeights | None = None,
+        steps: int = 20,
+        bf16: bool = False,
+    ):
+        self.cfg = base_cfg
+        self.memory = LoRAMemory(base, rank=rank)
+        self.base = DiTDenoiser(self.memory.model)
+        self.stm = DiTDenoiser(stm[0].eval()) if stm is not None else None
+        self.stm_context = stm[1].context if stm is not None else 0
+        self.weights = weights or ExpertWeights()
+        self.steps, self.bf16 = steps, bf16
+        self.scheduler = make_scheduler(base.config.num_train_timesteps)
+        self.frames = self.action = self.pose = None
+        self.memorized = False
+
+    def observe(self, frames: torch.Tensor, action: torch.Tensor, pose: torch.Tensor | None = None) -> None:
+        """Set the history (B,N,C,H,W) with its actions (B,N,A) and poses (B,N,P); forgets earlier memory."""
+        if frames.ndim != 5 or action.shape[:2] != frames.shape[:2]:
+            raise ValueError(f"history frames (B,N,C,H,W) {tuple(frames.shape)} and actions (B,N,A) "
+                             f"{tuple(action.shape)} do not match")
+        if len(frames[0]) < self.cfg.context:
+            raise ValueError(f"a history of {len(frames[0])} frames is shorter than the base context {self.cfg.context}")
+        self.frames, self.action, self.pose = frames, action, pose
+        self.memory.reset()
+        self.memorized = False
+
+    @property
+    def episode_adapters(self) -> tuple[str, ...]:
+        return tuple(f"episode{b}" for b in range(len(self.frames)))
+
+    def memorize(self, steps: int = 50, lr: float = 1e-3, batch_size: int = 8, seed: int = 0,
+                 progress: bool = False) -> list[list[float]]:
+        """Memorize each episode of the history into its own adapter; returns the loss curves."""
+        if self.frames is None:
+            raise ValueError("observe() a history before memorize()")
+        curves = []
+        for b, name in enumerate(self.episode_adapters):
+            curves.append(self.memory.memorize(
+                self.frames[b], self.action[b], None if self.pose is None else self.pose[b], steps=steps, lr=lr,
+                batch_size=batch_size, context=self.cfg.context, future=self.cfg.future, bf16=self.bf16,
+                seed=seed + b, progress=progress, adapter=name))
+        self.memorized = True
+        return curves
+
+    def experts(self, variant: str) -> tuple[Expert, list[Expert], str]:
+        """(prior, experts, rule) of a variant."""
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown variant '{variant}' (choose from {', '.join(VARIANTS)})")
+        w, k = self.weights, self.cfg.context
+        prior = Expert("base", self.base, k)
+        if variant == "hg":
+            return (*history_guidance(self.base, k, weight=w.hg), "contrastive")
+        experts = []
+        if variant in ("ltm", "come", "poe"):
+            if not self.memorized:
+                raise ValueError(f"variant '{variant}' needs memorize() first")
+            experts.append(Expert("ltm", self.base, k, weight=w.ltm, adapter=self.episode_adapters,
+                                  null="adapters_off"))
+        if variant in ("stm", "come", "poe"):
+            if self.stm is None:
+                if variant == "stm":
+                    raise ValueError("variant 'stm' needs a short-term memory model")
+            else:
+                experts.append(Expert("stm", self.stm, min(self.stm_context, len(self.frames[0])), weight=w.stm))
+        return prior, experts, ("poe" if variant == "poe" else "contrastive")
+
+    @torch.no_grad()
+    def imagine(self, action: torch.Tensor, pose: torch.Tensor | None = None, variant: str = "come",
+                seed: int = 0, progress: bool = False, stats: dict | None = None) -> torch.Tensor:
+        """Generate one frame per future action (B,F,A), ``future`` frames at a time; returns (B,F,C,H,W)."""
+        if self.frames is None:
+            raise ValueError("observe() a history before imagine()")
+        prior, experts, rule = self.experts(variant)
+        frames, B = self.frames, len(self.frames)
+        all_action = torch.cat([self.action, action], dim=1)
+        all_pose = torch.cat([self.pose, pose], dim=1) if self.pose is not None and pose is not None else None
+        gen = torch.Generator().manual_seed(seed)
+        n_new, chunk = action.shape[1], self.cfg.future
+        bar = tqdm(total=n_new, desc=f"imagine {variant}", unit="frame", disable=not progress)
+        while frames.shape[1] < self.frames.shape[1] + n_new:
+            N = frames.shape[1]
+            f = min(chunk, self.frames.shape[1] + n_new - N)
+            history = History(frames, all_action[:, : N + f], None if all_pose is None else all_pose[:, : N + f],
+                              context_noise=torch.randn(frames.shape, generator=gen).to(frames.device))
+            eps_fn = composed_eps_fn(prior, experts, history, self.scheduler, rule, self.bf16, stats)
+            x = torch.randn((B, f) + frames.shape[2:], generator=gen).to(frames.device)
+            frames = torch.cat([frames, sample_ddim(eps_fn, x, self.scheduler, self.steps)], dim=1)
+            bar.update(f)
+        bar.close()
+        return frames[:, self.frames.shape[1]:]
