@@ -31,3 +31,14 @@ def test_psnr_ssim_per_frame():
     assert psnr(a, a + 0.02).shape == (2, 3)
     assert torch.allclose(ssim(a, a), torch.ones(2, 3), atol=1e-4)
     assert (psnr(a, a + 0.02) > psnr(a, a + 0.2)).all()
+
+
+def test_psnr_of_identical_frames_is_capped_and_window_psnr():
+    from come.metrics.image import PSNR_MAX, window_psnr
+
+    a = torch.rand(4, 3, 8, 8) - 0.5  # stays inside [-1, 1] after the change below
+    assert torch.all(psnr(a, a) == PSNR_MAX)
+    b = a.clone()
+    b[0] += 0.2  # only the first of four frames is off
+    mse = ((b - a) / 2).pow(2).mean()
+    assert abs(window_psnr(b, a) - float(-10 * torch.log10(mse))) < 1e-4

@@ -26,7 +26,6 @@ class TrainConfig:
     ema_decay: float = 0.999
     p_context_dropout: float = 0.1
     p_pose_dropout: float = 0.1
-    snr_gamma: float = 5.0
     sample_every: int = 1000
     ckpt_every: int = 250
     log_every: int = 25

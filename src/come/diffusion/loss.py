@@ -4,8 +4,11 @@ Context frames are clean (level 0); every future frame gets its own level, and
 in half the clips all future frames share one level (the case the sampler
 meets). With probability ``p_context_dropout`` a clip's context frames are
 replaced by pure noise at the maximum level, so the same network is also its
-own unconditional expert. The loss is the v-MSE on future frames weighted by
-min-SNR-gamma (Hang et al. 2023): ``min(snr, gamma) / (snr + 1)``.
+own unconditional expert. The loss is the plain v-MSE on future frames, i.e. the
+clean-frame error weighted by ``SNR + 1`` (Salimans & Ho 2022): unlike min-SNR
+weighting it does not vanish at the noisiest levels, where a sampler decides
+the layout of the scene (measured: with min-SNR-5 a cards model's DDIM samples
+were worse than copying the last frame although its one-step errors were good).
 """
 
 from __future__ import annotations
@@ -35,7 +38,6 @@ def diffusion_loss(
     scheduler: DDIMScheduler,
     p_context_dropout: float = 0.1,
     p_pose_dropout: float = 0.1,
-    snr_gamma: float = 5.0,
     generator: torch.Generator | None = None,
     frame_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
@@ -58,8 +60,7 @@ def diffusion_loss(
     pred = model(x_t, levels, batch["action"], pose, context=context).float()
     target = velocity(frames, noise, ab)
     mse = (pred - target).pow(2).mean(dim=(2, 3, 4))  # (B,T)
-    snr = ab / (1 - ab).clamp(min=1e-8)
-    weight = snr.clamp(max=snr_gamma) / (snr + 1)
+    weight = torch.ones_like(mse)
     weight[:, :context] = 0
     if frame_weights is not None:
         weight = weight * frame_weights.to(device)

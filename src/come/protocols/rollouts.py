@@ -2,8 +2,8 @@
 
 For each of ``episodes`` held-out episodes, a seeded random window gives the
 model ``context`` frames and it rolls ``frames`` frames out under the episode's
-actions. Reported per variant: mean PSNR and SSIM with 95% confidence
-intervals over episodes; on Memory Cards also the share of frames whose cursor
+actions. Reported per variant: PSNR (of the window's mean squared error) and
+SSIM, means with 95% confidence intervals over episodes; on Memory Cards also the share of frames whose cursor
 lands on the right card and of cards rendered right (per-card MSE below
 ``card_tau``) among cards that flipped in the window.
 """
@@ -22,7 +22,7 @@ from ..checkpoint import load_model
 from ..data.clips import tensor_to_frames
 from ..data.episodes import episode_files
 from ..metrics.cards import card_mse, cursor_cell
-from ..metrics.image import psnr, ssim
+from ..metrics.image import ssim, window_psnr
 from ..runtime import use_bf16
 from ..sample import episode_tensors, rollout_window
 from ..video import side_by_side, write_video
@@ -64,7 +64,7 @@ def evaluate_rollouts(
         start = int(rng.integers(0, len(ep["frames"]) - cfg.context - frames + 1))
         r = rollout_window(model, cfg, ep, start, cfg.context, frames, steps, None, bf16, seed + i)
         for name, pred in (("model", r["pred"]), ("copy_last", r["copy_last"])):
-            rows[name]["psnr"].append(float(psnr(pred, r["truth"]).mean()))
+            rows[name]["psnr"].append(window_psnr(pred, r["truth"]))
             rows[name]["ssim"].append(float(ssim(pred, r["truth"]).mean()))
             if cards:
                 rows[name]["cursor"].append(float((cursor_cell(pred) == cursor_cell(r["truth"])).all(-1).float().mean()))
