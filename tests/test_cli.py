@@ -110,3 +110,16 @@ def test_episode_too_short_for_request(micro_run, cards_data):
 
 def test_train_on_missing_data(tmp_path):
     assert_clear_error(run("train", "--data", tmp_path / "none", "--out", tmp_path / "r"), "none", "not found")
+
+
+def test_train_resume_cli_keeps_the_runs_settings(cards_data, tmp_path):
+    run_dir = tmp_path / "r"
+    r = run("train", "--data", cards_data, "--out", run_dir, "--preset", "test-micro", "--steps", 2, "--batch-size", 3)
+    assert r.exit_code == 0, r.output
+    r = run("train", "--data", cards_data, "--out", run_dir, "--resume", "--steps", 3)
+    assert r.exit_code == 0, r.output
+    cfg = json.loads((run_dir / "config.json").read_text())
+    assert cfg["preset"] == "test-micro" and cfg["batch_size"] == 3 and cfg["steps"] == 3
+    assert_clear_error(run("train", "--data", cards_data, "--out", run_dir, "--resume", "--preset", "cards-tiny"),
+                       "test-micro")
+    assert_clear_error(run("train", "--data", cards_data, "--out", run_dir, "--preset", "test-micro"), "--resume")

@@ -82,23 +82,30 @@ def data_cards(
 def train(
     data: Path = typer.Option(..., help="Dataset folder with train/ (and optionally test/ for sample videos)."),
     out: Path = typer.Option(..., help="Run folder: config.json, model.safetensors (EMA), state.safetensors, tb/, samples/."),
-    preset: str = typer.Option("cards-tiny", help="Training preset (see 'come presets')."),
+    preset: Optional[str] = typer.Option(None, help="Training preset (see 'come presets') [default: cards-tiny, or the run's own with --resume]."),
     steps: Optional[int] = typer.Option(None, help="Total training steps (default: the preset's)."),
     batch_size: Optional[int] = typer.Option(None, help="Clips per batch (default: the preset's)."),
     lr: Optional[float] = typer.Option(None, help="Peak learning rate (default: the preset's)."),
     precision: str = typer.Option("auto", help="auto (bf16 where the hardware is fast at it), bf16 or fp32."),
     seed: Optional[int] = typer.Option(None, help="Seed for weights, clips and noise."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in OUT exactly where its last checkpoint left it."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in OUT exactly where its last checkpoint left it, with its own settings (only --steps and --precision may change)."),
 ):
     """Train a video diffusion world model (CPU, one GPU, or several with 'accelerate launch').
 
     Writes checkpoints every few hundred steps (atomically), TensorBoard scalars to OUT/tb
     and a sample video (truth | prediction) to OUT/samples every K steps.
     """
-    from .presets import train_config
+    from .checkpoint import load_config
+    from .presets import TrainConfig, train_config
     from .train import train as run_training
 
-    cfg = train_config(preset, steps=steps, batch_size=batch_size, lr=lr, precision=precision, seed=seed)
+    if resume:  # the run's own configuration; only --steps and --precision may change
+        saved = load_config(out)
+        if preset is not None and preset != saved.preset:
+            raise UserError(f"{out}: was started with preset '{saved.preset}', not '{preset}'")
+        cfg = TrainConfig.from_dict({**saved.to_dict(), "steps": steps or saved.steps, "precision": precision})
+    else:
+        cfg = train_config(preset or "cards-tiny", steps=steps, batch_size=batch_size, lr=lr, precision=precision, seed=seed)
     summary = run_training(cfg, data, out, resume=resume)
     summary.pop("losses")
     typer.echo(json.dumps(summary))

@@ -12,7 +12,7 @@ import torch
 from accelerate import Accelerator
 from tqdm import tqdm
 
-from .checkpoint import CheckpointError, load_state, save_config, save_state, save_weights
+from .checkpoint import CheckpointError, load_config, load_state, save_config, save_state, save_weights
 from .data.clips import ClipDataset
 from .data.episodes import EpisodeError, episode_files
 from .diffusion.loss import diffusion_loss
@@ -68,12 +68,9 @@ def train(cfg: TrainConfig, data: str | Path, out: str | Path, resume: bool = Fa
     if resume and not has_state:
         raise CheckpointError(f"{out}: nothing to resume (no state.safetensors)")
     if resume:
-        from .checkpoint import load_config
-
         saved = load_config(out)
         if saved.model != cfg.model or saved.preset != cfg.preset:
             raise CheckpointError(f"{out}: --resume with a different preset or model than the run was started with")
-        cfg = saved if cfg.steps == saved.steps else TrainConfig.from_dict({**saved.to_dict(), "steps": cfg.steps})
 
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     device = accelerator.device

@@ -8,7 +8,9 @@ global layers (the short-term-memory pattern). The network predicts ``v``.
 
 A zero-initialised *anchor* path adds the patches of the last context frame to
 every frame's tokens, which lets a small model use its context from the first
-steps of training (measured in DESIGN.md). With ``residual`` the network also
+steps of training (measured in DESIGN.md). A pose also reaches every token
+together with the token's place in the image, so that "the cursor is here" is
+one small MLP away rather than a comparison spread over attention. With ``residual`` the network also
 denoises each future frame as its change from that anchor frame: with
 ``r = x - a`` the noisy input is ``r_t = x_t - sqrt(ab) a`` (same noise), and the
 returned ``v`` of ``x`` is ``v_r - sqrt(1 - ab) a``. Outside the network nothing
@@ -160,6 +162,14 @@ class VideoDiT(nn.Module):
         self.pose_embed = (
             nn.Sequential(nn.Linear(cfg.pose_dim, w), nn.SiLU(), nn.Linear(w, w)) if cfg.pose_dim else None
         )
+        # pose relative to each token's place in the image: lets a token tell "the cursor/agent is here"
+        self.pose_token = (
+            nn.Sequential(nn.Linear(cfg.pose_dim + 2, w), nn.SiLU(), nn.Linear(w, w)) if cfg.pose_dim else None
+        )
+        n = cfg.resolution // cfg.patch
+        c = (torch.arange(n, dtype=torch.float32) + 0.5) / n * 2 - 1
+        rows, cols = torch.meshgrid(c, c, indexing="ij")
+        self.register_buffer("token_xy", torch.stack([rows, cols], -1).reshape(-1, 2), persistent=False)
         self.blocks = nn.ModuleList(DiTBlock(w, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth))
         self.final = FinalLayer(w, patch_dim)
         from ..diffusion.schedule import make_scheduler
@@ -176,7 +186,10 @@ class VideoDiT(nn.Module):
         for block in self.blocks:  # adaLN-Zero: every block starts as the identity
             nn.init.zeros_(block.ada.weight)
             nn.init.zeros_(block.ada.bias)
-        for m in (self.final.ada, self.final.linear) + ((self.anchor_embed,) if self.anchor_embed else ()):
+        zero = [self.final.ada, self.final.linear]
+        zero += [self.anchor_embed] if self.anchor_embed is not None else []
+        zero += [self.pose_token[-1]] if self.pose_token is not None else []
+        for m in zero:
             nn.init.zeros_(m.weight)
             nn.init.zeros_(m.bias)
 
@@ -235,7 +248,12 @@ class VideoDiT(nn.Module):
             h = h + self.anchor_embed(patches[:, context - 1 : context])
         c = self.t_embed(timestep_embedding(t, cfg.width)) + self.action_embed(action)
         if self.pose_embed is not None:  # no pose is the zero pose, as in training's pose dropout
-            c = c + self.pose_embed(pose if pose is not None else x.new_zeros(B, T, cfg.pose_dim))
+            pose = pose if pose is not None else x.new_zeros(B, T, cfg.pose_dim)
+            c = c + self.pose_embed(pose)
+            n_tok = cfg.tokens_per_frame
+            rel = torch.cat([pose[:, :, None].expand(B, T, n_tok, cfg.pose_dim),
+                             self.token_xy.to(pose.dtype).expand(B, T, n_tok, 2)], dim=-1)
+            h = h + self.pose_token(rel)
         n = cfg.tokens_per_frame
         h = h.reshape(B, T * n, -1)
         for i, block in enumerate(self.blocks):
