@@ -22,8 +22,8 @@ GRID = 4
 
 
 def cursor_pose(ep: dict) -> np.ndarray:
-    """Memory Cards cursor (row, col) mapped to [-1, 1]."""
-    return ep["cursor"].astype(np.float32) / (GRID - 1) * 2 - 1
+    """Memory Cards cursor (row, col) as the card's centre in image coordinates, in (-1, 1)."""
+    return (ep["cursor"].astype(np.float32) + 0.5) / GRID * 2 - 1
 
 
 def agent_pose(ep: dict) -> np.ndarray:
