@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 
 import torch
 
@@ -26,16 +24,8 @@ from come.diffusion.loss import diffusion_loss
 from come.diffusion.schedule import make_scheduler
 from come.models.dit import DiTConfig, VideoDiT
 from come.presets import train_config
+from come.runtime import median_seconds
 from come.world import VARIANTS, WorldModel
-
-
-def _median(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def main():
@@ -65,7 +55,7 @@ def main():
         stats = {}
         world.imagine(fa, fp, variant=v, stats=stats)  # warm-up, and the pass counts
         rows[v] = {"passes": stats["passes"], "forwards": stats["forwards"],
-                   "seconds": _median(lambda: world.imagine(fa, fp, variant=v), a.repeats)}
+                   "seconds": median_seconds(lambda: world.imagine(fa, fp, variant=v), a.repeats)}
     for r in rows.values():
         r["time_vs_base"] = r["seconds"] / rows["base"]["seconds"]
         r["time_per_pass_vs_base"] = r["time_vs_base"] / r["passes"]
@@ -84,9 +74,9 @@ def main():
         opt.step()
         opt.zero_grad()
 
-    train_s = _median(train_step, 5)
-    mem_s = _median(lambda: world.memory.memorize(frames[0, : a.history], action[0, : a.history],
-                                                  pose[0, : a.history], steps=1, batch_size=8), 5)
+    train_s = median_seconds(train_step, 5, 1)
+    mem_s = median_seconds(lambda: world.memory.memorize(frames[0, : a.history], action[0, : a.history],
+                                                  pose[0, : a.history], steps=1, batch_size=8), 5, 1)
     out = {"history": a.history, "frames": a.frames, "ddim_steps": a.steps, "variants": rows,
            "train_step_s": train_s, "memorize_step_s": mem_s, "memorize_over_train": mem_s / train_s}
     print(f"{'variant':<8} {'passes':>6} {'forwards':>8} {'seconds':>8} {'vs base':>8} {'per pass':>8}")

@@ -10,8 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
-import time
 
 import torch
 
@@ -20,18 +18,7 @@ from come.diffusion.sampling import autocast, rollout
 from come.diffusion.schedule import make_scheduler
 from come.models.dit import DiTConfig, VideoDiT
 from come.presets import train_config
-from come.runtime import cpu_has_fast_bf16
-
-
-def _median_time(fn, warmup: int, repeats: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+from come.runtime import cpu_has_fast_bf16, median_seconds
 
 
 def measure(preset: str, warmup: int, repeats: int, sample_frames: int, sample_steps: int) -> dict:
@@ -64,8 +51,8 @@ def measure(preset: str, warmup: int, repeats: int, sample_frames: int, sample_s
                     steps=sample_steps, bf16=bf16)
             model.train()
 
-        t_step = _median_time(step, warmup, repeats)
-        t_sample = _median_time(sample, 1, max(1, repeats // 2))
+        t_step = median_seconds(step, repeats, warmup)
+        t_sample = median_seconds(sample, max(1, repeats // 2), 1)
         out["results"][name] = {"train_step_s": t_step, "sample_s_per_frame": t_sample / sample_frames}
     out["bf16_over_fp32_train"] = out["results"]["bf16"]["train_step_s"] / out["results"]["fp32"]["train_step_s"]
     out["bf16_over_fp32_sample"] = (out["results"]["bf16"]["sample_s_per_frame"]
