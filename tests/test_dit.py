@@ -74,7 +74,7 @@ def test_anchor_feeds_the_last_context_frame():
 
 def test_presets_registry_and_errors():
     assert {"cards-tiny", "cards-stm", "dit-s", "dit-b"} <= set(PRESETS)
-    with pytest.raises(KeyError, match="unknown model preset"):
+    with pytest.raises(ValueError, match="unknown model preset"):
         build_model("nope")
     with pytest.raises(ValueError, match="not divisible by patch"):
         DiTConfig(resolution=30, patch=8)

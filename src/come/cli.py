@@ -1,4 +1,4 @@
-"""The ``come`` command line: data, train, sample, demo.
+"""The ``come`` command line: data, train, sample, eval, export, presets, demo.
 
 Every command explains itself with ``--help``. Bad input ends with one line on
 stderr naming the file or argument and what is wrong, and exit code 2.
@@ -47,8 +47,6 @@ def _guard(fn):
             return fn(*args, **kwargs)
         except (UserError, CheckpointError, EpisodeError) as e:
             _fail(str(e))
-        except KeyError as e:  # unknown preset / pose source: the message is the KeyError's argument
-            _fail(str(e.args[0]) if e.args else str(e))
         except ValueError as e:
             _fail(str(e))
 

@@ -73,6 +73,6 @@ TRAIN_PRESETS: dict[str, dict] = {
 def train_config(preset: str, **overrides) -> TrainConfig:
     """The :class:`TrainConfig` of a named preset, with field overrides (None values ignored)."""
     if preset not in TRAIN_PRESETS:
-        raise KeyError(f"unknown preset '{preset}' (choose from {', '.join(TRAIN_PRESETS)})")
+        raise ValueError(f"unknown preset '{preset}' (choose from {', '.join(TRAIN_PRESETS)})")
     base = {k: (dict(v) if isinstance(v, dict) else v) for k, v in TRAIN_PRESETS[preset].items()}
     return TrainConfig(preset=preset, **{**base, **{k: v for k, v in overrides.items() if v is not None}})

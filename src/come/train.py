@@ -13,8 +13,7 @@ from accelerate import Accelerator
 from tqdm import tqdm
 
 from .checkpoint import CheckpointError, load_config, load_state, save_config, save_state, save_weights
-from .data.clips import ClipDataset
-from .data.episodes import EpisodeError, episode_files
+from .data.clips import ClipDataset, tensor_to_frames
 from .diffusion.loss import diffusion_loss
 from .diffusion.sampling import autocast, rollout
 from .diffusion.schedule import make_scheduler
@@ -22,7 +21,6 @@ from .metrics.image import psnr
 from .models.dit import DiTConfig, VideoDiT
 from .presets import TrainConfig
 from .runtime import use_bf16
-from .data.clips import tensor_to_frames
 from .video import side_by_side, write_video
 
 
@@ -37,7 +35,8 @@ def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
         e.lerp_(p.detach(), 1 - decay)
 
 
-def write_sample(model, cfg: TrainConfig, data: ClipDataset, path: Path, bf16: bool, device, frames: int = 8) -> float:
+def write_sample(model, cfg: TrainConfig, data: ClipDataset, path: Path, bf16: bool, device,
+                 frames: int = 8) -> tuple[float, float]:
     """Roll out ``frames`` frames on the first held-out episode; write truth | prediction.
 
     Returns the rollout's mean PSNR and that of copying the last context frame.
@@ -78,11 +77,7 @@ def train(cfg: TrainConfig, data: str | Path, out: str | Path, resume: bool = Fa
     model_cfg = DiTConfig(**cfg.model)
     train_data = ClipDataset(data, "train", cfg.clip_frames, model_cfg.resolution, cfg.frame_skip, cfg.pose,
                              model_cfg.action_dim, progress=progress)
-    try:
-        episode_files(data, "test")
-        has_test = Path(data, "test").is_dir()
-    except EpisodeError:
-        has_test = False
+    has_test = any(Path(data, "test").glob("*.npz"))
     sample_data = (ClipDataset(data, "test", cfg.clip_frames, model_cfg.resolution, cfg.frame_skip, cfg.pose,
                                model_cfg.action_dim) if has_test else train_data)
 

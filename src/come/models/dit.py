@@ -293,5 +293,5 @@ PRESETS: dict[str, dict] = {
 def build_model(preset: str, **overrides) -> VideoDiT:
     """Build a :class:`VideoDiT` from a named preset, with field overrides."""
     if preset not in PRESETS:
-        raise KeyError(f"unknown model preset '{preset}' (choose from {', '.join(PRESETS)})")
+        raise ValueError(f"unknown model preset '{preset}' (choose from {', '.join(PRESETS)})")
     return VideoDiT(DiTConfig(**{**PRESETS[preset], **overrides}))
