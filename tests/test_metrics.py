@@ -42,3 +42,19 @@ def test_psnr_of_identical_frames_is_capped_and_window_psnr():
     b[0] += 0.2  # only the first of four frames is off
     mse = ((b - a) / 2).pow(2).mean()
     assert abs(window_psnr(b, a) - float(-10 * torch.log10(mse))) < 1e-4
+
+
+def test_flip_masks_by_kind():
+    import numpy as np
+
+    from come.protocols.rollouts import flip_masks
+
+    cov = np.ones((6, 4, 4), bool)
+    cov[0, 0, 0] = False  # face up in the first context frame...
+    cov[3, 0, 0] = False  # ...then uncovered again at frame 3: an object seen in the context
+    cov[4, 0, 0] = True  # and covered at frame 4
+    cov[2:, 1, 1] = False  # uncovered at frame 2, never seen before
+    m = flip_masks(cov, start=0, context=2, frames=4)  # targets are frames 2..5
+    assert m["uncovering"].nonzero().tolist() == [[0, 1, 1], [1, 0, 0]]
+    assert m["uncovering_seen"].nonzero().tolist() == [[1, 0, 0]]
+    assert m["covering"].nonzero().tolist() == [[2, 0, 0]]

@@ -5,7 +5,9 @@ model ``context`` frames and it rolls ``frames`` frames out under the episode's
 actions. Reported per variant: PSNR (of the window's mean squared error) and
 SSIM, means with 95% confidence intervals over episodes; on Memory Cards also the share of frames whose cursor
 lands on the right card and of cards rendered right (per-card MSE below
-``card_tau``) among cards that flipped in the window.
+``CARD_TAU``) among cards that changed, and counts of flips drawn right by kind
+(covering, which the action fully determines; uncovering; uncovering an object
+visible in the context frames).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from tqdm import tqdm
 
 from ..checkpoint import load_model
 from ..data.clips import tensor_to_frames
-from ..data.episodes import episode_files
+from ..data.episodes import episode_files, load_episode
 from ..metrics.cards import card_mse, cursor_cell
 from ..metrics.image import ssim, window_psnr
 from ..runtime import use_bf16
@@ -58,9 +60,11 @@ def evaluate_rollouts(
     rows = {"model": {"psnr": [], "ssim": [], "cursor": [], "flips": []},
             "copy_last": {"psnr": [], "ssim": [], "cursor": [], "flips": []}}
     cards = "cursor" in (cfg.pose or "")
+    flips = {name: {kind: [0, 0] for kind in FLIP_KINDS} for name in rows}
     t0 = time.time()
     for i, path in enumerate(tqdm(files, desc="rollouts", unit="ep", disable=not progress)):
         ep = episode_tensors(path, cfg)
+        covered = load_episode(path).get("covered") if cards else None
         start = int(rng.integers(0, len(ep["frames"]) - cfg.context - frames + 1))
         r = rollout_window(model, cfg, ep, start, cfg.context, frames, steps, None, bf16, seed + i)
         for name, pred in (("model", r["pred"]), ("copy_last", r["copy_last"])):
@@ -73,6 +77,10 @@ def evaluate_rollouts(
                 right = card_mse(pred, r["truth"]) < CARD_TAU
                 if flipped.any():
                     rows[name]["flips"].append(float(right[flipped].float().mean()))
+                if covered is not None:
+                    for kind, mask in flip_masks(covered, start, cfg.context, frames).items():
+                        flips[name][kind][0] += int(right[mask].sum())
+                        flips[name][kind][1] += int(mask.sum())
         if out is not None and i < videos:
             panels = [tensor_to_frames(r[k]) for k in ("truth", "pred", "copy_last")]
             write_video(Path(out) / f"rollout_{i:02d}.mp4", side_by_side(panels), fps=2)
@@ -94,8 +102,23 @@ def evaluate_rollouts(
             entry["cursor_accuracy"] = mean_ci95(r["cursor"])
         if r["flips"]:
             entry["changed_cards_right"] = mean_ci95(r["flips"])
+        if any(n for _, n in flips[name].values()):
+            entry["flips"] = {k: {"right": a, "total": n} for k, (a, n) in flips[name].items()}
         result["variants"][name] = entry
     return result
+
+
+FLIP_KINDS = ("covering", "uncovering", "uncovering_seen")
+
+
+def flip_masks(covered: np.ndarray, start: int, context: int, frames: int) -> dict[str, torch.Tensor]:
+    """Cards that flip into each target frame (frames, 4, 4), by kind: covering (fully determined by the
+    action), uncovering, and uncovering an object that is face up somewhere in the context frames."""
+    cov = torch.from_numpy(np.asarray(covered[start + context - 1 : start + context + frames], bool))
+    prev, now = cov[:-1], cov[1:]
+    seen = (~torch.from_numpy(np.asarray(covered[start : start + context], bool))).any(0)
+    uncovering = prev & ~now
+    return {"covering": ~prev & now, "uncovering": uncovering, "uncovering_seen": uncovering & seen}
 
 
 def format_table(result: dict) -> str:
@@ -111,4 +134,8 @@ def format_table(result: dict) -> str:
             else:
                 cells.append("-")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    for name, entry in result["variants"].items():
+        if "flips" in entry:
+            parts = [f"{k} {v['right']}/{v['total']}" for k, v in entry["flips"].items()]
+            lines.append(f"\n{name} flips right: " + ", ".join(parts))
     return "\n".join(lines)
