@@ -21,7 +21,8 @@ from .video import side_by_side, write_video
 
 
 def episode_tensors(path: str | Path, cfg: TrainConfig) -> dict[str, torch.Tensor]:
-    """Load an episode for a model: frames (T,C,R,R) in [-1, 1], actions, pose; clear errors on misfit."""
+    """Load an episode for a model: frames (T,C,R,R) in [-1, 1], actions, pose (and Memory Cards'
+    ``covered``), all with the model's frame skip; clear errors on misfit."""
     ep = load_episode(path)
     image = ep["image"]
     if image.shape[1] != image.shape[2]:
@@ -39,6 +40,8 @@ def episode_tensors(path: str | Path, cfg: TrainConfig) -> dict[str, torch.Tenso
             out["pose"] = torch.from_numpy(np.ascontiguousarray(POSE_SOURCES[cfg.pose](ep)[::skip]))
         except KeyError as e:
             raise EpisodeError(f"{path}: the model is conditioned on pose '{cfg.pose}', which needs array {e}") from None
+    if "covered" in ep:  # Memory Cards: which cards are face down, for the flip diagnostics
+        out["covered"] = torch.from_numpy(np.ascontiguousarray(ep["covered"][::skip]))
     return out
 
 

@@ -16,9 +16,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from .cards import GRID
 from .episodes import EpisodeError, episode_files, load_episode
-
-GRID = 4
 
 
 def cursor_pose(ep: dict) -> np.ndarray:

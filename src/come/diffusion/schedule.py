@@ -24,9 +24,13 @@ def make_scheduler(num_train_timesteps: int = 1000) -> DDIMScheduler:
     )
 
 
-def alpha_bar(scheduler: DDIMScheduler, t: torch.Tensor) -> torch.Tensor:
-    """alpha_bar(t) for integer levels ``t`` of any shape (level 0 is treated as perfectly clean)."""
-    ab = scheduler.alphas_cumprod.to(t.device)[t.long().clamp(min=0)]
+def alpha_bar(schedule: DDIMScheduler | torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """alpha_bar(t) for integer levels ``t`` of any shape (level 0 is treated as perfectly clean).
+
+    ``schedule`` is a scheduler or its ``alphas_cumprod`` tensor (as a network keeps it).
+    """
+    table = schedule if isinstance(schedule, torch.Tensor) else schedule.alphas_cumprod
+    ab = table.to(t.device)[t.long().clamp(min=0)]
     return torch.where(t == 0, torch.ones_like(ab), ab)
 
 

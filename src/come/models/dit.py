@@ -29,6 +29,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from ..diffusion.schedule import alpha_bar, make_scheduler
+
 
 @dataclass
 class DiTConfig:
@@ -177,8 +179,6 @@ class VideoDiT(nn.Module):
         self.register_buffer("token_xy", torch.stack([rows, cols], -1).reshape(-1, 2), persistent=False)
         self.blocks = nn.ModuleList(DiTBlock(w, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth))
         self.final = FinalLayer(w, patch_dim)
-        from ..diffusion.schedule import make_scheduler
-
         ab = make_scheduler(cfg.num_train_timesteps).alphas_cumprod.float()
         self.register_buffer("alphas_cumprod", ab, persistent=False)
         self._init_weights()
@@ -252,7 +252,7 @@ class VideoDiT(nn.Module):
         if cfg.residual and context > 0:
             clean = (t[:, context - 1] == 0).to(x.dtype).view(B, 1, 1, 1, 1)
             anchor = x[:, context - 1 : context] * clean  # a dropped (noised) context gives no anchor
-            ab = torch.where(t == 0, torch.ones_like(t, dtype=torch.float32), self.alphas_cumprod[t.long()])
+            ab = alpha_bar(self.alphas_cumprod, t)
             future = (torch.arange(T, device=x.device) >= context).to(x.dtype)
             shift = anchor * future.view(1, T, 1, 1, 1)
             ab = ab.to(x.dtype).view(B, T, 1, 1, 1)

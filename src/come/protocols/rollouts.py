@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from ..checkpoint import load_model
 from ..data.clips import tensor_to_frames
-from ..data.episodes import episode_files, load_episode
+from ..data.episodes import episode_files
 from ..metrics.cards import card_mse, cursor_cell
 from ..metrics.image import ssim, window_psnr
 from ..runtime import use_bf16
@@ -64,7 +64,7 @@ def evaluate_rollouts(
     t0 = time.time()
     for i, path in enumerate(tqdm(files, desc="rollouts", unit="ep", disable=not progress)):
         ep = episode_tensors(path, cfg)
-        covered = load_episode(path).get("covered") if cards else None
+        covered = ep.get("covered") if cards else None
         start = int(rng.integers(0, len(ep["frames"]) - cfg.context - frames + 1))
         r = rollout_window(model, cfg, ep, start, cfg.context, frames, steps, None, bf16, seed + i)
         for name, pred in (("model", r["pred"]), ("copy_last", r["copy_last"])):
@@ -111,12 +111,13 @@ def evaluate_rollouts(
 FLIP_KINDS = ("covering", "uncovering", "uncovering_seen")
 
 
-def flip_masks(covered: np.ndarray, start: int, context: int, frames: int) -> dict[str, torch.Tensor]:
+def flip_masks(covered, start: int, context: int, frames: int) -> dict[str, torch.Tensor]:
     """Cards that flip into each target frame (frames, 4, 4), by kind: covering (fully determined by the
     action), uncovering, and uncovering an object that is face up somewhere in the context frames."""
-    cov = torch.from_numpy(np.asarray(covered[start + context - 1 : start + context + frames], bool))
+    covered = torch.as_tensor(np.asarray(covered, bool))
+    cov = covered[start + context - 1 : start + context + frames]
     prev, now = cov[:-1], cov[1:]
-    seen = (~torch.from_numpy(np.asarray(covered[start : start + context], bool))).any(0)
+    seen = (~covered[start : start + context]).any(0)
     uncovering = prev & ~now
     return {"covering": ~prev & now, "uncovering": uncovering, "uncovering_seen": uncovering & seen}
 
