@@ -89,3 +89,26 @@ def test_model_eps_uses_clean_context():
     assert eps.shape == x.shape
     # untrained adaLN-Zero network predicts v = 0, so eps = sqrt(1-ab) x_t
     torch.testing.assert_close(eps, (1 - alpha_bar(s, torch.tensor(500))).sqrt() * x)
+
+
+def test_langevin_corrector_keeps_an_exact_gaussian_and_is_off_by_default():
+    """With the exact score of N(0, s^2) noised, the corrector leaves the sampled variance right."""
+    import pytest
+
+    s = 0.3
+    sch = make_scheduler()
+
+    def eps_fn(x, t):
+        ab = float(alpha_bar(sch, torch.tensor(t)))
+        var = ab * s**2 + 1 - ab
+        return (1 - ab) ** 0.5 * x / var  # -sqrt(1-ab) * score of N(0, var)
+
+    x = torch.randn(40000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    plain = sample_ddim(eps_fn, x, sch, 200)
+    corrected = sample_ddim(eps_fn, x, sch, 200, langevin_steps=3, generator=torch.Generator().manual_seed(1))
+    assert float(plain.std()) == pytest.approx(s, rel=0.02)
+    assert float(corrected.std()) == pytest.approx(s, rel=0.02)
+    assert not torch.equal(plain, corrected)
+    assert torch.equal(plain, sample_ddim(eps_fn, x, sch, 200))  # off by default: deterministic DDIM
+    with pytest.raises(ValueError, match="langevin"):
+        sample_ddim(eps_fn, x, sch, 5, langevin_steps=-1)

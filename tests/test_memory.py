@@ -3,8 +3,6 @@ import torch
 
 from come.data.cards import generate_episode
 from come.data.clips import cursor_pose, frames_to_tensor
-from come.diffusion.loss import diffusion_loss
-from come.diffusion.schedule import make_scheduler
 from come.memory import LoRAMemory, change_weights
 from come.models.dit import DiTConfig, VideoDiT
 
@@ -26,27 +24,18 @@ def _episode(T=40):
     return frames_to_tensor(ep["image"]), torch.from_numpy(ep["action"]), torch.from_numpy(cursor_pose(ep))
 
 
-def _fixed_loss(model, frames, action, pose, n=6):
-    s = make_scheduler()
-    g = torch.Generator().manual_seed(123)
-    starts = range(0, len(frames) - 6, max(1, (len(frames) - 6) // n))
-    batch = {"frames": torch.stack([frames[i:i + 6] for i in starts]),
-             "action": torch.stack([action[i:i + 6] for i in starts]),
-             "pose": torch.stack([pose[i:i + 6] for i in starts])}
-    with torch.no_grad():
-        return diffusion_loss(model, batch, 2, s, p_context_dropout=0, p_pose_dropout=0, generator=g).item()
-
-
 def test_memorize_lowers_loss_and_reset_is_bit_identical(tmp_path):
     frames, action, pose = _episode()
     mem = LoRAMemory(_net(), rank=8)
     x, t = frames[None, :6], torch.tensor([[0, 0, 500, 500, 500, 500]])
     before_out = mem.model(x, t, action[None, :6], pose[None, :6], context=2)
-    before = _fixed_loss(mem.model, frames, action, pose)
+    before = mem.history_loss(frames, action, pose)
+    assert before == mem.history_loss(frames, action, pose)  # fixed noise: repeatable
     with torch.no_grad():  # memorization must still train inside a caller's no_grad
         losses = mem.memorize(frames, action, pose, steps=60, lr=1e-2, batch_size=4)
     assert len(losses) == 60
-    after = _fixed_loss(mem.model, frames, action, pose)
+    after = mem.history_loss(frames, action, pose, adapter="ltm")
+    assert mem.history_loss(frames, action, pose) == before  # adapters off: the base model's loss
     assert after < 0.85 * before  # an untrained network; the trained one's figure is in BENCHMARKS.md
     adapted = mem.model(x, t, action[None, :6], pose[None, :6], context=2)
     assert not torch.equal(adapted, before_out)

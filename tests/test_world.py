@@ -83,3 +83,23 @@ def test_world_errors():
         world.imagine(fa, fp, variant="come")
     with pytest.raises(ValueError, match="unknown variant"):
         world.imagine(fa, fp, variant="magic")
+
+
+def test_stream_keeps_learning_across_iterations():
+    world = _world()
+    eps = [generate_episode(6, i, "train", 30) for i in range(2)]
+    frames = torch.stack([frames_to_tensor(e["image"]) for e in eps])
+    action = torch.stack([torch.from_numpy(e["action"]) for e in eps])
+    pose = torch.stack([torch.from_numpy(cursor_pose(e)) for e in eps])
+    out = world.stream(frames, action, pose, start=10, window=8, updates=2, horizon=2, iterations=3, lr=1e-2)
+    assert [o["position"] for o in out] == [10, 12, 14]
+    for o in out:
+        assert o["prediction"].shape == o["truth"].shape == (2, 2, 3, 32, 32)
+        assert torch.equal(o["truth"], frames[:, o["position"]:o["position"] + 2])
+    lora_b = {n: p.detach().clone() for n, p in world.memory.model.named_parameters() if "lora_B.episode0" in n}
+    assert lora_b and any(p.abs().sum() > 0 for p in lora_b.values())  # memory was learned (B starts at zero)...
+    world.observe(frames[:, 10:18], action[:, 10:18], pose[:, 10:18], keep_memory=True)
+    now = dict(world.memory.model.named_parameters())
+    assert all(torch.equal(p, now[n]) for n, p in lora_b.items())  # ...and kept
+    with pytest.raises(ValueError, match="streaming"):
+        world.stream(frames, action, pose, start=10, horizon=2, iterations=20)

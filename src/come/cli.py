@@ -1,4 +1,4 @@
-"""The ``come`` command line: data, train, sample, eval, export, presets, demo.
+"""The ``come`` command line: data, train, sample, eval, export, presets, toy, demo.
 
 Every command explains itself with ``--help``. Bad input ends with one line on
 stderr naming the file or argument and what is wrong, and exit code 2.
@@ -196,6 +196,39 @@ def eval_rollouts(
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+@app.command()
+@_guard
+def toy(
+    out: Path = typer.Option(Path("toy_out"), help="Folder for toy.png (densities and histograms) and toy.json."),
+    weight: float = typer.Option(2.0, help="Contrast weight w of every expert."),
+    samples: int = typer.Option(20000, min=100, help="Samples drawn per rule."),
+    steps: int = typer.Option(1000, min=2, help="DDIM steps."),
+    langevin_steps: int = typer.Option(10, min=0, help="Unadjusted Langevin corrector steps after each DDIM step."),
+    langevin_size: float = typer.Option(0.1, help="Langevin step size, as a fraction of the level's noise variance."),
+    seed: int = typer.Option(0, help="Seed of the sampling noise."),
+):
+    """The 1-D toy: why the product of experts must be contrastive.
+
+    Two Gaussian-mixture experts share a spurious mode. On a grid, the naive product
+    gives it nearly the dominant mode's mass; the product of contrastive experts
+    (p_i^(1+w) / p~_i^w, p~_i: same kernels with equal peak heights) removes it. Then
+    the library's own composition and DDIM sampler run on the exact scores of the
+    noised mixtures, and the sample histograms are compared with the grid densities
+    (total variation distance). Takes about a minute on 2 CPU cores.
+    """
+    from .toy import run_toy
+
+    result = run_toy(out, weight, samples, steps, langevin_steps, langevin_size, seed, progress=True)
+    centres = result["mode_centres"]
+    typer.echo(f"{'rule':<12} {'':<8}" + "".join(f"{c:>9.2f}" for c in centres) + f"{'TV':>8}")
+    for rule, r in result["rules"].items():
+        typer.echo(f"{rule:<12} {'grid':<8}" + "".join(f"{m:>9.3f}" for m in r["grid_mass"]))
+        typer.echo(f"{'':<12} {'sampled':<8}" + "".join(f"{m:>9.3f}" for m in r["sample_mass"])
+                   + f"{r['total_variation']:>8.3f}")
+    typer.echo(f"mass per mode (columns: mode centres); TV: histogram vs grid density, 100 bins. "
+               f"wrote {out / 'toy.png'} and {out / 'toy.json'}")
 
 
 @app.command()

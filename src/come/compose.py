@@ -29,10 +29,10 @@ from diffusers import DDIMScheduler
 
 from .diffusion.sampling import EpsFn, autocast
 from .diffusion.schedule import alpha_bar, to_eps
+from .memory import BASE_ADAPTER
 
 NULL_KINDS = ("noise", "adapters_off", "pose_drop")
 RULES = ("contrastive", "poe")
-BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in a mixed-adapter batch
 
 
 @runtime_checkable

@@ -27,6 +27,7 @@ from .diffusion.sampling import autocast
 from .diffusion.schedule import make_scheduler
 
 DEFAULT_TARGETS = ("qkv", "proj", "fc1", "fc2")
+BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in a mixed-adapter batch
 
 
 def change_weights(frames: torch.Tensor, window: int, boost: float) -> np.ndarray:
@@ -138,6 +139,46 @@ class LoRAMemory:
         self.model.eval()
         self.model.set_adapter(self.adapter)
         return losses
+
+    @torch.no_grad()
+    def history_loss(
+        self,
+        frames: torch.Tensor,
+        action: torch.Tensor,
+        pose: torch.Tensor | None = None,
+        context: int = 2,
+        future: int = 4,
+        adapter: str | None = None,
+        repeats: int = 2,
+        seed: int = 0,
+        batch_size: int = 64,
+    ) -> float:
+        """The diffusion loss on every window of a history, with noise fixed by ``seed``.
+
+        Evaluated with ``adapter`` on (None: the base model, adapters off), so
+        calls before and after :meth:`memorize` compare the same noise draws.
+        """
+        window = context + future
+        if len(frames) < window:
+            raise ValueError(f"a history of {len(frames)} frames is shorter than one window of {window}")
+        scheduler = make_scheduler(self.base.config.num_train_timesteps)
+        gen = torch.Generator().manual_seed(seed)
+        starts = [s for _ in range(repeats) for s in range(len(frames) - window + 1)]
+        names = None if adapter is None else [self.adapter_for(adapter)]
+        total = 0.0
+        for i in range(0, len(starts), batch_size):
+            chunk = starts[i : i + batch_size]
+            batch = {"frames": torch.stack([frames[s : s + window] for s in chunk]),
+                     "action": torch.stack([action[s : s + window] for s in chunk])}
+            if pose is not None:
+                batch["pose"] = torch.stack([pose[s : s + window] for s in chunk])
+
+            def net(x, t, a, p, context):
+                return self.model(x, t, a, p, context=context, adapter_names=(names or [BASE_ADAPTER]) * len(x))
+
+            total += len(chunk) * diffusion_loss(net, batch, context, scheduler, p_context_dropout=0.0,
+                                                 p_pose_dropout=0.0, generator=gen).item()
+        return total / len(starts)
 
     def reset(self, adapter: str | None = None) -> None:
         """Forget: one adapter (or all) back to its initial, zero-effect weights."""

@@ -61,16 +61,23 @@ class WorldModel:
         self.frames = self.action = self.pose = None
         self.memorized = False
 
-    def observe(self, frames: torch.Tensor, action: torch.Tensor, pose: torch.Tensor | None = None) -> None:
-        """Set the history (B,N,C,H,W) with its actions (B,N,A) and poses (B,N,P); forgets earlier memory."""
+    def observe(self, frames: torch.Tensor, action: torch.Tensor, pose: torch.Tensor | None = None,
+                keep_memory: bool = False) -> None:
+        """Set the history (B,N,C,H,W) with its actions (B,N,A) and poses (B,N,P).
+
+        Forgets earlier memory unless ``keep_memory`` (streaming: the same episodes, later frames).
+        """
         if frames.ndim != 5 or action.shape[:2] != frames.shape[:2]:
             raise ValueError(f"history frames (B,N,C,H,W) {tuple(frames.shape)} and actions (B,N,A) "
                              f"{tuple(action.shape)} do not match")
         if len(frames[0]) < self.cfg.context:
             raise ValueError(f"a history of {len(frames[0])} frames is shorter than the base context {self.cfg.context}")
+        if keep_memory and self.frames is not None and len(frames) != len(self.frames):
+            raise ValueError(f"keep_memory needs the same {len(self.frames)} episodes, got {len(frames)}")
         self.frames, self.action, self.pose = frames, action, pose
-        self.memory.reset()
-        self.memorized = False
+        if not keep_memory:
+            self.memory.reset()
+            self.memorized = False
 
     @property
     def episode_adapters(self) -> tuple[str, ...]:
@@ -136,3 +143,46 @@ class WorldModel:
             bar.update(f)
         bar.close()
         return frames[:, self.frames.shape[1]:]
+
+    def stream(
+        self,
+        frames: torch.Tensor,
+        action: torch.Tensor,
+        pose: torch.Tensor | None = None,
+        start: int = 50,
+        window: int = 50,
+        updates: int = 25,
+        horizon: int = 4,
+        iterations: int = 11,
+        variant: str = "come",
+        lr: float = 1e-3,
+        batch_size: int = 8,
+        seed: int = 0,
+        progress: bool = False,
+    ) -> list[dict]:
+        """Streaming memory over whole episodes (B,T,...): the memory keeps learning as frames arrive.
+
+        From frame ``start``, ``iterations`` times: observe the last ``window``
+        frames, memorize them for ``updates`` steps (the adapters carry over from
+        the previous iteration; skipped for variants without memory), predict the
+        next ``horizon`` frames, then move on by ``horizon`` observed frames.
+        Returns per iteration ``position``, ``prediction`` and ``truth`` (B,h,C,H,W).
+        """
+        end = start + iterations * horizon
+        if frames.shape[1] < end or start < self.cfg.context:
+            raise ValueError(f"streaming from frame {start} for {iterations} x {horizon} frames needs "
+                             f"{end} frames and start >= {self.cfg.context}; the episodes have {frames.shape[1]}")
+        uses_memory = variant in ("ltm", "come", "poe")
+        out = []
+        for i in tqdm(range(iterations), desc=f"stream {variant}", unit="iter", disable=not progress):
+            pos = start + i * horizon
+            lo = max(0, pos - window)
+            self.observe(frames[:, lo:pos], action[:, lo:pos], None if pose is None else pose[:, lo:pos],
+                         keep_memory=i > 0)
+            if uses_memory:
+                self.memorize(steps=updates, lr=lr, batch_size=batch_size, seed=seed + i)
+            nxt = slice(pos, pos + horizon)
+            pred = self.imagine(action[:, nxt], None if pose is None else pose[:, nxt], variant=variant, seed=seed + i)
+            out.append({"position": pos, "prediction": pred, "truth": frames[:, nxt]})
+        return out
+

@@ -4,7 +4,11 @@
 the initial noise and a schedule, with a per-step callback. The eps function is
 the hook where experts are composed (``come.compose``); the step itself is
 diffusers' ``DDIMScheduler.step`` with eta = 0 (Song et al. 2021, "Denoising
-Diffusion Implicit Models", eq. 12).
+Diffusion Implicit Models", eq. 12). An optional unadjusted Langevin corrector
+(Song et al. 2021, "Score-Based Generative Modeling through SDEs", predictor-
+corrector sampling) runs after each step at the level just reached: a composed
+score is not the score of the noised composed distribution, and a few Langevin
+steps pull the samples towards what the composed score describes at that level.
 """
 
 from __future__ import annotations
@@ -28,15 +32,47 @@ def sample_ddim(
     scheduler: DDIMScheduler,
     steps: int,
     callback: Callable[[dict], None] | None = None,
+    langevin_steps: int = 0,
+    langevin_size: float = 0.1,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Run ``steps`` deterministic DDIM steps from noise ``x``; returns the clean sample."""
+    """Run ``steps`` deterministic DDIM steps from noise ``x``; returns the clean sample.
+
+    With ``langevin_steps`` > 0, each step but the last is followed by that many
+    unadjusted Langevin steps at the new level ``t``:
+    ``x <- x + d * score + sqrt(2 d) z`` with ``score = -eps / sqrt(1 - ab_t)``
+    and ``d = langevin_size * (1 - ab_t)`` (off by default).
+    """
+    if langevin_steps < 0 or langevin_size <= 0:
+        raise ValueError(f"langevin_steps must be >= 0 and langevin_size > 0, got {langevin_steps}, {langevin_size}")
     scheduler.set_timesteps(steps)
-    for i, t in enumerate(scheduler.timesteps):
-        t = int(t)
+    timesteps = [int(t) for t in scheduler.timesteps]
+    for i, t in enumerate(timesteps):
         eps = eps_fn(x, t).float()
         x = scheduler.step(eps, t, x, eta=0.0).prev_sample
+        if langevin_steps and i + 1 < len(timesteps) and timesteps[i + 1] > 0:
+            x = langevin(eps_fn, x, timesteps[i + 1], scheduler, langevin_steps, langevin_size, generator)
         if callback is not None:
             callback({"i": i, "t": t, "x": x, "eps": eps})
+    return x
+
+
+def langevin(
+    eps_fn: EpsFn,
+    x: torch.Tensor,
+    t: int,
+    scheduler: DDIMScheduler,
+    n: int,
+    size: float,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """``n`` unadjusted Langevin steps on the score implied by ``eps_fn`` at level ``t``."""
+    var = 1 - float(alpha_bar(scheduler, torch.tensor(t)))
+    d = size * var
+    for _ in range(n):
+        score = -eps_fn(x, t).float() / var**0.5
+        z = torch.randn(x.shape, generator=generator).to(x.device)
+        x = x + d * score + (2 * d) ** 0.5 * z
     return x
 
 
