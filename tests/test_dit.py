@@ -102,15 +102,3 @@ def test_residual_model_starts_by_copying_the_last_frame():
     dropped = t.clone()
     dropped[:, :2] = 999  # context dropped: no anchor, plain v = 0
     assert m(x, dropped, a, p, context=2).abs().max() == 0
-
-
-def test_action_reaches_the_tokens_at_the_pose():
-    m = tiny()
-    pose = torch.tensor([[[-0.75, 0.75]]])  # row 0, last column of a 4x4 token grid
-    toggle = torch.tensor([[[0.0, 0, 0, 0, 1]]])
-    feats = m.pose_features(pose, toggle)  # (1,1,16,·)
-    assert feats.shape[-1] == VideoDiT.pose_feature_dim(m.config)
-    local = feats[0, 0, :, -5 * 3:].reshape(16, 3, 5)  # (token, bump scale, action)
-    assert local[..., :4].abs().max() == 0  # only the toggle is present...
-    assert local[:, 0, 4].argmax() == 3  # ...and it is strongest on the token under the pose
-    assert torch.equal(m.pose_features(pose, torch.zeros_like(toggle))[..., -15:], torch.zeros(1, 1, 16, 15))

@@ -216,7 +216,7 @@ def toy(
     (p_i^(1+w) / p~_i^w, p~_i: same kernels with equal peak heights) removes it. Then
     the library's own composition and DDIM sampler run on the exact scores of the
     noised mixtures, and the sample histograms are compared with the grid densities
-    (total variation distance). Takes about a minute on 2 CPU cores.
+    (total variation distance). Takes about 2 minutes on 2 CPU cores.
     """
     from .toy import run_toy
 

@@ -56,7 +56,7 @@ class TrainConfig:
 
 
 TRAIN_PRESETS: dict[str, dict] = {
-    "cards-tiny": dict(model=MODEL_PRESETS["cards-tiny"], context=2, future=4, pose="cursor", batch_size=32, steps=5000,
+    "cards-tiny": dict(model=MODEL_PRESETS["cards-tiny"], context=2, future=4, pose="cursor", batch_size=32, steps=3500,
                        lr=4e-4, sample_every=500),
     "cards-stm": dict(model=MODEL_PRESETS["cards-stm"], context=32, future=4, pose="cursor", batch_size=16, steps=4000),
     "dit-s": dict(model=MODEL_PRESETS["dit-s"], context=3, future=5, batch_size=64, steps=100000, lr=1e-4),

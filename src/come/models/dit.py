@@ -11,11 +11,7 @@ every frame's tokens, which lets a small model use its context from the first
 steps of training (measured in DESIGN.md). A pose also reaches every token
 together with its offset from the token's place in the image and Gaussian bumps
 of that distance, so that "the cursor is here" is a linear read-out: an MLP on
-raw coordinates did not learn it in 2k steps (the model ignored the pose). The
-frame's action also reaches the tokens multiplied by those bumps ("this action
-happens here"): with the action only in adaLN, a model that placed the cursor
-right 100% of the time drew 16% of toggled cards right after 3.5k steps, since
-a flip needs the product of "toggle" and "the cursor is on this card". With ``residual`` the network also
+raw coordinates did not learn it in 2k steps (the model ignored the pose). With ``residual`` the network also
 denoises each future frame as its change from that anchor frame: with
 ``r = x - a`` the noisy input is ``r_t = x_t - sqrt(ab) a`` (same noise), and the
 returned ``v`` of ``x`` is ``v_r - sqrt(1 - ab) a``. Outside the network nothing
@@ -174,7 +170,7 @@ class VideoDiT(nn.Module):
         )
         # pose relative to each token's place in the image: lets a token tell "the cursor/agent is here"
         self.pose_token = (
-            nn.Sequential(nn.Linear(self.pose_feature_dim(cfg), w), nn.SiLU(), nn.Linear(w, w))
+            nn.Sequential(nn.Linear(cfg.pose_dim + 2 + len(POSE_RBF_SCALES), w), nn.SiLU(), nn.Linear(w, w))
             if cfg.pose_dim else None
         )
         n = cfg.resolution // cfg.patch
@@ -202,21 +198,15 @@ class VideoDiT(nn.Module):
             nn.init.zeros_(m.weight)
             nn.init.zeros_(m.bias)
 
-    @staticmethod
-    def pose_feature_dim(cfg: DiTConfig) -> int:
-        return cfg.pose_dim + 2 + len(POSE_RBF_SCALES) * (1 + cfg.action_dim)
-
-    def pose_features(self, pose: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    def pose_features(self, pose: torch.Tensor) -> torch.Tensor:
         """Per token (B,T,N,·): the pose, its first two coordinates minus the token's image position
-        (row, col in (-1, 1)), Gaussian bumps of that distance ("the cursor/agent is here"), and the
-        frame's action times each bump ("this action happens here")."""
+        (row, col in (-1, 1)), and Gaussian bumps of that distance: "the cursor/agent is here"."""
         B, T, _ = pose.shape
         n = self.config.tokens_per_frame
         offset = pose[:, :, None, :2] - self.token_xy.to(pose.dtype)  # (B,T,N,2)
         dist2 = offset.pow(2).sum(-1, keepdim=True)
-        bumps = torch.cat([torch.exp(-dist2 / (2 * s**2)) for s in POSE_RBF_SCALES], dim=-1)  # (B,T,N,S)
-        local_action = (bumps[..., :, None] * action[:, :, None, None, :]).flatten(-2)  # (B,T,N,S*A)
-        return torch.cat([pose[:, :, None].expand(B, T, n, -1), offset, bumps, local_action], dim=-1)
+        bumps = [torch.exp(-dist2 / (2 * s**2)) for s in POSE_RBF_SCALES]
+        return torch.cat([pose[:, :, None].expand(B, T, n, -1), offset, *bumps], dim=-1)
 
     def patchify(self, x: torch.Tensor) -> torch.Tensor:
         p = self.config.patch
@@ -275,7 +265,7 @@ class VideoDiT(nn.Module):
         if self.pose_embed is not None:  # no pose is the zero pose, as in training's pose dropout
             pose = pose if pose is not None else x.new_zeros(B, T, cfg.pose_dim)
             c = c + self.pose_embed(pose)
-            h = h + self.pose_token(self.pose_features(pose, action))
+            h = h + self.pose_token(self.pose_features(pose))
         n = cfg.tokens_per_frame
         h = h.reshape(B, T * n, -1)
         for i, block in enumerate(self.blocks):
