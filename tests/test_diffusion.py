@@ -112,4 +112,3 @@ def test_langevin_corrector_keeps_an_exact_gaussian_and_is_off_by_default():
     assert torch.equal(plain, sample_ddim(eps_fn, x, sch, 200))  # off by default: deterministic DDIM
     with pytest.raises(ValueError, match="langevin"):
         sample_ddim(eps_fn, x, sch, 5, langevin_steps=-1)
-
