@@ -36,6 +36,8 @@ def test_memorize_lowers_loss_and_reset_is_bit_identical(tmp_path):
     assert len(losses) == 60
     after = mem.history_loss(frames, action, pose, adapter="ltm")
     assert mem.history_loss(frames, action, pose) == before  # adapters off: the base model's loss
+    with pytest.raises(ValueError, match="does not exist"):
+        mem.history_loss(frames, action, pose, adapter="typo")
     assert after < 0.85 * before  # an untrained network; the trained one's figure is in BENCHMARKS.md
     adapted = mem.model(x, t, action[None, :6], pose[None, :6], context=2)
     assert not torch.equal(adapted, before_out)

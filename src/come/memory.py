@@ -164,7 +164,9 @@ class LoRAMemory:
         scheduler = make_scheduler(self.base.config.num_train_timesteps)
         gen = torch.Generator().manual_seed(seed)
         starts = [s for _ in range(repeats) for s in range(len(frames) - window + 1)]
-        names = None if adapter is None else [self.adapter_for(adapter)]
+        if adapter is not None and adapter not in self.adapters:
+            raise ValueError(f"adapter '{adapter}' does not exist (has: {self.adapters})")
+        names = None if adapter is None else [adapter]
         total = 0.0
         for i in range(0, len(starts), batch_size):
             chunk = starts[i : i + batch_size]
