@@ -210,7 +210,7 @@ def _plot(path: Path, experts, densities, drawn, grid, weight: float) -> None:
     axes[0].legend(fontsize=7)
     titles = {"naive": "naive product", "contrastive": f"product of contrastive experts (w={weight:g})"}
     for ax, (rule, density) in zip(axes[1:], densities.items()):
-        ax.hist(drawn[rule].numpy(), bins=200, range=(-1.2, 1.2), density=True, alpha=0.5, label="sampled (DDIM)")
+        ax.hist(drawn[rule].numpy(), bins=200, range=(-1.2, 1.2), density=True, alpha=0.5, label="sampled (DDIM + Langevin)")
         ax.plot(g, density.numpy(), "k", lw=1, label="grid density")
         ax.set_title(titles[rule])
         ax.legend(fontsize=7)
