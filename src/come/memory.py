@@ -40,6 +40,22 @@ def change_weights(frames: torch.Tensor, window: int, boost: float) -> np.ndarra
     return w / w.sum()
 
 
+def _check_history(frames: torch.Tensor, action: torch.Tensor, pose: torch.Tensor | None, window: int) -> None:
+    if len(frames) < window:
+        raise ValueError(f"a history of {len(frames)} frames is shorter than one window of {window}")
+    if len(action) != len(frames) or (pose is not None and len(pose) != len(frames)):
+        raise ValueError("frames, actions and poses of the history must have the same length")
+
+
+def _windows(frames, action, pose, starts, window: int) -> dict[str, torch.Tensor]:
+    """A batch of the history's windows beginning at ``starts``, as the diffusion loss takes it."""
+    batch = {"frames": torch.stack([frames[s : s + window] for s in starts]),
+             "action": torch.stack([action[s : s + window] for s in starts])}
+    if pose is not None:
+        batch["pose"] = torch.stack([pose[s : s + window] for s in starts])
+    return batch
+
+
 class LoRAMemory:
     """LoRA adapters on a network, memorized on an episode at test time."""
 
@@ -103,10 +119,7 @@ class LoRAMemory:
         """
         adapter = self.adapter_for(adapter or self.adapter)
         window = context + future
-        if len(frames) < window:
-            raise ValueError(f"a history of {len(frames)} frames is shorter than one window of {window}")
-        if len(action) != len(frames) or (pose is not None and len(pose) != len(frames)):
-            raise ValueError("frames, actions and poses of the history must have the same length")
+        _check_history(frames, action, pose, window)
         scheduler = make_scheduler(self.base.config.num_train_timesteps)
         probs = change_weights(frames, window, change_boost)
         rng = np.random.default_rng(seed)
@@ -121,13 +134,7 @@ class LoRAMemory:
         self.model.train()
         with torch.enable_grad():  # memorization trains, even inside a caller's no_grad
             for _ in tqdm(range(steps), desc="memorize", unit="step", disable=not progress):
-                starts = rng.choice(len(probs), size=batch_size, p=probs)
-                batch = {
-                    "frames": torch.stack([frames[s : s + window] for s in starts]),
-                    "action": torch.stack([action[s : s + window] for s in starts]),
-                }
-                if pose is not None:
-                    batch["pose"] = torch.stack([pose[s : s + window] for s in starts])
+                batch = _windows(frames, action, pose, rng.choice(len(probs), size=batch_size, p=probs), window)
                 with autocast(bf16, frames.device):
                     loss = diffusion_loss(self.model, batch, context, scheduler, p_context_dropout=0.0,
                                           p_pose_dropout=0.0, generator=gen)
@@ -159,27 +166,22 @@ class LoRAMemory:
         calls before and after :meth:`memorize` compare the same noise draws.
         """
         window = context + future
-        if len(frames) < window:
-            raise ValueError(f"a history of {len(frames)} frames is shorter than one window of {window}")
+        _check_history(frames, action, pose, window)
+        if adapter is not None and adapter not in self.adapters:
+            raise ValueError(f"adapter '{adapter}' does not exist (has: {self.adapters})")
+        name = adapter or BASE_ADAPTER
         scheduler = make_scheduler(self.base.config.num_train_timesteps)
         gen = torch.Generator().manual_seed(seed)
         starts = [s for _ in range(repeats) for s in range(len(frames) - window + 1)]
-        if adapter is not None and adapter not in self.adapters:
-            raise ValueError(f"adapter '{adapter}' does not exist (has: {self.adapters})")
-        names = None if adapter is None else [adapter]
+
+        def net(x, t, a, p, context):
+            return self.model(x, t, a, p, context=context, adapter_names=[name] * len(x))
+
         total = 0.0
         for i in range(0, len(starts), batch_size):
             chunk = starts[i : i + batch_size]
-            batch = {"frames": torch.stack([frames[s : s + window] for s in chunk]),
-                     "action": torch.stack([action[s : s + window] for s in chunk])}
-            if pose is not None:
-                batch["pose"] = torch.stack([pose[s : s + window] for s in chunk])
-
-            def net(x, t, a, p, context):
-                return self.model(x, t, a, p, context=context, adapter_names=(names or [BASE_ADAPTER]) * len(x))
-
-            total += len(chunk) * diffusion_loss(net, batch, context, scheduler, p_context_dropout=0.0,
-                                                 p_pose_dropout=0.0, generator=gen).item()
+            total += len(chunk) * diffusion_loss(net, _windows(frames, action, pose, chunk, window), context, scheduler,
+                                                 p_context_dropout=0.0, p_pose_dropout=0.0, generator=gen).item()
         return total / len(starts)
 
     def reset(self, adapter: str | None = None) -> None:
