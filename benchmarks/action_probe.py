@@ -25,7 +25,7 @@ from come.data.cards import TOGGLE
 from come.data.clips import cursor_pose, frames_to_tensor
 from come.data.episodes import episode_files, load_episode
 from come.diffusion.sampling import rollout
-from come.diffusion.schedule import add_noise, alpha_bar, eps_to_x0, make_scheduler, to_eps
+from come.diffusion.schedule import add_noise, alpha_bar, make_scheduler, v_to_x0
 from come.metrics.cards import card_mse
 from come.protocols.rollouts import CARD_TAU
 
@@ -81,7 +81,7 @@ def main():
         row = {}
         for name, actions in (("true", act), ("zeroed", no_action)):
             v = model(noisy, t, actions, pose, context=2)[:, 2:]
-            x0 = eps_to_x0(to_eps(v, noisy[:, 2:], ab[:, 2:], "v"), noisy[:, 2:], ab[:, 2:])[:, 0]
+            x0 = v_to_x0(v, noisy[:, 2:], ab[:, 2:])[:, 0]
             row[name] = {"to_truth": float(at_cells(card_mse(x0, x[:, 2]), cells).mean()),
                          "to_previous": float(at_cells(card_mse(x0, x[:, 1]), cells).mean())}
         out["levels"][level] = row

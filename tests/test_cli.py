@@ -28,7 +28,7 @@ def assert_clear_error(result, *fragments):
 
 def test_help_on_every_command():
     for cmd in (["--help"], ["data", "cards", "--help"], ["train", "--help"], ["sample", "--help"],
-                ["eval", "rollouts", "--help"], ["demo", "--help"], ["presets", "--help"]):
+                ["eval", "rollouts", "--help"], ["eval", "cards-recall", "--help"], ["demo", "--help"], ["presets", "--help"]):
         r = run(*cmd)
         assert r.exit_code == 0 and "Usage" in r.output, cmd
 
@@ -58,6 +58,27 @@ def test_eval_rollouts_cli(micro_run, cards_data, tmp_path):
     assert set(result["variants"]) == {"model", "copy_last"} and result["episodes"] == 2
     assert "cursor_accuracy" in result["variants"]["copy_last"]
     assert len(list((tmp_path / "v").glob("*.mp4"))) == 2
+
+
+def test_eval_cards_recall_cli(micro_run, tmp_path):
+    r = run("eval", "cards-recall", "--ckpt", micro_run, "--episodes", 2, "--steps", 2, "--ddim-steps", 2,
+            "--rank", 4, "--sweep-steps", "1,2", "--json", tmp_path / "r.json", "--out", tmp_path / "v", "--videos", 1)
+    assert r.exit_code == 0, r.output
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert set(result["variants"]) == {"base", "ltm", "come", "poe", "hg"}
+    assert result["episodes"] == 2 and result["memorization_steps"] == 2 and 0 < result["tau"] < 0.05
+    assert abs(result["chance"] - 0.125) < 0.15
+    for v in result["variants"].values():
+        assert 0 <= v["recall"] <= 1 and len(v["per_episode"]) == 2 and v["ci95"][0] <= v["recall"] <= v["ci95"][1]
+    assert result["sweeps"]["steps"]["values"] == [1, 2] and len(result["sweeps"]["steps"]["recall"]["come"]) == 2
+    for name in ("recall.png", "recall_frames.png", "recall_vs_steps.png", "recall_00.mp4"):
+        assert (tmp_path / "v" / name).stat().st_size > 0, name
+    assert "| come |" in r.output and "tau" in r.output
+
+
+def test_eval_cards_recall_bad_variant(micro_run):
+    assert_clear_error(run("eval", "cards-recall", "--ckpt", micro_run, "--variants", "base,magic"), "magic")
+    assert_clear_error(run("eval", "cards-recall", "--ckpt", micro_run, "--variants", "stm"), "--stm")
 
 
 # --- bad input: one line, exit code 2, no traceback ---------------------------------------

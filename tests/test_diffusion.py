@@ -3,7 +3,7 @@ from diffusers import DDPMScheduler
 
 from come.diffusion.loss import diffusion_loss, sample_levels
 from come.diffusion.sampling import model_eps, sample_ddim
-from come.diffusion.schedule import add_noise, alpha_bar, eps_to_x0, make_scheduler, to_eps, velocity
+from come.diffusion.schedule import add_noise, alpha_bar, make_scheduler, to_eps, v_to_x0, velocity
 from come.models.dit import DiTConfig, VideoDiT
 
 
@@ -25,7 +25,11 @@ def test_parameterisations_convert_to_the_same_eps():
     x_t = add_noise(x0, eps, ab)
     for kind, pred in (("eps", eps), ("v", velocity(x0, eps, ab)), ("x0", x0)):
         torch.testing.assert_close(to_eps(pred, x_t, ab, kind), eps, atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(eps_to_x0(eps, x_t, ab), x0, atol=1e-3, rtol=1e-3)
+    v = velocity(x0, eps, ab)
+    torch.testing.assert_close(v_to_x0(v, x_t, ab), x0, atol=1e-5, rtol=1e-5)
+    last = alpha_bar(s, torch.tensor([999]))  # sqrt(ab) ~ 5e-5: still exact
+    torch.testing.assert_close(v_to_x0(velocity(x0[:1], eps[:1], last), add_noise(x0[:1], eps[:1], last), last),
+                               x0[:1], atol=1e-5, rtol=1e-5)
 
 
 def test_ddim_with_exact_eps_recovers_a_point_mass():
@@ -54,6 +58,17 @@ def test_levels_context_clean_or_dropped():
     assert (lv[:, 2:] >= 1).all()
     shared = (lv[:, 2:] == lv[:, 2:3]).all(1).float().mean().item()
     assert 0.45 < shared < 0.56
+
+
+def test_levels_high_fraction():
+    g = torch.Generator().manual_seed(0)
+    lv = sample_levels(4000, 3, 2, 1000, 0.1, g, high_fraction=0.8, high_min=800)
+    future = lv[:, 2]
+    assert (future >= 1).all() and (future <= 999).all()
+    # 80% of the clips in [800, 1000), plus the uniform clips that land there by chance
+    share = (future >= 800).float().mean().item()
+    assert abs(share - (0.8 + 0.2 * 0.2)) < 0.03
+    assert set(lv[:, :2].unique().tolist()) == {0, 999}  # context untouched
 
 
 def _micro():

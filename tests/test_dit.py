@@ -89,14 +89,14 @@ def test_presets_registry_and_errors():
 
 def test_residual_model_starts_by_copying_the_last_frame():
     """Untrained (v_r = 0), the clean-frame estimate is the anchor plus sqrt(ab) times the noisy change."""
-    from come.diffusion.schedule import alpha_bar, eps_to_x0, make_scheduler, to_eps
+    from come.diffusion.schedule import alpha_bar, make_scheduler, v_to_x0
 
     s = make_scheduler()
     m = tiny()
     x, _, a, p = _inputs()
     t = torch.tensor([[0, 0, 900, 500, 100]] * 2)
     ab = alpha_bar(s, t)[:, 2:, None, None, None]
-    x0 = eps_to_x0(to_eps(m(x, t, a, p, context=2), x, alpha_bar(s, t), "v"), x, alpha_bar(s, t))[:, 2:]
+    x0 = v_to_x0(m(x, t, a, p, context=2), x, alpha_bar(s, t))[:, 2:]
     anchor = x[:, 1:2]
     torch.testing.assert_close(x0, anchor + ab.sqrt() * (x[:, 2:] - ab.sqrt() * anchor), atol=1e-4, rtol=1e-4)
     dropped = t.clone()

@@ -74,3 +74,23 @@ def test_change_weights_prefer_windows_where_something_changes():
     w = change_weights(frames, window=4, boost=4.0)
     assert w.shape == (17,) and abs(w.sum() - 1) < 1e-9
     assert w[8] > w[0] and w[7] == w[0] * 5 and w[10] == w[0]
+
+
+def test_surprise_weights_favour_what_the_model_cannot_predict():
+    """An untrained residual network predicts "nothing changes"; the window whose new frame is a
+    surprise (a frame unlike the one before) must get the most weight, and boost 0 is uniform."""
+    frames, action, pose = _episode(20)
+    frames = frames[:1].expand(20, -1, -1, -1).clone()  # a still scene...
+    frames[12:] = -frames[12:]  # ...that changes once, at frame 12
+    mem = LoRAMemory(VideoDiT(DiTConfig(resolution=32, patch=8, width=32, depth=1, heads=2, max_frames=3,
+                                        action_dim=5, pose_dim=2)), rank=2)
+    w = mem.surprise_weights(frames, action, pose, context=2, future=1, boost=9.0)
+    assert w.shape == (18,) and abs(w.sum() - 1) < 1e-9
+    assert w.argmax() == 10  # the window whose future frame is frame 12
+    assert w.max() / w.min() > 5
+    flat = mem.surprise_weights(frames, action, pose, context=2, future=1, boost=0.0)
+    assert abs(flat.max() - flat.min()) < 1e-12
+    losses = mem.memorize(frames, action, pose, steps=2, batch_size=2, context=2, future=1, weighting="surprise")
+    assert len(losses) == 2
+    with pytest.raises(ValueError, match="weighting"):
+        mem.memorize(frames, action, pose, steps=1, context=2, future=1, weighting="typo")

@@ -198,6 +198,84 @@ def eval_rollouts(
         json_out.write_text(json.dumps(result, indent=2) + "\n")
 
 
+@eval_app.command("cards-recall")
+@_guard
+def eval_cards_recall(
+    ckpt: Path = typer.Option(..., help="Base model: a run folder made by 'come train' on Memory Cards (cursor pose)."),
+    stm: Optional[Path] = typer.Option(None, help="Short-term memory model (e.g. the cards-stm preset) for 'stm', 'come' and 'poe'."),
+    episodes: int = typer.Option(50, min=1, help="Zig-zag recall episodes, generated from --seed."),
+    seed: int = typer.Option(0, help="Seed of the episodes and of all sampling and memorization noise."),
+    steps: int = typer.Option(20, min=0, help="Memorization steps of the long-term memory (LoRA) per episode."),
+    variants: str = typer.Option("base,ltm,come,poe,hg", help="Comma-separated: base, ltm, stm, come, poe, hg."),
+    rank: int = typer.Option(32, min=1, help="LoRA rank of the long-term memory."),
+    lr: float = typer.Option(1e-3, help="Memorization learning rate (AdamW)."),
+    batch_size: int = typer.Option(8, min=1, help="Windows of the history per memorization step."),
+    w_ltm: float = typer.Option(1.5, help="Contrast weight of the long-term memory expert."),
+    w_stm: float = typer.Option(1.0, help="Contrast weight of the short-term memory expert."),
+    w_hg: float = typer.Option(1.5, help="History-guidance scale (HG-v)."),
+    ddim_steps: int = typer.Option(20, min=1, help="DDIM steps per generated chunk."),
+    sweep_steps: Optional[str] = typer.Option(None, help="Also sweep memorization steps, e.g. 5,10,20,50,100 (plot recall_vs_steps.png)."),
+    sweep_ranks: Optional[str] = typer.Option(None, help="Also sweep LoRA ranks, e.g. 4,8,32,64 (plot recall_vs_rank.png)."),
+    precision: str = typer.Option("auto", help="auto, bf16 or fp32."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result as JSON here."),
+    out: Optional[Path] = typer.Option(None, help="Folder for recall.png, the sweep plots and videos (truth | base | CoME)."),
+    videos: int = typer.Option(4, min=0, help="Episodes to write as videos into --out."),
+):
+    """Memory Cards recall: watch every card once, then draw what lies under each card.
+
+    Phase 1 of each zig-zag episode (every card uncovered and covered again) is the
+    history; the model rolls phase 2 (every card uncovered) out from its actions. A card
+    of the last frame is recalled when its MSE to the truth is under tau (a quarter of the
+    smallest MSE between two different cards); chance is a random layout. Prints the
+    table (mean recall, 95% CI per variant) and writes JSON, plots and videos.
+    """
+    from .checkpoint import load_model
+    from .protocols.recall import evaluate_recall, format_recall_table, recall_sweeps
+    from .runtime import use_bf16
+    from .world import VARIANTS, ExpertWeights, WorldModel
+
+    names = tuple(v.strip() for v in variants.split(",") if v.strip())
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown or not names:
+        raise UserError(f"--variants: unknown {', '.join(unknown) or '(none given)'} (choose from {', '.join(VARIANTS)})")
+    if "stm" in names and stm is None:
+        raise UserError("--variants stm needs --stm RUN (a short-term memory model)")
+
+    def ints(text: Optional[str], name: str) -> tuple[int, ...]:
+        try:
+            values = tuple(int(v) for v in text.split(",")) if text else ()
+        except ValueError:
+            raise UserError(f"{name}: expected comma-separated integers, got '{text}'") from None
+        if any(v < 1 for v in values):
+            raise UserError(f"{name}: values must be at least 1")
+        return values
+
+    sweep_s, sweep_r = ints(sweep_steps, "--sweep-steps"), ints(sweep_ranks, "--sweep-ranks")
+    bf16 = use_bf16(precision, "cpu")
+    weights = ExpertWeights(ltm=w_ltm, stm=w_stm, hg=w_hg)
+
+    def make_world(lora_rank: Optional[int] = None) -> WorldModel:
+        base, cfg = load_model(ckpt)
+        if not cfg.pose or cfg.pose != "cursor":
+            raise UserError(f"{ckpt}: cards-recall needs a Memory Cards model conditioned on the cursor pose")
+        short = load_model(stm) if stm is not None else None
+        return WorldModel(base, cfg, stm=short, rank=lora_rank or rank, weights=weights, steps=ddim_steps, bf16=bf16)
+
+    result = evaluate_recall(make_world(), episodes, seed, steps, names, lr, batch_size, out, videos)
+    typer.echo(format_recall_table(result))
+    if sweep_s or sweep_r:
+        swept = tuple(v for v in names if v in ("ltm", "come", "poe")) or ("come",)
+        result["sweeps"] = recall_sweeps(make_world, episodes, seed, sweep_s, sweep_r, steps, swept, lr, batch_size, out)
+        for key, sw in result["sweeps"].items():
+            for v, ys in sw["recall"].items():
+                typer.echo(f"recall vs {key} ({v}): " + ", ".join(f"{x}: {y:.3f}" for x, y in zip(sw["values"], ys)))
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result, indent=2) + "\n")
+    if out is not None:
+        typer.echo(f"wrote {out}/recall.png and {min(videos, episodes)} videos (truth | {' | '.join(result['videos'])})")
+
+
 @app.command()
 @_guard
 def toy(
@@ -234,19 +312,23 @@ def toy(
 @app.command()
 @_guard
 def demo(
-    out: Path = typer.Option(Path("demo_out"), help="Folder for the demo's videos, picture and JSON."),
+    out: Path = typer.Option(Path("demo_out"), help="Folder for the demo's videos, pictures and JSON."),
     ckpt: Optional[Path] = typer.Option(None, help="Run folder to show instead of the shipped cards-tiny checkpoint."),
-    episodes: int = typer.Option(8, min=1, help="Held-out episodes to roll out."),
+    episodes: int = typer.Option(8, min=1, help="Zig-zag recall episodes."),
+    steps: int = typer.Option(50, min=1, help="Memorization steps of the long-term memory per episode."),
+    seed: int = typer.Option(1234, help="Seed of the episodes and of all noise."),
     train_steps: Optional[int] = typer.Option(None, min=1, help="Train a fresh model this many steps instead of using the shipped one."),
 ):
-    """Memory Cards end to end: held-out episodes, the shipped model's rollouts vs copy-the-last-frame.
+    """Memory Cards recall: the base model alone against CoME (base + long-term memory).
 
-    Prints the table and writes OUT/rollout_*.mp4 (truth | model | copy-last), OUT/rollout.png
-    and OUT/rollouts.json. Takes about a minute on 2 CPU cores.
+    Each episode shows every card once, covers them all, then uncovers them again; the
+    model must draw what lies under each card. Prints the recall table and writes
+    OUT/recall_*.mp4 (truth | base | CoME), OUT/recall_frames.png, OUT/recall.png and
+    OUT/recall.json. Takes a few minutes on 2 CPU cores.
     """
     from .demo import run_demo
 
-    run_demo(out, ckpt, episodes, train_steps, echo=typer.echo)
+    run_demo(out, ckpt, episodes, train_steps, steps, seed, echo=typer.echo)
 
 
 def main():

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from .diffusion.loss import diffusion_loss
 from .diffusion.sampling import autocast
-from .diffusion.schedule import make_scheduler
+from .diffusion.schedule import add_noise, alpha_bar, make_scheduler, velocity
 
 DEFAULT_TARGETS = ("qkv", "proj", "fc1", "fc2")
 BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in a mixed-adapter batch
@@ -107,7 +107,10 @@ class LoRAMemory:
         batch_size: int = 8,
         context: int = 2,
         future: int = 4,
-        change_boost: float = 4.0,
+        boost: float = 4.0,
+        weighting: str = "change",
+        p_context_dropout: float = 0.0,
+        high_fraction: float = 0.0,
         bf16: bool = False,
         seed: int = 0,
         progress: bool = False,
@@ -115,13 +118,25 @@ class LoRAMemory:
     ) -> list[float]:
         """Fine-tune the adapters on windows of one episode: frames (N,C,H,W), action (N,A), pose (N,P).
 
+        Windows are drawn with weight ``1 + boost * score`` (score scaled to [0, 1]):
+        with ``weighting="change"`` the score is how much the window's frames change; with
+        ``"surprise"`` it is the base model's own loss on the window at high noise (what it
+        cannot predict without memory: a revealed object, not a cursor move).
+        ``p_context_dropout`` noises the context of that share of the windows, so the
+        adapters must also draw the episode's frames without it; ``high_fraction`` is
+        the share of windows noised at high levels only (see :func:`diffusion_loss`).
         ``adapter`` names the episode's adapter (default: the first one); others stay as they are.
         """
         adapter = self.adapter_for(adapter or self.adapter)
         window = context + future
         _check_history(frames, action, pose, window)
         scheduler = make_scheduler(self.base.config.num_train_timesteps)
-        probs = change_weights(frames, window, change_boost)
+        if weighting == "change":
+            probs = change_weights(frames, window, boost)
+        elif weighting == "surprise":
+            probs = self.surprise_weights(frames, action, pose, context, future, boost, seed)
+        else:
+            raise ValueError(f"unknown window weighting '{weighting}' (choose from change, surprise)")
         rng = np.random.default_rng(seed)
         gen = torch.Generator().manual_seed(seed)
         self.model.set_adapter(adapter)
@@ -136,8 +151,8 @@ class LoRAMemory:
             for _ in tqdm(range(steps), desc="memorize", unit="step", disable=not progress):
                 batch = _windows(frames, action, pose, rng.choice(len(probs), size=batch_size, p=probs), window)
                 with autocast(bf16, frames.device):
-                    loss = diffusion_loss(self.model, batch, context, scheduler, p_context_dropout=0.0,
-                                          p_pose_dropout=0.0, generator=gen)
+                    loss = diffusion_loss(self.model, batch, context, scheduler, p_context_dropout=p_context_dropout,
+                                          p_pose_dropout=0.0, generator=gen, high_fraction=high_fraction)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -146,6 +161,31 @@ class LoRAMemory:
         self.model.eval()
         self.model.set_adapter(self.adapter)
         return losses
+
+    @torch.no_grad()
+    def surprise_weights(self, frames, action, pose, context: int, future: int, boost: float, seed: int = 0,
+                         levels: tuple[int, ...] = (800, 900, 950)) -> np.ndarray:
+        """Sampling weight per window start: 1 + boost * (the base model's v-loss on the window's
+        future frames at high ``levels``, fixed noise, scaled to [0, 1])."""
+        window = context + future
+        starts = list(range(len(frames) - window + 1))
+        batch = _windows(frames, action, pose, starts, window)
+        x, B = batch["frames"], len(starts)
+        gen = torch.Generator().manual_seed(seed)
+        scheduler = make_scheduler(self.base.config.num_train_timesteps)
+        score = torch.zeros(B)
+        for level in levels:
+            t = torch.zeros(B, window, dtype=torch.long)
+            t[:, context:] = level
+            ab = alpha_bar(scheduler, t)
+            noise = torch.randn(x.shape, generator=gen)
+            x_t = torch.where((t > 0).view(B, window, 1, 1, 1), add_noise(x, noise, ab), x)
+            v = self.model(x_t, t, batch["action"], batch.get("pose"), context=context,
+                           adapter_names=[BASE_ADAPTER] * B)
+            score += (v.float() - velocity(x, noise, ab))[:, context:].pow(2).mean(dim=(1, 2, 3, 4))
+        score = (score - score.min()) / (score.max() - score.min()).clamp(min=1e-12)
+        w = 1 + boost * score.double().numpy()
+        return w / w.sum()
 
     @torch.no_grad()
     def history_loss(

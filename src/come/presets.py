@@ -26,6 +26,9 @@ class TrainConfig:
     ema_decay: float = 0.999
     p_context_dropout: float = 0.1
     p_pose_dropout: float = 0.1
+    high_level_fraction: float = 0.0  # share of clips whose future frames are noised at levels >= high_level_min
+    high_level_min: int = 700
+    max_loss_weight: float | None = None  # cap on the clean-frame weight SNR+1 of the v-MSE (None: no cap)
     sample_every: int = 1000
     ckpt_every: int = 250
     log_every: int = 25
@@ -56,8 +59,9 @@ class TrainConfig:
 
 
 TRAIN_PRESETS: dict[str, dict] = {
-    "cards-tiny": dict(model=MODEL_PRESETS["cards-tiny"], context=2, future=4, pose="cursor", batch_size=32, steps=3500,
-                       lr=4e-4, sample_every=500),
+    "cards-tiny": dict(model=MODEL_PRESETS["cards-tiny"], context=2, future=1, pose="cursor", batch_size=64, steps=5000,
+                       lr=1.5e-3, high_level_fraction=0.5, high_level_min=800, max_loss_weight=5.0,
+                       sample_every=1000),
     "cards-stm": dict(model=MODEL_PRESETS["cards-stm"], context=32, future=4, pose="cursor", batch_size=16, steps=4000),
     "dit-s": dict(model=MODEL_PRESETS["dit-s"], context=3, future=5, batch_size=64, steps=100000, lr=1e-4),
     "dit-b": dict(model=MODEL_PRESETS["dit-b"], context=3, future=5, batch_size=64, steps=200000, lr=1e-4),

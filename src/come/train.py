@@ -112,7 +112,8 @@ def train(cfg: TrainConfig, data: str | Path, out: str | Path, resume: bool = Fa
         batch = {k: v.to(device) for k, v in train_data.sample(cfg.batch_size, np_rng).items()}
         with autocast(bf16, device):
             loss = diffusion_loss(model, batch, cfg.context, scheduler, cfg.p_context_dropout, cfg.p_pose_dropout,
-                                  generator=gen)
+                                  generator=gen, high_fraction=cfg.high_level_fraction, high_min=cfg.high_level_min,
+                                  max_weight=cfg.max_loss_weight)
         accelerator.backward(loss)
         if cfg.grad_clip:
             accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)

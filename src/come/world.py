@@ -84,8 +84,12 @@ class WorldModel:
         return tuple(f"episode{b}" for b in range(len(self.frames)))
 
     def memorize(self, steps: int = 50, lr: float = 1e-3, batch_size: int = 8, seed: int = 0,
-                 progress: bool = False) -> list[list[float]]:
-        """Memorize each episode of the history into its own adapter; returns the loss curves."""
+                 progress: bool = False, **options) -> list[list[float]]:
+        """Memorize each episode of the history into its own adapter; returns the loss curves.
+
+        ``options`` go to :meth:`LoRAMemory.memorize` (``weighting``, ``boost``, ``p_context_dropout``,
+        ``high_fraction``).
+        """
         if self.frames is None:
             raise ValueError("observe() a history before memorize()")
         curves = []
@@ -93,7 +97,7 @@ class WorldModel:
             curves.append(self.memory.memorize(
                 self.frames[b], self.action[b], None if self.pose is None else self.pose[b], steps=steps, lr=lr,
                 batch_size=batch_size, context=self.cfg.context, future=self.cfg.future, bf16=self.bf16,
-                seed=seed + b, progress=progress, adapter=name))
+                seed=seed + b, progress=progress, adapter=name, **options))
         self.memorized = True
         return curves
 

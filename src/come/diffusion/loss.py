@@ -2,7 +2,11 @@
 
 Context frames are clean (level 0); every future frame gets its own level, and
 in half the clips all future frames share one level (the case the sampler
-meets). With probability ``p_context_dropout`` a clip's context frames are
+meets). A fraction ``high_fraction`` of the clips draws its future levels from
+``[high_min, N)`` only: there the noisy frame hides what changed, so only the
+actions can tell it, and a cards model learned to use its actions only once
+these levels got enough of the updates (measured in BENCHMARKS.md). With
+probability ``p_context_dropout`` a clip's context frames are
 replaced by pure noise at the maximum level, so the same network is also its
 own unconditional expert. The loss is the plain v-MSE on future frames, i.e. the
 clean-frame error weighted by ``SNR + 1`` (Salimans & Ho 2022): unlike min-SNR
@@ -20,11 +24,16 @@ from .schedule import add_noise, alpha_bar, velocity
 
 
 def sample_levels(batch: int, frames: int, context: int, num_levels: int, p_context_dropout: float,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
-    """Integer noise level per frame (B,T): context 0 (or max when dropped), future in [1, N)."""
+                  generator: torch.Generator | None = None, high_fraction: float = 0.0,
+                  high_min: int = 700) -> torch.Tensor:
+    """Integer noise level per frame (B,T): context 0 (or max when dropped), future in [1, N)
+    (in [high_min, N) for a ``high_fraction`` of the clips)."""
     levels = torch.randint(1, num_levels, (batch, frames), generator=generator)
     shared = torch.rand(batch, generator=generator) < 0.5
     levels[shared] = levels[shared, context:context + 1].expand(-1, frames)
+    if high_fraction > 0:
+        high = torch.rand(batch, generator=generator) < high_fraction
+        levels[high] = torch.randint(high_min, num_levels, (int(high.sum()), frames), generator=generator)
     levels[:, :context] = 0
     dropped = torch.rand(batch, generator=generator) < p_context_dropout
     levels[dropped, :context] = num_levels - 1
@@ -40,16 +49,22 @@ def diffusion_loss(
     p_pose_dropout: float = 0.1,
     generator: torch.Generator | None = None,
     frame_weights: torch.Tensor | None = None,
+    high_fraction: float = 0.0,
+    high_min: int = 700,
+    max_weight: float | None = None,
 ) -> torch.Tensor:
     """Mean weighted v-MSE over the future frames of a batch of clips.
 
     ``frame_weights`` (B,T), if given, multiplies each frame's loss (used by
-    memorization to weight frames where something is revealed).
+    memorization to weight frames where something is revealed). ``max_weight``
+    caps the clean-frame weight ``SNR + 1`` of the v-MSE (the v-MSE is the
+    clean-frame MSE times ``1 / (1 - alpha_bar)``, over 1000 at the lowest levels).
     """
     frames = batch["frames"]
     B, T = frames.shape[:2]
     device = frames.device
-    levels = sample_levels(B, T, context, scheduler.config.num_train_timesteps, p_context_dropout, generator).to(device)
+    levels = sample_levels(B, T, context, scheduler.config.num_train_timesteps, p_context_dropout, generator,
+                           high_fraction, high_min).to(device)
     noise = torch.randn(frames.shape, generator=generator).to(device)
     ab = alpha_bar(scheduler, levels)
     x_t = add_noise(frames, noise, ab)
@@ -64,4 +79,6 @@ def diffusion_loss(
     weight[:, :context] = 0
     if frame_weights is not None:
         weight = weight * frame_weights.to(device)
+    if max_weight is not None:
+        weight = weight * (max_weight * (1 - ab.to(device))).clamp(max=1.0)
     return (mse * weight).sum() / (levels[:, context:].numel())

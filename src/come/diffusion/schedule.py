@@ -59,6 +59,9 @@ def to_eps(pred: torch.Tensor, x_t: torch.Tensor, ab: torch.Tensor, kind: str) -
     raise ValueError(f"unknown prediction kind '{kind}' (choose from v, x0, eps)")
 
 
-def eps_to_x0(eps: torch.Tensor, x_t: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
-    """Clean-frame estimate implied by eps at x_t."""
-    return (x_t - _bcast((1 - ab).sqrt(), x_t) * eps) / _bcast(ab.sqrt().clamp(min=1e-4), x_t)
+def v_to_x0(v: torch.Tensor, x_t: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+    """Clean-frame estimate implied by a v prediction at x_t: sqrt(ab) x_t - sqrt(1-ab) v.
+
+    Stable at every level (going through eps divides by sqrt(ab), about 5e-5 at the last level).
+    """
+    return _bcast(ab.sqrt(), x_t) * x_t - _bcast((1 - ab).sqrt(), x_t) * v

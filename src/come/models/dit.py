@@ -49,6 +49,7 @@ class DiTConfig:
     window: int | None = None  # frames each token sees on windowed layers (None: full attention everywhere)
     global_layers: list[int] = field(default_factory=list)  # layers with full attention when ``window`` is set
     anchor: bool = True
+    local_action: bool = False  # also give each token its frame's action times "the cursor is here" (needs pose)
     residual: bool = True  # future frames are denoised as the change from the last context frame
     num_train_timesteps: int = 1000
 
@@ -169,9 +170,9 @@ class VideoDiT(nn.Module):
             nn.Sequential(nn.Linear(cfg.pose_dim, w), nn.SiLU(), nn.Linear(w, w)) if cfg.pose_dim else None
         )
         # pose relative to each token's place in the image: lets a token tell "the cursor/agent is here"
+        token_features = cfg.pose_dim + 2 + len(POSE_RBF_SCALES) + (cfg.action_dim if cfg.local_action else 0)
         self.pose_token = (
-            nn.Sequential(nn.Linear(cfg.pose_dim + 2 + len(POSE_RBF_SCALES), w), nn.SiLU(), nn.Linear(w, w))
-            if cfg.pose_dim else None
+            nn.Sequential(nn.Linear(token_features, w), nn.SiLU(), nn.Linear(w, w)) if cfg.pose_dim else None
         )
         n = cfg.resolution // cfg.patch
         c = (torch.arange(n, dtype=torch.float32) + 0.5) / n * 2 - 1
@@ -198,15 +199,17 @@ class VideoDiT(nn.Module):
             nn.init.zeros_(m.weight)
             nn.init.zeros_(m.bias)
 
-    def pose_features(self, pose: torch.Tensor) -> torch.Tensor:
+    def pose_features(self, pose: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """Per token (B,T,N,·): the pose, its first two coordinates minus the token's image position
-        (row, col in (-1, 1)), and Gaussian bumps of that distance: "the cursor/agent is here"."""
+        (row, col in (-1, 1)), and Gaussian bumps of that distance: "the cursor/agent is here"; with
+        ``local_action`` also the frame's action times the sharpest bump: "this action happens here"."""
         B, T, _ = pose.shape
         n = self.config.tokens_per_frame
         offset = pose[:, :, None, :2] - self.token_xy.to(pose.dtype)  # (B,T,N,2)
         dist2 = offset.pow(2).sum(-1, keepdim=True)
         bumps = [torch.exp(-dist2 / (2 * s**2)) for s in POSE_RBF_SCALES]
-        return torch.cat([pose[:, :, None].expand(B, T, n, -1), offset, *bumps], dim=-1)
+        local = [action[:, :, None].to(pose.dtype) * bumps[0]] if self.config.local_action else []
+        return torch.cat([pose[:, :, None].expand(B, T, n, -1), offset, *bumps, *local], dim=-1)
 
     def patchify(self, x: torch.Tensor) -> torch.Tensor:
         p = self.config.patch
@@ -265,7 +268,7 @@ class VideoDiT(nn.Module):
         if self.pose_embed is not None:  # no pose is the zero pose, as in training's pose dropout
             pose = pose if pose is not None else x.new_zeros(B, T, cfg.pose_dim)
             c = c + self.pose_embed(pose)
-            h = h + self.pose_token(self.pose_features(pose))
+            h = h + self.pose_token(self.pose_features(pose, action))
         n = cfg.tokens_per_frame
         h = h.reshape(B, T * n, -1)
         for i, block in enumerate(self.blocks):
@@ -278,11 +281,12 @@ class VideoDiT(nn.Module):
 
 PRESETS: dict[str, dict] = {
     # Memory Cards, 32x32, one token per card, cursor as pose: CPU-sized.
-    "cards-tiny": dict(resolution=32, patch=8, width=192, depth=6, heads=4, max_frames=8, action_dim=5, pose_dim=2),
+    "cards-tiny": dict(resolution=32, patch=8, width=192, depth=6, heads=4, max_frames=3, action_dim=5, pose_dim=2,
+                       local_action=True),
     # Memory Cards, short-term memory: long context, sliding window with two global layers.
     "cards-stm": dict(
         resolution=32, patch=8, width=192, depth=6, heads=4, max_frames=40, action_dim=5, pose_dim=2,
-        window=4, global_layers=[2, 5],
+        local_action=True, window=4, global_layers=[2, 5],
     ),
     # Larger backbones for GPU users (DiT-S / DiT-B widths), 64x64.
     "dit-s": dict(resolution=64, patch=8, width=384, depth=12, heads=6, max_frames=16),

@@ -1,0 +1,275 @@
+"""Memory Cards recall: after watching every card once, draw which object lies under each card.
+
+The protocol (issue "Memory Cards recall"), on ``zigzag`` episodes:
+
+1. *Observe* (phase 0): the cursor walks the grid row by row in boustrophedon
+   order and every card is uncovered and covered again, so each object is seen
+   once and everything ends face down. This is the history: the base model sees
+   its last ``context`` frames, the short-term expert its window, the long-term
+   expert memorizes all of it.
+2. *Recall* (phase 1): the cursor walks back and uncovers every card. The model
+   gets these actions (and cursor poses) and rolls the phase out.
+
+The last predicted frame (every card face up) is scored card by card: a card is
+recalled when its mean squared error to the truth (pixels in [0, 1], inside the
+cursor margin) is below ``tau``, a quarter of the smallest error between two
+different cards the renderer can draw (:func:`recall_tau`). Chance is measured
+with a predictor that draws a random layout.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..data.cards import GRID, N_OBJECTS, generate_episode, render
+from ..data.clips import POSE_SOURCES, frames_to_tensor, tensor_to_frames
+from ..metrics.cards import card_mse
+from ..presets import TrainConfig
+from ..video import side_by_side, write_video
+from .rollouts import mean_ci95
+
+RECALL_STEPS = (5, 10, 20, 50, 100)
+RECALL_RANKS = (4, 8, 32, 64)
+
+
+def card_faces(resolution: int) -> torch.Tensor:
+    """(N_OBJECTS + 1, 3, R, R) frames in [-1, 1]: the whole grid showing one object (then the back)."""
+    cursor = np.zeros((1, 2), np.int64)
+    faces = []
+    for k in range(N_OBJECTS + 1):
+        layout = np.full((GRID, GRID), min(k, N_OBJECTS - 1))
+        covered = np.full((1, GRID, GRID), k == N_OBJECTS)
+        faces.append(frames_to_tensor(render(layout, covered, cursor, resolution))[0])
+    return torch.stack(faces)
+
+
+def card_distances(resolution: int) -> torch.Tensor:
+    """(9, 9) per-card MSE between every pair of card faces (8 objects, then the back)."""
+    faces = card_faces(resolution)
+    d = card_mse(faces[:, None], faces[None, :])  # (9,9,4,4); the same on every card but the cursor's
+    return d[..., GRID - 1, GRID - 1]  # a card far from the cursor
+
+
+def recall_tau(resolution: int) -> float:
+    """A quarter of the smallest per-card MSE between two different faces (objects or the back)."""
+    d = card_distances(resolution)
+    off = ~torch.eye(len(d), dtype=torch.bool)
+    return float(d[off].min()) / 4
+
+
+def tile_recall(pred: torch.Tensor, truth: torch.Tensor, tau: float) -> torch.Tensor:
+    """Share of the 16 cards drawn right (per-card MSE < ``tau``), per frame: (...,3,H,W) -> (...)."""
+    return (card_mse(pred, truth) < tau).float().flatten(-2).mean(-1)
+
+
+def random_layout_frame(cursor: np.ndarray, resolution: int, rng: np.random.Generator) -> torch.Tensor:
+    """The chance predictor: every card face up on a random layout, the cursor where it truly is."""
+    layout = rng.permutation(np.repeat(np.arange(N_OBJECTS), 2)).reshape(GRID, GRID)
+    return frames_to_tensor(render(layout, np.zeros((1, GRID, GRID), bool), cursor[None], resolution))[0]
+
+
+def recall_episode(seed: int, index: int, cfg: TrainConfig) -> dict[str, torch.Tensor]:
+    """A zig-zag episode split for the protocol: history (phase 0) and recall (phase 1) tensors."""
+    ep = generate_episode(seed, index, "zigzag", resolution=cfg.model["resolution"])
+    n = int((ep["phase"] == 0).sum())
+    frames = frames_to_tensor(ep["image"])
+    action = torch.from_numpy(ep["action"])
+    pose = torch.from_numpy(POSE_SOURCES[cfg.pose](ep)) if cfg.pose else None
+    out = {"history": frames[:n], "history_action": action[:n], "truth": frames[n:], "action": action[n:],
+           "cursor": ep["cursor"], "layout": torch.from_numpy(ep["layout"])}
+    if pose is not None:
+        out["history_pose"], out["pose"] = pose[:n], pose[n:]
+    return out
+
+
+def _stack(episodes: list[dict], key: str) -> torch.Tensor | None:
+    return torch.stack([e[key] for e in episodes]) if key in episodes[0] else None
+
+
+def evaluate_recall(
+    world,
+    episodes: int = 50,
+    seed: int = 0,
+    memorization_steps: int = 20,
+    variants: tuple[str, ...] = ("base", "ltm", "come", "poe", "hg"),
+    lr: float = 1e-3,
+    batch_size: int = 8,
+    out: str | Path | None = None,
+    videos: int = 4,
+    progress: bool = True,
+    memorize_options: dict | None = None,
+) -> dict:
+    """Run the recall protocol with a :class:`~come.world.WorldModel`; returns a JSON-ready dict.
+
+    Episodes are processed together: one adapter per episode (memorized one after
+    the other), one batched rollout per variant.
+    """
+    cfg = world.cfg
+    tau = recall_tau(cfg.model["resolution"])
+    eps = [recall_episode(seed, i, cfg) for i in range(episodes)]
+    truth_last = _stack(eps, "truth")[:, -1]
+    rng = np.random.default_rng(seed)
+    chance = [float(tile_recall(random_layout_frame(e["cursor"][-1], cfg.model["resolution"], rng), t, tau))
+              for e, t in zip(eps, truth_last)]
+    world.observe(_stack(eps, "history"), _stack(eps, "history_action"), _stack(eps, "history_pose"))
+    seconds: dict[str, float] = {}
+    if any(v in ("ltm", "come", "poe") for v in variants):
+        t0 = time.time()
+        world.memorize(steps=memorization_steps, lr=lr, batch_size=batch_size, seed=seed, progress=progress,
+                       **(memorize_options or {}))
+        seconds["memorize"] = (time.time() - t0) / episodes
+    predictions, result_variants = {}, {}
+    for name in tqdm(variants, desc="recall variants", disable=not progress):
+        t0 = time.time()
+        pred = world.imagine(_stack(eps, "action"), _stack(eps, "pose"), variant=name, seed=seed)
+        seconds[name] = (time.time() - t0) / episodes
+        predictions[name] = pred
+        per_episode = tile_recall(pred[:, -1], truth_last, tau).tolist()
+        stats = mean_ci95(per_episode)
+        result_variants[name] = {"recall": stats["mean"], "ci95": stats["ci95"], "per_episode": per_episode}
+    chance_stats = mean_ci95(chance)
+    if out is not None:
+        out = Path(out)
+        shown = [n for n in ("base", "come") if n in predictions] or list(predictions)[:1]
+        for i in range(min(videos, episodes)):
+            panels = [tensor_to_frames(eps[i]["truth"])] + [tensor_to_frames(predictions[n][i]) for n in shown]
+            write_video(out / f"recall_{i:02d}.mp4", side_by_side(panels), fps=4)
+        plot_recall(result_variants, chance_stats["mean"], out / "recall.png")
+        final_frames_grid(truth_last[:videos or 1], {n: p[: videos or 1, -1] for n, p in predictions.items()},
+                          out / "recall_frames.png")
+    return {
+        "tau": tau,
+        "chance": chance_stats["mean"],
+        "chance_ci95": chance_stats["ci95"],
+        "episodes": episodes,
+        "seed": seed,
+        "memorization_steps": memorization_steps,
+        "lora_rank": world.memory.config.r,
+        "ddim_steps": world.steps,
+        "variants": result_variants,
+        "seconds_per_episode": seconds,
+        "videos": [n for n in ("base", "come") if n in predictions],
+    }
+
+
+def final_frames_grid(truth: torch.Tensor, predictions: dict[str, torch.Tensor], path: Path) -> Path:
+    """PNG of the last recall frame: one row per episode, columns truth then each variant (titled)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = {"truth": truth, **predictions}
+    n = len(truth)
+    fig, axes = plt.subplots(n, len(cols), figsize=(1.4 * len(cols), 1.4 * n + 0.3), squeeze=False)
+    for j, (name, frames) in enumerate(cols.items()):
+        images = tensor_to_frames(frames)
+        for i in range(n):
+            ax = axes[i, j]
+            ax.imshow(images[i], interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(name, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_recall(variants: dict, chance: float, path: Path) -> Path:
+    """Bar chart of mean recall per variant with 95% intervals and the chance line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(variants)
+    means = [variants[n]["recall"] for n in names]
+    err = [[m - variants[n]["ci95"][0] for n, m in zip(names, means)],
+           [variants[n]["ci95"][1] - m for n, m in zip(names, means)]]
+    fig, ax = plt.subplots(figsize=(1.2 * len(names) + 2, 3.2))
+    ax.bar(names, means, yerr=err, capsize=4, color="#4c72b0")
+    ax.axhline(chance, color="grey", ls="--", label=f"chance {chance:.2f}")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("tile recall")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_sweep(xs, curves: dict[str, list[float]], xlabel: str, path: Path) -> Path:
+    """Recall against a swept setting (memorization steps or LoRA rank), one line per variant."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    for name, ys in curves.items():
+        ax.plot(xs, ys, marker="o", label=name)
+    ax.set_xscale("log")
+    ax.set_xticks(xs, [str(x) for x in xs])
+    ax.set_ylim(0, 1)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("tile recall")
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def format_recall_table(result: dict) -> str:
+    """Markdown table of a result from :func:`evaluate_recall`."""
+    lines = ["| variant | tile recall | 95% CI | s/episode |", "|---|---|---|---|"]
+    for name, v in result["variants"].items():
+        lo, hi = v["ci95"]
+        lines.append(f"| {name} | {v['recall']:.3f} | [{lo:.3f}, {hi:.3f}] | "
+                     f"{result['seconds_per_episode'].get(name, float('nan')):.2f} |")
+    lines.append(f"\ntau {result['tau']:.4f} (per-card MSE), chance {result['chance']:.3f} (random layout), "
+                 f"{result['episodes']} episodes, seed {result['seed']}, {result['memorization_steps']} memorization "
+                 f"steps at LoRA rank {result['lora_rank']}")
+    return "\n".join(lines)
+
+
+def recall_sweeps(
+    make_world,
+    episodes: int,
+    seed: int,
+    steps: tuple[int, ...] = (),
+    ranks: tuple[int, ...] = (),
+    memorization_steps: int = 20,
+    variants: tuple[str, ...] = ("ltm", "come"),
+    lr: float = 1e-3,
+    batch_size: int = 8,
+    out: str | Path | None = None,
+    progress: bool = True,
+) -> dict:
+    """Recall against memorization steps (at the default rank) and against LoRA rank (at
+    ``memorization_steps``); ``make_world(rank)`` builds a fresh :class:`~come.world.WorldModel`."""
+    result = {}
+    for key, values, label in (("steps", steps, "memorization steps"), ("rank", ranks, "LoRA rank")):
+        if not values:
+            continue
+        curves = {v: [] for v in variants}
+        for value in tqdm(values, desc=f"sweep {label}", disable=not progress):
+            world = make_world(value if key == "rank" else None)
+            k = value if key == "steps" else memorization_steps
+            r = evaluate_recall(world, episodes, seed, k, variants, lr, batch_size, progress=False)
+            for v in variants:
+                curves[v].append(r["variants"][v]["recall"])
+        result[key] = {"values": list(values), "recall": curves}
+        if out is not None:
+            plot_sweep(list(values), curves, label, Path(out) / f"recall_vs_{key}.png")
+    return result

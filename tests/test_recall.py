@@ -1,0 +1,76 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from come.data.cards import GRID, N_OBJECTS, generate_episode, render
+from come.data.clips import frames_to_tensor
+from come.metrics.cards import card_mse
+from come.protocols.recall import (card_distances, recall_episode, recall_tau, random_layout_frame, tile_recall)
+
+
+def _frame(layout, covered=None, cursor=(0, 0), res=32):
+    covered = np.zeros((1, GRID, GRID), bool) if covered is None else covered[None]
+    return frames_to_tensor(render(np.asarray(layout), covered, np.array([cursor]), res))[0]
+
+
+@pytest.mark.parametrize("res", [32, 48, 64])
+def test_tau_separates_right_from_every_wrong_card(res):
+    tau = recall_tau(res)
+    d = card_distances(res)
+    assert d.diag().max() < tau  # a right card scores 0, under tau
+    wrong = d[~torch.eye(N_OBJECTS + 1, dtype=torch.bool)]
+    assert wrong.min() > tau  # every other object, and the back, is above
+    # and on rendered frames, with the cursor drawn on the card under test
+    layout = np.arange(16).reshape(4, 4) % N_OBJECTS
+    truth = _frame(layout, cursor=(1, 2), res=res)
+    for k in range(N_OBJECTS):
+        other = layout.copy()
+        other[1, 2] = k
+        err = card_mse(_frame(other, cursor=(1, 2), res=res), truth)[1, 2]
+        assert (err < tau) == (k == layout[1, 2])
+    back = card_mse(_frame(layout, np.ones((4, 4), bool), (1, 2), res), truth)[1, 2]
+    assert back > tau
+
+
+def test_tile_recall_on_hand_made_frames():
+    tau = recall_tau(32)
+    layout = np.repeat(np.arange(N_OBJECTS), 2).reshape(4, 4)
+    truth = _frame(layout)
+    assert tile_recall(truth, truth, tau) == 1.0
+    shifted = (layout + 1) % N_OBJECTS  # every card holds another object
+    assert tile_recall(_frame(shifted), truth, tau) == 0.0
+    assert tile_recall(_frame(layout, np.ones((4, 4), bool)), truth, tau) == 0.0  # all face down
+    half = layout.copy()
+    half[:2] = shifted[:2]
+    assert tile_recall(_frame(half), truth, tau) == 0.5
+    # batched, and a little noise on a right frame changes nothing
+    noisy = (truth + 0.02 * torch.randn_like(truth)).clamp(-1, 1)
+    out = tile_recall(torch.stack([truth, _frame(shifted), noisy]), truth.expand(3, -1, -1, -1), tau)
+    assert out.tolist() == [1.0, 0.0, 1.0]
+
+
+def test_random_layout_is_at_chance():
+    tau = recall_tau(32)
+    truth = _frame(np.repeat(np.arange(N_OBJECTS), 2).reshape(4, 4))
+    rng = np.random.default_rng(0)
+    r = [float(tile_recall(random_layout_frame(np.array([0, 0]), 32, rng), truth, tau)) for _ in range(400)]
+    assert abs(np.mean(r) - 2 / 16) < 0.02  # each card holds the right object with probability 2/16
+
+
+def test_recall_episode_splits_observe_and_recall():
+    from come.presets import train_config
+
+    cfg = train_config("test-micro")
+    e = recall_episode(7, 3, cfg)
+    raw = generate_episode(7, 3, "zigzag")
+    n = int((raw["phase"] == 0).sum())
+    assert len(e["history"]) == n and len(e["truth"]) == len(raw["image"]) - n
+    assert e["action"].shape == (len(e["truth"]), 5) and e["pose"].shape == (len(e["truth"]), 2)
+    # the history ends with every card face down, the recall ends with every card face up
+    assert raw["covered"][n - 1].all() and not raw["covered"][-1].any()
+    truth_last = frames_to_tensor(raw["image"][-1:])[0]
+    assert torch.equal(e["truth"][-1], truth_last)
+    layout_frame = _frame(raw["layout"], cursor=tuple(raw["cursor"][-1]))
+    assert tile_recall(layout_frame, e["truth"][-1], recall_tau(32)) == 1.0
