@@ -46,6 +46,7 @@ def test_sample_cli_writes_videos_and_metrics(micro_run, cards_data, tmp_path):
     r = run("sample", "--ckpt", micro_run, "--episode", ep, "--frames", 3, "--steps", 2, "--out", out)
     assert r.exit_code == 0, r.output
     assert out.stat().st_size > 0 and out.with_suffix(".gif").stat().st_size > 0
+    assert out.with_suffix(".png").stat().st_size > 0
     metrics = json.loads(out.with_suffix(".json").read_text())
     assert len(metrics["psnr"]) == 3 and len(metrics["ssim"]) == 3
 

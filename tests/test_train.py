@@ -45,3 +45,21 @@ def test_refuses_to_overwrite_or_resume_nothing(micro_run, cards_data, tmp_path)
         train(cfg, cards_data, micro_run, progress=False)
     with pytest.raises(CheckpointError, match="nothing to resume"):
         train(cfg, cards_data, tmp_path / "new", resume=True, progress=False)
+
+
+def test_capped_loss_only_lowers_the_weight_of_low_levels():
+    from come.diffusion.loss import diffusion_loss
+    from come.diffusion.schedule import make_scheduler
+    from come.models.dit import build_model
+
+    torch.manual_seed(0)
+    m = build_model("cards-tiny", width=32, depth=1, heads=2)
+    batch = {"frames": torch.rand(4, 3, 3, 32, 32) * 2 - 1, "action": torch.zeros(4, 3, 5), "pose": torch.zeros(4, 3, 2)}
+    s = make_scheduler()
+
+    def loss(**kw):
+        return diffusion_loss(m, batch, 2, s, generator=torch.Generator().manual_seed(1), **kw).item()
+
+    high = dict(high_fraction=1.0, high_min=990)  # every level >= 990: weight SNR+1 < 1.01 stays under any cap >= 2
+    assert loss(**high) == pytest.approx(loss(max_weight=2.0, **high), rel=1e-6)
+    assert loss(max_weight=2.0) < loss()  # uniform levels: the low ones are capped

@@ -156,8 +156,8 @@ def sample(
 ):
     """Roll a trained model out from an episode's first frames under its actions.
 
-    Writes ground truth beside prediction (mp4 and gif) and prints PSNR/SSIM per frame
-    (also saved as JSON next to the video).
+    Writes ground truth beside prediction (mp4 and gif), a PNG filmstrip (truth above,
+    prediction below) and prints PSNR/SSIM per frame (also saved as JSON next to the video).
     """
     from .sample import sample_episode
 
@@ -166,7 +166,7 @@ def sample(
     for i, (p, s, c) in enumerate(zip(result["psnr"], result["ssim"], result["copy_last_psnr"])):
         typer.echo(f"{i:>5} {p:>7.2f} {s:>6.3f} {c:>15.2f}")
     typer.echo(f"mean  {result['mean_psnr']:>7.2f} {result['mean_ssim']:>6.3f} {result['mean_copy_last_psnr']:>15.2f}")
-    typer.echo(f"wrote {result['video']} and {result['gif']}")
+    typer.echo(f"wrote {result['video']}, {result['gif']} and {result['filmstrip']}")
 
 
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluation protocols (a table on screen, JSON for tools, videos).")
@@ -208,7 +208,7 @@ def eval_cards_recall(
     steps: int = typer.Option(20, min=0, help="Memorization steps of the long-term memory (LoRA) per episode."),
     variants: str = typer.Option("base,ltm,come,poe,hg", help="Comma-separated: base, ltm, stm, come, poe, hg."),
     rank: int = typer.Option(32, min=1, help="LoRA rank of the long-term memory."),
-    lr: float = typer.Option(1e-3, help="Memorization learning rate (AdamW)."),
+    lr: float = typer.Option(3e-3, help="Memorization learning rate (AdamW)."),
     batch_size: int = typer.Option(8, min=1, help="Windows of the history per memorization step."),
     w_ltm: float = typer.Option(1.5, help="Contrast weight of the long-term memory expert."),
     w_stm: float = typer.Option(1.0, help="Contrast weight of the short-term memory expert."),
@@ -314,7 +314,7 @@ def toy(
 def demo(
     out: Path = typer.Option(Path("demo_out"), help="Folder for the demo's videos, pictures and JSON."),
     ckpt: Optional[Path] = typer.Option(None, help="Run folder to show instead of the shipped cards-tiny checkpoint."),
-    episodes: int = typer.Option(8, min=1, help="Zig-zag recall episodes."),
+    episodes: int = typer.Option(6, min=1, help="Zig-zag recall episodes."),
     steps: int = typer.Option(50, min=1, help="Memorization steps of the long-term memory per episode."),
     seed: int = typer.Option(1234, help="Seed of the episodes and of all noise."),
     train_steps: Optional[int] = typer.Option(None, min=1, help="Train a fresh model this many steps instead of using the shipped one."),

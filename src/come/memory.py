@@ -111,6 +111,8 @@ class LoRAMemory:
         weighting: str = "change",
         p_context_dropout: float = 0.0,
         high_fraction: float = 0.0,
+        high_min: int = 700,
+        max_weight: float | None = None,
         bf16: bool = False,
         seed: int = 0,
         progress: bool = False,
@@ -124,7 +126,9 @@ class LoRAMemory:
         cannot predict without memory: a revealed object, not a cursor move).
         ``p_context_dropout`` noises the context of that share of the windows, so the
         adapters must also draw the episode's frames without it; ``high_fraction`` is
-        the share of windows noised at high levels only (see :func:`diffusion_loss`).
+        the share of windows noised at levels >= ``high_min`` only and ``max_weight`` caps
+        the loss weight of the low levels (see :func:`diffusion_loss`; use the model's
+        training settings, :class:`~come.world.WorldModel` does).
         ``adapter`` names the episode's adapter (default: the first one); others stay as they are.
         """
         adapter = self.adapter_for(adapter or self.adapter)
@@ -152,7 +156,8 @@ class LoRAMemory:
                 batch = _windows(frames, action, pose, rng.choice(len(probs), size=batch_size, p=probs), window)
                 with autocast(bf16, frames.device):
                     loss = diffusion_loss(self.model, batch, context, scheduler, p_context_dropout=p_context_dropout,
-                                          p_pose_dropout=0.0, generator=gen, high_fraction=high_fraction)
+                                          p_pose_dropout=0.0, generator=gen, high_fraction=high_fraction,
+                                          high_min=high_min, max_weight=max_weight)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

@@ -78,9 +78,25 @@ def rollout_window(
     return {"pred": pred, "truth": truth, "copy_last": copy_last}
 
 
+def filmstrip(truth: torch.Tensor, pred: torch.Tensor, path: Path, frames: int = 8, scale: int = 3) -> Path:
+    """PNG of the first ``frames`` frames: truth (top row) and prediction (bottom row)."""
+    import imageio.v2 as imageio
+
+    rows = []
+    for x in (truth[:frames], pred[:frames]):
+        f = tensor_to_frames(x)
+        f = np.repeat(np.repeat(f, scale, axis=1), scale, axis=2)
+        pad = np.full((f.shape[0], f.shape[1], 2, 3), 255, np.uint8)
+        rows.append(np.concatenate([np.concatenate([a, p], axis=1) for a, p in zip(f, pad)], axis=1))
+    gap = np.full((2, rows[0].shape[1], 3), 255, np.uint8)
+    imageio.imwrite(path, np.concatenate([rows[0], gap, rows[1]], axis=0))
+    return path
+
+
 def sample_episode(ckpt, episode, out, context=None, frames=16, start=0, steps=20, chunk=None, precision="auto",
                    seed=0) -> dict:
-    """``come sample``: roll out, write truth | prediction as mp4 + gif, and per-frame metrics as JSON."""
+    """``come sample``: roll out, write truth | prediction as mp4 + gif, a PNG filmstrip (truth above,
+    prediction below) and per-frame metrics as JSON."""
     model, cfg = load_model(ckpt)
     bf16 = use_bf16(precision, "cpu")
     ep = episode_tensors(episode, cfg)
@@ -91,6 +107,7 @@ def sample_episode(ckpt, episode, out, context=None, frames=16, start=0, steps=2
     video = side_by_side([tensor_to_frames(r["truth"]), tensor_to_frames(r["pred"])])
     write_video(out, video)
     gif = write_video(out.with_suffix(".gif"), video)
+    strip = filmstrip(r["truth"], r["pred"], out.with_suffix(".png"))
     result = {
         "checkpoint": str(ckpt),
         "episode": str(episode),
@@ -101,6 +118,7 @@ def sample_episode(ckpt, episode, out, context=None, frames=16, start=0, steps=2
         "copy_last_psnr": psnr(r["copy_last"], r["truth"]).tolist(),
         "video": str(out),
         "gif": str(gif),
+        "filmstrip": str(strip),
     }
     for key in ("psnr", "ssim", "copy_last_psnr"):
         result[f"mean_{key}"] = float(np.mean(result[key]))

@@ -88,8 +88,11 @@ class WorldModel:
         """Memorize each episode of the history into its own adapter; returns the loss curves.
 
         ``options`` go to :meth:`LoRAMemory.memorize` (``weighting``, ``boost``, ``p_context_dropout``,
-        ``high_fraction``).
+        ``high_fraction``, ``high_min``, ``max_weight``); the noise levels and loss weights default to
+        those the base model was trained with.
         """
+        options = {"high_fraction": self.cfg.high_level_fraction, "high_min": self.cfg.high_level_min,
+                   "max_weight": self.cfg.max_loss_weight, **options}
         if self.frames is None:
             raise ValueError("observe() a history before memorize()")
         curves = []

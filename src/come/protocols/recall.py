@@ -97,7 +97,7 @@ def evaluate_recall(
     seed: int = 0,
     memorization_steps: int = 20,
     variants: tuple[str, ...] = ("base", "ltm", "come", "poe", "hg"),
-    lr: float = 1e-3,
+    lr: float = 3e-3,
     batch_size: int = 8,
     out: str | Path | None = None,
     videos: int = 4,
@@ -106,30 +106,41 @@ def evaluate_recall(
 ) -> dict:
     """Run the recall protocol with a :class:`~come.world.WorldModel`; returns a JSON-ready dict.
 
-    Episodes are processed together: one adapter per episode (memorized one after
-    the other), one batched rollout per variant.
+    Episodes of the same length (zig-zag episodes start all covered or all face up,
+    which gives two lengths) are processed together: one adapter per episode
+    (memorized one after the other), one batched rollout per variant.
     """
     cfg = world.cfg
     tau = recall_tau(cfg.model["resolution"])
     eps = [recall_episode(seed, i, cfg) for i in range(episodes)]
-    truth_last = _stack(eps, "truth")[:, -1]
+    truth_last = torch.stack([e["truth"][-1] for e in eps])
     rng = np.random.default_rng(seed)
     chance = [float(tile_recall(random_layout_frame(e["cursor"][-1], cfg.model["resolution"], rng), t, tau))
               for e, t in zip(eps, truth_last)]
-    world.observe(_stack(eps, "history"), _stack(eps, "history_action"), _stack(eps, "history_pose"))
-    seconds: dict[str, float] = {}
-    if any(v in ("ltm", "come", "poe") for v in variants):
-        t0 = time.time()
-        world.memorize(steps=memorization_steps, lr=lr, batch_size=batch_size, seed=seed, progress=progress,
-                       **(memorize_options or {}))
-        seconds["memorize"] = (time.time() - t0) / episodes
-    predictions, result_variants = {}, {}
-    for name in tqdm(variants, desc="recall variants", disable=not progress):
-        t0 = time.time()
-        pred = world.imagine(_stack(eps, "action"), _stack(eps, "pose"), variant=name, seed=seed)
-        seconds[name] = (time.time() - t0) / episodes
-        predictions[name] = pred
-        per_episode = tile_recall(pred[:, -1], truth_last, tau).tolist()
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, e in enumerate(eps):
+        groups.setdefault((len(e["history"]), len(e["truth"])), []).append(i)
+    seconds = {"memorize": 0.0, **{name: 0.0 for name in variants}}
+    predictions: dict[str, list] = {name: [None] * episodes for name in variants}
+    for members in tqdm(groups.values(), desc="recall episodes", disable=not progress or len(groups) == 1):
+        group = [eps[i] for i in members]
+        world.observe(_stack(group, "history"), _stack(group, "history_action"), _stack(group, "history_pose"))
+        if any(v in ("ltm", "come", "poe") for v in variants):
+            t0 = time.time()
+            world.memorize(steps=memorization_steps, lr=lr, batch_size=batch_size, seed=seed, progress=progress,
+                           **(memorize_options or {}))
+            seconds["memorize"] += time.time() - t0
+        for name in variants:
+            t0 = time.time()
+            pred = world.imagine(_stack(group, "action"), _stack(group, "pose"), variant=name, seed=seed,
+                                 progress=progress)
+            seconds[name] += time.time() - t0
+            for i, p in zip(members, pred):
+                predictions[name][i] = p
+    seconds = {k: v / episodes for k, v in seconds.items() if k != "memorize" or v > 0}
+    result_variants = {}
+    for name in variants:
+        per_episode = [float(tile_recall(p[-1], t, tau)) for p, t in zip(predictions[name], truth_last)]
         stats = mean_ci95(per_episode)
         result_variants[name] = {"recall": stats["mean"], "ci95": stats["ci95"], "per_episode": per_episode}
     chance_stats = mean_ci95(chance)
@@ -140,8 +151,9 @@ def evaluate_recall(
             panels = [tensor_to_frames(eps[i]["truth"])] + [tensor_to_frames(predictions[n][i]) for n in shown]
             write_video(out / f"recall_{i:02d}.mp4", side_by_side(panels), fps=4)
         plot_recall(result_variants, chance_stats["mean"], out / "recall.png")
-        final_frames_grid(truth_last[:videos or 1], {n: p[: videos or 1, -1] for n, p in predictions.items()},
-                          out / "recall_frames.png")
+        shown_n = max(1, min(videos, episodes))
+        final_frames_grid(truth_last[:shown_n], {n: torch.stack([p[-1] for p in ps[:shown_n]])
+                                                 for n, ps in predictions.items()}, out / "recall_frames.png")
     return {
         "tau": tau,
         "chance": chance_stats["mean"],
@@ -251,7 +263,7 @@ def recall_sweeps(
     ranks: tuple[int, ...] = (),
     memorization_steps: int = 20,
     variants: tuple[str, ...] = ("ltm", "come"),
-    lr: float = 1e-3,
+    lr: float = 3e-3,
     batch_size: int = 8,
     out: str | Path | None = None,
     progress: bool = True,
