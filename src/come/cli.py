@@ -256,7 +256,7 @@ def eval_cards_recall(
 
     def make_world(lora_rank: Optional[int] = None) -> WorldModel:
         base, cfg = load_model(ckpt)
-        if not cfg.pose or cfg.pose != "cursor":
+        if cfg.pose != "cursor":
             raise UserError(f"{ckpt}: cards-recall needs a Memory Cards model conditioned on the cursor pose")
         short = load_model(stm) if stm is not None else None
         return WorldModel(base, cfg, stm=short, rank=lora_rank or rank, weights=weights, steps=ddim_steps, bf16=bf16)

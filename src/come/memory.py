@@ -184,7 +184,7 @@ class LoRAMemory:
             t[:, context:] = level
             ab = alpha_bar(scheduler, t)
             noise = torch.randn(x.shape, generator=gen)
-            x_t = torch.where((t > 0).view(B, window, 1, 1, 1), add_noise(x, noise, ab), x)
+            x_t = add_noise(x, noise, ab)  # level 0 (context) has alpha_bar 1: left clean
             v = self.model(x_t, t, batch["action"], batch.get("pose"), context=context,
                            adapter_names=[BASE_ADAPTER] * B)
             score += (v.float() - velocity(x, noise, ab))[:, context:].pow(2).mean(dim=(1, 2, 3, 4))

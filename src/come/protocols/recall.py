@@ -33,10 +33,6 @@ from ..presets import TrainConfig
 from ..video import side_by_side, write_video
 from .rollouts import mean_ci95
 
-RECALL_STEPS = (5, 10, 20, 50, 100)
-RECALL_RANKS = (4, 8, 32, 64)
-
-
 def card_faces(resolution: int) -> torch.Tensor:
     """(N_OBJECTS + 1, 3, R, R) frames in [-1, 1]: the whole grid showing one object (then the back)."""
     cursor = np.zeros((1, 2), np.int64)
@@ -81,7 +77,7 @@ def recall_episode(seed: int, index: int, cfg: TrainConfig) -> dict[str, torch.T
     action = torch.from_numpy(ep["action"])
     pose = torch.from_numpy(POSE_SOURCES[cfg.pose](ep)) if cfg.pose else None
     out = {"history": frames[:n], "history_action": action[:n], "truth": frames[n:], "action": action[n:],
-           "cursor": ep["cursor"], "layout": torch.from_numpy(ep["layout"])}
+           "cursor": ep["cursor"]}
     if pose is not None:
         out["history_pose"], out["pose"] = pose[:n], pose[n:]
     return out
@@ -144,9 +140,9 @@ def evaluate_recall(
         stats = mean_ci95(per_episode)
         result_variants[name] = {"recall": stats["mean"], "ci95": stats["ci95"], "per_episode": per_episode}
     chance_stats = mean_ci95(chance)
+    shown = [n for n in ("base", "come") if n in predictions] or list(predictions)[:1]
     if out is not None:
         out = Path(out)
-        shown = [n for n in ("base", "come") if n in predictions] or list(predictions)[:1]
         for i in range(min(videos, episodes)):
             panels = [tensor_to_frames(eps[i]["truth"])] + [tensor_to_frames(predictions[n][i]) for n in shown]
             write_video(out / f"recall_{i:02d}.mp4", side_by_side(panels), fps=4)
@@ -165,17 +161,31 @@ def evaluate_recall(
         "ddim_steps": world.steps,
         "variants": result_variants,
         "seconds_per_episode": seconds,
-        "videos": [n for n in ("base", "come") if n in predictions],
+        "videos": shown,
     }
 
 
-def final_frames_grid(truth: torch.Tensor, predictions: dict[str, torch.Tensor], path: Path) -> Path:
-    """PNG of the last recall frame: one row per episode, columns truth then each variant (titled)."""
+def _pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (works without a display)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _save(fig, path: Path, dpi: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    _pyplot().close(fig)
+    return path
+
+
+def final_frames_grid(truth: torch.Tensor, predictions: dict[str, torch.Tensor], path: Path) -> Path:
+    """PNG of the last recall frame: one row per episode, columns truth then each variant (titled)."""
+    plt = _pyplot()
     cols = {"truth": truth, **predictions}
     n = len(truth)
     fig, axes = plt.subplots(n, len(cols), figsize=(1.4 * len(cols), 1.4 * n + 0.3), squeeze=False)
@@ -188,20 +198,12 @@ def final_frames_grid(truth: torch.Tensor, predictions: dict[str, torch.Tensor],
             ax.set_yticks([])
             if i == 0:
                 ax.set_title(name, fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi=100)
 
 
 def plot_recall(variants: dict, chance: float, path: Path) -> Path:
     """Bar chart of mean recall per variant with 95% intervals and the chance line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     names = list(variants)
     means = [variants[n]["recall"] for n in names]
     err = [[m - variants[n]["ci95"][0] for n, m in zip(names, means)],
@@ -212,20 +214,12 @@ def plot_recall(variants: dict, chance: float, path: Path) -> Path:
     ax.set_ylim(0, 1)
     ax.set_ylabel("tile recall")
     ax.legend(loc="upper left")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi=120)
 
 
 def plot_sweep(xs, curves: dict[str, list[float]], xlabel: str, path: Path) -> Path:
     """Recall against a swept setting (memorization steps or LoRA rank), one line per variant."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
     for name, ys in curves.items():
         ax.plot(xs, ys, marker="o", label=name)
@@ -235,11 +229,7 @@ def plot_sweep(xs, curves: dict[str, list[float]], xlabel: str, path: Path) -> P
     ax.set_xlabel(xlabel)
     ax.set_ylabel("tile recall")
     ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi=120)
 
 
 def format_recall_table(result: dict) -> str:
