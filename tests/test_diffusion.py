@@ -71,6 +71,38 @@ def test_levels_high_fraction():
     assert set(lv[:, :2].unique().tolist()) == {0, 999}  # context untouched
 
 
+def test_levels_context_noise():
+    g = torch.Generator().manual_seed(0)
+    lv = sample_levels(3000, 4, 2, 1000, 0.1, g, context_noise_max=250)
+    ctx = lv[:, :2]
+    assert (ctx[:, 0] == ctx[:, 1]).all()  # one level per clip's context
+    kept = ctx[:, 0] != 999
+    assert 0.07 < (~kept).float().mean().item() < 0.13  # dropout still replaces the context by pure noise
+    assert ctx[kept].min() == 0 and ctx[kept].max() == 250
+    assert abs(ctx[kept].float().mean().item() - 125) < 8  # uniform over [0, 250]
+
+
+def test_model_eps_noises_the_context_once_at_its_level():
+    from come.diffusion.sampling import noise_context
+
+    seen = []
+
+    def spy(x, t, a, p, context):
+        seen.append((x[:, :context].clone(), t[:, :context].clone()))
+        return torch.zeros_like(x)
+
+    s = make_scheduler()
+    ctx, x, a = torch.randn(1, 2, 3, 16, 16), torch.randn(1, 1, 3, 16, 16), torch.randn(1, 3, 5)
+    assert noise_context(ctx, 0, s) is ctx
+    fn = model_eps(spy, s, ctx, a, context_level=100, generator=torch.Generator().manual_seed(3))
+    fn(x, 900), fn(x, 500)
+    (c1, t1), (c2, t2) = seen
+    assert (t1 == 100).all() and torch.equal(c1, c2)  # the same noisy context at every denoising step
+    noise = torch.randn(ctx.shape, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(c1, noise_context(ctx, 100, s, noise=noise))
+    assert 0.1 < (c1 - ctx).std() < 0.25  # level 100: noise std sqrt(1 - 0.97)
+
+
 def _micro():
     return VideoDiT(DiTConfig(resolution=16, patch=8, width=32, depth=2, heads=2, max_frames=4, action_dim=5, residual=False))
 

@@ -22,7 +22,7 @@ def _perturb_all(m):
 
 
 def test_output_shape_and_zero_init():
-    m = tiny()
+    m = tiny(residual=False)
     x, t, a, p = _inputs()
     out = m(x, t, a, p, context=2)
     assert out.shape == x.shape
@@ -57,7 +57,7 @@ def test_sliding_window_limits_what_a_frame_sees():
 
 
 def test_anchor_feeds_the_last_context_frame():
-    m = _perturb_all(tiny())
+    m = _perturb_all(tiny(residual=False))  # the anchor embedding alone (the residual path is tested below)
     x, t, a, p = _inputs()
     x2 = x.clone()
     x2[:, 1] += 1  # last context frame
@@ -98,6 +98,10 @@ def test_residual_model_starts_by_copying_the_last_frame():
     ab = alpha_bar(s, t)[:, 2:, None, None, None]
     x0 = v_to_x0(m(x, t, a, p, context=2), x, alpha_bar(s, t))[:, 2:]
     anchor = x[:, 1:2]
+    torch.testing.assert_close(x0, anchor + ab.sqrt() * (x[:, 2:] - ab.sqrt() * anchor), atol=1e-4, rtol=1e-4)
+    noisy = t.clone()
+    noisy[:, :2] = 200  # a context noised (not dropped) is still the anchor
+    x0 = v_to_x0(m(x, noisy, a, p, context=2), x, alpha_bar(s, noisy))[:, 2:]
     torch.testing.assert_close(x0, anchor + ab.sqrt() * (x[:, 2:] - ab.sqrt() * anchor), atol=1e-4, rtol=1e-4)
     dropped = t.clone()
     dropped[:, :2] = 999  # context dropped: no anchor, plain v = 0

@@ -94,3 +94,14 @@ def test_surprise_weights_favour_what_the_model_cannot_predict():
     assert len(losses) == 2
     with pytest.raises(ValueError, match="weighting"):
         mem.memorize(frames, action, pose, steps=1, context=2, future=1, weighting="typo")
+
+
+def test_adapters_reach_the_pose_path_of_a_pose_model():
+    mem = LoRAMemory(_net(), rank=4)
+    adapted = {n.rsplit(".lora_A", 1)[0] for n, _ in mem.model.named_parameters() if ".lora_A." in n}
+    assert {"pose_token.0", "pose_token.2", "final.linear"} <= {n.removeprefix("base_model.model.") for n in adapted}
+    assert any(n.endswith("blocks.0.mlp.fc1") for n in adapted)
+    plain = VideoDiT(DiTConfig(resolution=16, patch=8, width=32, depth=1, heads=2, max_frames=4, action_dim=5))
+    assert "pose_token.0" not in plain.memory_targets  # no pose: the blocks' projections only
+    only_mlp = LoRAMemory(_net(), rank=4, targets=("fc1",))
+    assert all(".fc1." in n for n, _ in only_mlp.model.named_parameters() if ".lora_A." in n)

@@ -47,6 +47,20 @@ def test_refuses_to_overwrite_or_resume_nothing(micro_run, cards_data, tmp_path)
         train(cfg, cards_data, tmp_path / "new", resume=True, progress=False)
 
 
+def test_init_starts_from_another_runs_weights(micro_run, cards_data, tmp_path):
+    start, _ = load_model(micro_run)
+    cfg = train_config("test-micro", steps=1, lr=1e-12, warmup=1, sample_every=100)
+    train(cfg, cards_data, tmp_path / "tuned", init=micro_run, progress=False)
+    tuned, _ = load_model(tmp_path / "tuned")
+    for (k, a), b in zip(start.state_dict().items(), tuned.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0, msg=k)  # one step at lr 1e-12: the same weights
+    other = train_config("test-micro", steps=1, model={**cfg.model, "width": 64})
+    with pytest.raises(CheckpointError, match="same model"):
+        train(other, cards_data, tmp_path / "other", init=micro_run, progress=False)
+    with pytest.raises(CheckpointError, match="--resume"):
+        train(cfg, cards_data, tmp_path / "tuned", init=micro_run, resume=True, progress=False)
+
+
 def test_capped_loss_only_lowers_the_weight_of_low_levels():
     from come.diffusion.loss import diffusion_loss
     from come.diffusion.schedule import make_scheduler

@@ -27,7 +27,7 @@ from typing import Protocol, Sequence, runtime_checkable
 import torch
 from diffusers import DDIMScheduler
 
-from .diffusion.sampling import EpsFn, autocast
+from .diffusion.sampling import EpsFn, autocast, noise_context
 from .diffusion.schedule import alpha_bar, to_eps
 from .memory import BASE_ADAPTER
 
@@ -178,7 +178,8 @@ class History:
     frames: torch.Tensor
     action: torch.Tensor
     pose: torch.Tensor | None = None
-    context_noise: torch.Tensor | None = field(default=None, repr=False)  # noise for dropped context
+    context_noise: torch.Tensor | None = field(default=None, repr=False)  # noise for dropped or noised context
+    context_level: int = 0  # level at which the experts see the context (0: clean; a model's context_noise_level)
 
     def __post_init__(self):
         if self.frames.ndim != 5:
@@ -227,6 +228,7 @@ def composed_eps_fn(
     if noise is None:
         noise = torch.randn(frames.shape, generator=torch.Generator().manual_seed(0)).to(frames.device)
     num_levels = scheduler.config.num_train_timesteps
+    seen = noise_context(frames, history.context_level, scheduler, noise=noise)
 
     plan: list[tuple[_Pass, _Pass | None]] = []
     if prior is not None:
@@ -253,10 +255,10 @@ def composed_eps_fn(
             clips, levels, actions, poses, adapters = [], [], [], [], []
             for p in passes:
                 idx = list(p.indices)
-                ctx = (noise if p.noised else frames)[:, idx]
+                ctx = (noise if p.noised else seen)[:, idx]
                 clips.append(torch.cat([ctx, x], dim=1))
                 lv = torch.full((B, k + F), t, dtype=torch.long, device=x.device)
-                lv[:, :k] = num_levels - 1 if p.noised else 0
+                lv[:, :k] = num_levels - 1 if p.noised else history.context_level
                 levels.append(lv)
                 actions.append(torch.cat([history.action[:, idx], history.action[:, future]], dim=1))
                 if history.pose is not None:

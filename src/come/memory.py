@@ -64,12 +64,13 @@ class LoRAMemory:
         network: torch.nn.Module,
         rank: int = 32,
         alpha: float | None = None,
-        targets: Sequence[str] = DEFAULT_TARGETS,
+        targets: Sequence[str] | None = None,
         adapter: str = "ltm",
     ):
         if rank < 1:
             raise ValueError(f"LoRA rank must be at least 1, got {rank}")
         self.adapter = adapter
+        targets = targets or getattr(network, "memory_targets", DEFAULT_TARGETS)
         self.config = LoraConfig(r=rank, lora_alpha=alpha or rank, target_modules=list(targets), lora_dropout=0.0)
         self.model = get_peft_model(network, self.config, adapter_name=adapter)
         self.model.eval()
@@ -113,6 +114,7 @@ class LoRAMemory:
         high_fraction: float = 0.0,
         high_min: int = 700,
         max_weight: float | None = None,
+        context_noise_max: int = 0,
         bf16: bool = False,
         seed: int = 0,
         progress: bool = False,
@@ -127,8 +129,9 @@ class LoRAMemory:
         ``p_context_dropout`` noises the context of that share of the windows, so the
         adapters must also draw the episode's frames without it; ``high_fraction`` is
         the share of windows noised at levels >= ``high_min`` only and ``max_weight`` caps
-        the loss weight of the low levels (see :func:`diffusion_loss`; use the model's
-        training settings, :class:`~come.world.WorldModel` does).
+        the loss weight of the low levels and ``context_noise_max`` noises the context as in
+        training (see :func:`diffusion_loss`; use the model's training settings,
+        :class:`~come.world.WorldModel` does).
         ``adapter`` names the episode's adapter (default: the first one); others stay as they are.
         """
         adapter = self.adapter_for(adapter or self.adapter)
@@ -157,7 +160,8 @@ class LoRAMemory:
                 with autocast(bf16, frames.device):
                     loss = diffusion_loss(self.model, batch, context, scheduler, p_context_dropout=p_context_dropout,
                                           p_pose_dropout=0.0, generator=gen, high_fraction=high_fraction,
-                                          high_min=high_min, max_weight=max_weight)
+                                          high_min=high_min, max_weight=max_weight,
+                                          context_noise_max=context_noise_max)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

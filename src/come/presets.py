@@ -29,6 +29,8 @@ class TrainConfig:
     high_level_fraction: float = 0.0  # share of clips whose future frames are noised at levels >= high_level_min
     high_level_min: int = 700
     max_loss_weight: float | None = None  # cap on the clean-frame weight SNR+1 of the v-MSE (None: no cap)
+    context_noise_max: int = 0  # context frames noised at a random level in [0, this] (rollout robustness)
+    context_noise_level: int = 0  # level at which samplers noise the context (0: clean)
     sample_every: int = 1000
     ckpt_every: int = 250
     log_every: int = 25

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from .checkpoint import load_model
-from .data.clips import POSE_SOURCES, frames_to_tensor, skip_actions, tensor_to_frames
+from .data.clips import frames_to_tensor, pose_track, skip_actions, tensor_to_frames
 from .data.episodes import EpisodeError, load_episode
 from .diffusion.sampling import rollout
 from .diffusion.schedule import make_scheduler
@@ -36,10 +36,7 @@ def episode_tensors(path: str | Path, cfg: TrainConfig) -> dict[str, torch.Tenso
         "action": torch.from_numpy(skip_actions(ep["action"], skip)),
     }
     if cfg.pose:
-        try:
-            out["pose"] = torch.from_numpy(np.ascontiguousarray(POSE_SOURCES[cfg.pose](ep)[::skip]))
-        except KeyError as e:
-            raise EpisodeError(f"{path}: the model is conditioned on pose '{cfg.pose}', which needs array {e}") from None
+        out["pose"] = pose_track(ep, cfg.pose, skip, path)
     if "covered" in ep:  # Memory Cards: which cards are face down, for the flip diagnostics
         out["covered"] = torch.from_numpy(np.ascontiguousarray(ep["covered"][::skip]))
     return out
@@ -72,6 +69,7 @@ def rollout_window(
         ep["frames"][None, sl].to(device), ep["action"][None, sl].to(device),
         ep["pose"][None, sl].to(device) if "pose" in ep else None,
         context, frames, chunk, steps=steps, bf16=bf16, generator=torch.Generator().manual_seed(seed),
+        context_level=cfg.context_noise_level,
     )[0].cpu()
     truth = ep["frames"][start + context : start + context + frames]
     copy_last = ep["frames"][start + context - 1].expand_as(truth)

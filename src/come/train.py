@@ -12,8 +12,9 @@ import torch
 from accelerate import Accelerator
 from tqdm import tqdm
 
-from .checkpoint import CheckpointError, load_config, load_state, save_config, save_state, save_weights
+from .checkpoint import CheckpointError, load_config, load_model, load_state, save_config, save_state, save_weights
 from .data.clips import ClipDataset, tensor_to_frames
+from .data.episodes import split_folder
 from .diffusion.loss import diffusion_loss
 from .diffusion.sampling import autocast, rollout
 from .diffusion.schedule import make_scheduler
@@ -49,7 +50,7 @@ def write_sample(model, cfg: TrainConfig, data: ClipDataset, path: Path, bf16: b
         ep["frames"][None, sl].to(device), ep["action"][None, sl].to(device),
         ep["pose"][None, sl].to(device) if "pose" in ep else None,
         cfg.context, n, cfg.future, steps=cfg.sample_steps, bf16=bf16,
-        generator=torch.Generator().manual_seed(0),
+        generator=torch.Generator().manual_seed(0), context_level=cfg.context_noise_level,
     )[0].cpu()
     truth = ep["frames"][cfg.context : cfg.context + n]
     write_video(path, side_by_side([tensor_to_frames(truth), tensor_to_frames(pred)]))
@@ -58,14 +59,17 @@ def write_sample(model, cfg: TrainConfig, data: ClipDataset, path: Path, bf16: b
 
 
 def train(cfg: TrainConfig, data: str | Path, out: str | Path, resume: bool = False, progress: bool = True,
-          stop_after: int | None = None) -> dict:
-    """Train (or resume) a run in ``out``; returns a summary dict. ``stop_after`` stops early (for tests)."""
+          stop_after: int | None = None, init: str | Path | None = None) -> dict:
+    """Train (or resume) a run in ``out``; returns a summary dict. ``init`` starts a new run from another
+    run's (EMA) weights, which must have the same model; ``stop_after`` stops early (for tests)."""
     out = Path(out)
     has_state = (out / "state.safetensors").exists()
     if has_state and not resume:
         raise CheckpointError(f"{out}: this run folder already has a checkpoint; pass --resume to continue it or choose another --out")
     if resume and not has_state:
         raise CheckpointError(f"{out}: nothing to resume (no state.safetensors)")
+    if resume and init is not None:
+        raise CheckpointError("--init starts a new run from other weights; it cannot be combined with --resume")
     if resume:
         saved = load_config(out)
         if saved.model != cfg.model or saved.preset != cfg.preset:
@@ -77,12 +81,18 @@ def train(cfg: TrainConfig, data: str | Path, out: str | Path, resume: bool = Fa
     model_cfg = DiTConfig(**cfg.model)
     train_data = ClipDataset(data, "train", cfg.clip_frames, model_cfg.resolution, cfg.frame_skip, cfg.pose,
                              model_cfg.action_dim, progress=progress)
-    has_test = any(Path(data, "test").glob("*.npz"))
+    test_folder = split_folder(data, "test")  # test/, or eval/ in the public Memory Maze dataset
+    has_test = test_folder is not None and any(test_folder.glob("*.npz"))
     sample_data = (ClipDataset(data, "test", cfg.clip_frames, model_cfg.resolution, cfg.frame_skip, cfg.pose,
                                model_cfg.action_dim) if has_test else train_data)
 
     torch.manual_seed(cfg.seed)
     model = VideoDiT(model_cfg)
+    if init is not None:
+        start, start_cfg = load_model(init)
+        if start_cfg.model != cfg.model:
+            raise CheckpointError(f"{init}: its model differs from preset '{cfg.preset}''s; --init needs the same model")
+        model.load_state_dict(start.state_dict())
     ema = copy.deepcopy(model).requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     np_rng = np.random.default_rng(cfg.seed)
@@ -113,7 +123,7 @@ def train(cfg: TrainConfig, data: str | Path, out: str | Path, resume: bool = Fa
         with autocast(bf16, device):
             loss = diffusion_loss(model, batch, cfg.context, scheduler, cfg.p_context_dropout, cfg.p_pose_dropout,
                                   generator=gen, high_fraction=cfg.high_level_fraction, high_min=cfg.high_level_min,
-                                  max_weight=cfg.max_loss_weight)
+                                  max_weight=cfg.max_loss_weight, context_noise_max=cfg.context_noise_max)
         accelerator.backward(loss)
         if cfg.grad_clip:
             accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)

@@ -47,11 +47,12 @@ class WorldModel:
         stm: tuple[VideoDiT, TrainConfig] | None = None,
         rank: int = 32,
         weights: ExpertWeights | None = None,
+        targets: tuple[str, ...] | None = None,
         steps: int = 20,
         bf16: bool = False,
     ):
         self.cfg = base_cfg
-        self.memory = LoRAMemory(base, rank=rank)
+        self.memory = LoRAMemory(base, rank=rank, targets=targets)
         self.base = DiTDenoiser(self.memory.model)
         self.stm = DiTDenoiser(stm[0].eval()) if stm is not None else None
         self.stm_context = stm[1].context if stm is not None else 0
@@ -88,11 +89,12 @@ class WorldModel:
         """Memorize each episode of the history into its own adapter; returns the loss curves.
 
         ``options`` go to :meth:`LoRAMemory.memorize` (``weighting``, ``boost``, ``p_context_dropout``,
-        ``high_fraction``, ``high_min``, ``max_weight``); the noise levels and loss weights default to
-        those the base model was trained with.
+        ``high_fraction``, ``high_min``, ``max_weight``, ``context_noise_max``); the noise levels and
+        loss weights default to those the base model was trained with.
         """
         options = {"high_fraction": self.cfg.high_level_fraction, "high_min": self.cfg.high_level_min,
-                   "max_weight": self.cfg.max_loss_weight, **options}
+                   "max_weight": self.cfg.max_loss_weight, "context_noise_max": self.cfg.context_noise_max,
+                   **options}
         if self.frames is None:
             raise ValueError("observe() a history before memorize()")
         curves = []
@@ -143,7 +145,8 @@ class WorldModel:
             N = frames.shape[1]
             f = min(chunk, self.frames.shape[1] + n_new - N)
             history = History(frames, all_action[:, : N + f], None if all_pose is None else all_pose[:, : N + f],
-                              context_noise=torch.randn(frames.shape, generator=gen).to(frames.device))
+                              context_noise=torch.randn(frames.shape, generator=gen).to(frames.device),
+                              context_level=self.cfg.context_noise_level)
             eps_fn = composed_eps_fn(prior, experts, history, self.scheduler, rule, self.bf16, stats)
             x = torch.randn((B, f) + frames.shape[2:], generator=gen).to(frames.device)
             frames = torch.cat([frames, sample_ddim(eps_fn, x, self.scheduler, self.steps)], dim=1)

@@ -4,7 +4,17 @@ A clip holds frames in [-1, 1] as (T,C,H,W) float32 (kept as uint8 in memory), i
 when the dataset has one, a pose track (T,P). With a frame skip ``k`` a clip
 takes every k-th frame, and a frame's action is the sum of the one-hot actions
 taken since the previous kept frame. Frames are resized (area / bilinear) when
-the episode's resolution differs from the model's.
+the episode's resolution differs from the model's. Memory Cards folders and
+Memory Maze folders (``come data maze`` or the public offline dataset, whose
+held-out split is ``eval/``) load the same way.
+
+Pose sources (``POSE_SOURCES``, a function ``(episode, skip) -> (T',P)`` per name):
+
+    cursor     (2)  Memory Cards: the cursor's card centre in image coordinates, in (-1, 1)
+    absolute   (4)  Memory Maze: (x, y, cos yaw, sin yaw), x and y scaled to [-1, 1] by the maze size
+    relative   (3)  Memory Maze: per kept frame, the displacement since the previous kept frame in
+                    the agent's own frame then (forward, left; grid cells) and the change of heading
+                    (radians, counter-clockwise positive); zeros on the first frame
 """
 
 from __future__ import annotations
@@ -20,21 +30,53 @@ from .cards import GRID
 from .episodes import EpisodeError, episode_files, load_episode
 
 
-def cursor_pose(ep: dict) -> np.ndarray:
+def cursor_pose(ep: dict, skip: int = 1) -> np.ndarray:
     """Memory Cards cursor (row, col) as the card's centre in image coordinates, in (-1, 1)."""
-    return (ep["cursor"].astype(np.float32) + 0.5) / GRID * 2 - 1
+    return ((ep["cursor"].astype(np.float32) + 0.5) / GRID * 2 - 1)[::skip]
 
 
-def agent_pose(ep: dict) -> np.ndarray:
-    """Memory Maze absolute pose (x, y, cos yaw, sin yaw), x and y scaled by the maze size."""
-    size = max(np.asarray(ep["maze_layout"]).shape) if "maze_layout" in ep else 1
-    pos = ep["agent_pos"].astype(np.float32) / size * 2 - 1
-    d = ep["agent_dir"].astype(np.float32)
-    d = d / np.maximum(np.linalg.norm(d, axis=-1, keepdims=True), 1e-8)
-    return np.concatenate([pos, d], axis=-1)
+def _maze_pose(ep: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Memory Maze position (T,2) in grid cells and heading (T,) in radians."""
+    pos, d = ep["agent_pos"].astype(np.float64), ep["agent_dir"].astype(np.float64)
+    return pos, np.arctan2(d[:, 1], d[:, 0])
 
 
-POSE_SOURCES = {"cursor": cursor_pose, "agent": agent_pose}
+def absolute_pose(ep: dict, skip: int = 1) -> np.ndarray:
+    """Memory Maze absolute pose (x, y, cos yaw, sin yaw), x and y scaled to [-1, 1] by the maze size."""
+    size = np.asarray(ep["maze_layout"]).shape[-1]  # (S,S), or (T,S,S) as in the public dataset
+    pos, yaw = _maze_pose(ep)
+    out = np.concatenate([pos / size * 2 - 1, np.cos(yaw)[:, None], np.sin(yaw)[:, None]], axis=-1)
+    return out[::skip].astype(np.float32)
+
+
+def relative_motion(ep: dict, skip: int = 1) -> np.ndarray:
+    """Memory Maze motion per kept frame: (forward, left) displacement in the agent's frame at the
+    previous kept frame (grid cells) and the change of heading (radians); the first frame is zeros."""
+    pos, yaw = _maze_pose(ep)
+    pos, yaw = pos[::skip], yaw[::skip]
+    out = np.zeros((len(pos), 3), np.float32)
+    delta = np.diff(pos, axis=0)
+    c, s = np.cos(yaw[:-1]), np.sin(yaw[:-1])
+    out[1:, 0] = delta[:, 0] * c + delta[:, 1] * s
+    out[1:, 1] = -delta[:, 0] * s + delta[:, 1] * c
+    out[1:, 2] = (np.diff(yaw) + np.pi) % (2 * np.pi) - np.pi
+    return out
+
+
+POSE_SOURCES = {"cursor": cursor_pose, "absolute": absolute_pose, "relative": relative_motion}
+_POSE_KEYS = {"cursor": ("cursor",), "absolute": ("agent_pos", "agent_dir", "maze_layout"),
+              "relative": ("agent_pos", "agent_dir")}
+
+
+def pose_track(ep: dict, pose: str, skip: int = 1, path: str | Path = "<episode>") -> torch.Tensor:
+    """The episode's pose track (T',P) for the kept frames; a clear error when it lacks the arrays."""
+    if pose not in POSE_SOURCES:
+        raise ValueError(f"unknown pose source '{pose}' (choose from {', '.join(POSE_SOURCES)})")
+    missing = [k for k in _POSE_KEYS[pose] if k not in ep]
+    if missing:
+        raise EpisodeError(f"{path}: pose source '{pose}' needs array(s) {', '.join(missing)}, which this episode "
+                           f"lacks (it has: {', '.join(sorted(ep))})")
+    return torch.from_numpy(np.ascontiguousarray(POSE_SOURCES[pose](ep, skip), dtype=np.float32))
 
 
 def frames_to_tensor(image: np.ndarray, resolution: int | None = None) -> torch.Tensor:
@@ -106,11 +148,7 @@ class ClipDataset:
             if img.shape[0] < clip_frames:
                 continue
             if pose is not None:
-                try:
-                    p = POSE_SOURCES[pose](ep)
-                except KeyError as e:
-                    raise EpisodeError(f"{path}: pose source '{pose}' needs array {e}") from None
-                self.poses.append(torch.from_numpy(np.ascontiguousarray(p[::frame_skip])))
+                self.poses.append(pose_track(ep, pose, frame_skip, path))
             self.frames.append(frames_to_uint8(img, resolution))
             self.actions.append(torch.from_numpy(skip_actions(ep["action"], frame_skip)))
         if not self.frames:

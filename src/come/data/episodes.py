@@ -96,13 +96,26 @@ def read_meta(folder: str | Path) -> dict:
     return json.loads(p.read_text()) if p.is_file() else {}
 
 
+# The held-out split: ``test/`` in come's own datasets, ``eval/`` in the public Memory Maze dataset.
+SPLIT_ALIASES = {"test": ("test", "eval")}
+
+
+def split_folder(folder: str | Path, split: str) -> Path | None:
+    """``folder/split`` if it exists (for ``test``, else ``folder/eval``); None when there is none."""
+    for name in SPLIT_ALIASES.get(split, (split,)):
+        if (Path(folder) / name).is_dir():
+            return Path(folder) / name
+    return None
+
+
 def episode_files(folder: str | Path, split: str | None = None) -> list[Path]:
-    """Sorted ``.npz`` files of a dataset folder, or of its ``split`` subfolder when that exists."""
+    """Sorted ``.npz`` files of a dataset folder, or of its ``split`` subfolder when that exists
+    (``test`` also finds ``eval/``, the public Memory Maze dataset's held-out split)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise EpisodeError(f"{folder}: dataset folder not found")
-    if split is not None and (folder / split).is_dir():
-        folder = folder / split
+    if split is not None:
+        folder = split_folder(folder, split) or folder
     files = sorted(folder.glob("*.npz"))
     if not files:
         raise EpisodeError(f"{folder}: no .npz episodes in this folder")

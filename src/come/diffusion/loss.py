@@ -8,7 +8,11 @@ actions can tell it, and a cards model learned to use its actions only once
 these levels got enough of the updates (measured in BENCHMARKS.md). With
 probability ``p_context_dropout`` a clip's context frames are
 replaced by pure noise at the maximum level, so the same network is also its
-own unconditional expert. The loss is the plain v-MSE on future frames, i.e. the
+own unconditional expert. With ``context_noise_max`` > 0 the context frames of
+each clip are noised at a random level in ``[0, context_noise_max]`` (the network
+is told the level): a rollout feeds the model its own slightly wrong frames, and a
+model that only ever saw perfect context let their errors grow (noise augmentation,
+as in GameNGen, Valevski et al. 2024; measured in BENCHMARKS.md). The loss is the plain v-MSE on future frames, i.e. the
 clean-frame error weighted by ``SNR + 1`` (Salimans & Ho 2022): unlike min-SNR
 weighting it does not vanish at the noisiest levels, where a sampler decides
 the layout of the scene (measured: with min-SNR-5 a cards model's DDIM samples
@@ -25,16 +29,16 @@ from .schedule import add_noise, alpha_bar, velocity
 
 def sample_levels(batch: int, frames: int, context: int, num_levels: int, p_context_dropout: float,
                   generator: torch.Generator | None = None, high_fraction: float = 0.0,
-                  high_min: int = 700) -> torch.Tensor:
-    """Integer noise level per frame (B,T): context 0 (or max when dropped), future in [1, N)
-    (in [high_min, N) for a ``high_fraction`` of the clips)."""
+                  high_min: int = 700, context_noise_max: int = 0) -> torch.Tensor:
+    """Integer noise level per frame (B,T): context 0, or one level per clip in [0, context_noise_max],
+    or max when dropped; future in [1, N) (in [high_min, N) for a ``high_fraction`` of the clips)."""
     levels = torch.randint(1, num_levels, (batch, frames), generator=generator)
     shared = torch.rand(batch, generator=generator) < 0.5
     levels[shared] = levels[shared, context:context + 1].expand(-1, frames)
     if high_fraction > 0:
         high = torch.rand(batch, generator=generator) < high_fraction
         levels[high] = torch.randint(high_min, num_levels, (int(high.sum()), frames), generator=generator)
-    levels[:, :context] = 0
+    levels[:, :context] = torch.randint(0, context_noise_max + 1, (batch, 1), generator=generator)
     dropped = torch.rand(batch, generator=generator) < p_context_dropout
     levels[dropped, :context] = num_levels - 1
     return levels
@@ -52,6 +56,7 @@ def diffusion_loss(
     high_fraction: float = 0.0,
     high_min: int = 700,
     max_weight: float | None = None,
+    context_noise_max: int = 0,
 ) -> torch.Tensor:
     """Mean weighted v-MSE over the future frames of a batch of clips.
 
@@ -64,7 +69,7 @@ def diffusion_loss(
     B, T = frames.shape[:2]
     device = frames.device
     levels = sample_levels(B, T, context, scheduler.config.num_train_timesteps, p_context_dropout, generator,
-                           high_fraction, high_min).to(device)
+                           high_fraction, high_min, context_noise_max).to(device)
     noise = torch.randn(frames.shape, generator=generator).to(device)
     ab = alpha_bar(scheduler, levels)
     x_t = add_noise(frames, noise, ab)

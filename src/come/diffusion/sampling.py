@@ -20,7 +20,7 @@ import torch
 from diffusers import DDIMScheduler
 from tqdm import tqdm
 
-from .schedule import alpha_bar, to_eps
+from .schedule import add_noise, alpha_bar, to_eps
 
 EpsFn = Callable[[torch.Tensor, int], torch.Tensor]
 """eps_fn(x_t, t) -> eps: predicted noise for the frames being generated at level t."""
@@ -91,23 +91,38 @@ def model_eps(
     pose: torch.Tensor | None = None,
     prediction: str = "v",
     bf16: bool = False,
+    context_level: int = 0,
+    generator: torch.Generator | None = None,
 ) -> EpsFn:
-    """eps function of one network conditioned on clean ``context`` frames (B,K,C,H,W).
+    """eps function of one network conditioned on ``context`` frames (B,K,C,H,W).
 
-    ``action`` and ``pose`` cover context and generated frames, (B,K+F,·).
+    ``action`` and ``pose`` cover context and generated frames, (B,K+F,·). With
+    ``context_level`` > 0 the context is noised once at that level (and the network
+    told so), as for a model trained with context noise augmentation.
     """
     k = context.shape[1]
+    context = noise_context(context, context_level, scheduler, generator)
 
     def eps_fn(x: torch.Tensor, t: int) -> torch.Tensor:
         B, F = x.shape[:2]
         levels = torch.cat(
-            [torch.zeros(B, k, dtype=torch.long), torch.full((B, F), t, dtype=torch.long)], dim=1
+            [torch.full((B, k), context_level, dtype=torch.long), torch.full((B, F), t, dtype=torch.long)], dim=1
         ).to(x.device)
         with autocast(bf16, x.device):
             out = model(torch.cat([context, x], dim=1), levels, action, pose, context=k)[:, k:]
         return to_eps(out.float(), x, alpha_bar(scheduler, levels[:, k:]), prediction)
 
     return eps_fn
+
+
+def noise_context(frames: torch.Tensor, level: int, scheduler: DDIMScheduler,
+                  generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
+    """Context frames noised at ``level`` (unchanged at level 0) with ``noise`` or fresh noise."""
+    if level == 0:
+        return frames
+    if noise is None:
+        noise = torch.randn(frames.shape, generator=generator).to(frames.device)
+    return add_noise(frames, noise, alpha_bar(scheduler, torch.tensor(level)).to(frames.device))
 
 
 @torch.no_grad()
@@ -124,12 +139,13 @@ def rollout(
     bf16: bool = False,
     generator: torch.Generator | None = None,
     progress: bool = False,
+    context_level: int = 0,
 ) -> torch.Tensor:
     """Generate ``n_frames`` after the first ``context`` of ``frames`` (B,>=K,C,H,W), ``chunk`` at a time.
 
     ``action``/``pose`` (B, K+n_frames, ·) are the episode's, frame-aligned with
     ``frames``. Each chunk is conditioned on the last ``context`` frames known so
-    far (given or generated): a sliding context window.
+    far (given or generated): a sliding context window, noised at ``context_level``.
     """
     if action.shape[1] < context + n_frames:
         raise ValueError(f"need actions for {context + n_frames} frames, got {action.shape[1]}")
@@ -140,7 +156,8 @@ def rollout(
         f = min(chunk, context + n_frames - pos)
         sl = slice(pos - context, pos + f)
         eps_fn = model_eps(model, scheduler, history[:, -context:], action[:, sl],
-                           None if pose is None else pose[:, sl], bf16=bf16)
+                           None if pose is None else pose[:, sl], bf16=bf16, context_level=context_level,
+                           generator=generator)
         noise = torch.randn((history.shape[0], f) + history.shape[2:], generator=generator).to(history.device)
         new = sample_ddim(eps_fn, noise, scheduler, steps)
         history = torch.cat([history, new], dim=1)

@@ -158,6 +158,11 @@ class VideoDiT(nn.Module):
     def __init__(self, config: DiTConfig):
         super().__init__()
         self.config = cfg = config
+        # modules a test-time memory adapts (come.memory): every block's projections and, with a pose,
+        # the per-token pose path and the output layer: "what lies here" is keyed on where the cursor
+        # is, and with the blocks alone a LoRA did not memorize a reveal in 100 steps (BENCHMARKS.md)
+        self.memory_targets = ("qkv", "proj", "fc1", "fc2") + (
+            ("pose_token.0", "pose_token.2", "final.linear") if cfg.pose_dim else ())
         patch_dim = cfg.channels * cfg.patch**2
         w = cfg.width
         self.patch_embed = nn.Linear(patch_dim, w)
@@ -253,8 +258,8 @@ class VideoDiT(nn.Module):
             raise ValueError(f"clip of {T} frames is longer than this model's max_frames={cfg.max_frames}")
         shift = None
         if cfg.residual and context > 0:
-            clean = (t[:, context - 1] == 0).to(x.dtype).view(B, 1, 1, 1, 1)
-            anchor = x[:, context - 1 : context] * clean  # a dropped (noised) context gives no anchor
+            kept = (t[:, context - 1] < cfg.num_train_timesteps - 1).to(x.dtype).view(B, 1, 1, 1, 1)
+            anchor = x[:, context - 1 : context] * kept  # a dropped context (pure noise) gives no anchor
             ab = alpha_bar(self.alphas_cumprod, t)
             future = (torch.arange(T, device=x.device) >= context).to(x.dtype)
             shift = anchor * future.view(1, T, 1, 1, 1)
