@@ -106,3 +106,16 @@ def test_residual_model_starts_by_copying_the_last_frame():
     dropped = t.clone()
     dropped[:, :2] = 999  # context dropped: no anchor, plain v = 0
     assert m(x, dropped, a, p, context=2).abs().max() == 0
+
+
+def test_map_pose_conditions_frames_not_tokens():
+    m = _perturb_all(tiny(pose_dim=4, pose_in_image=False))
+    assert m.pose_token is None and m.memory_targets == ("qkv", "proj", "fc1", "fc2")
+    x, t, a, _ = _inputs()
+    pose = torch.randn(2, 5, 4)
+    moved = pose.clone()
+    moved[:, 3, :2] += 1  # frame 3 somewhere else on the map
+    out, out_moved = m(x, t, a, pose, context=2), m(x, t, a, moved, context=2)
+    assert not torch.equal(out[:, 3], out_moved[:, 3])
+    with pytest.raises(ValueError, match="local_action"):
+        DiTConfig(pose_dim=4, pose_in_image=False, local_action=True)

@@ -94,11 +94,15 @@ def test_maze_pose_needs_agent_arrays(cards_data):
 
 
 def test_train_reads_a_maze_folder(maze_data, tmp_path):
-    from come.presets import TrainConfig, train_config
+    from come.presets import train_config
     from come.train import train
 
-    base = train_config("test-micro", steps=2, sample_every=2, ckpt_every=2).to_dict()
-    cfg = TrainConfig.from_dict({**base, "pose": "absolute", "model": {**base["model"], "action_dim": 6, "pose_dim": 4}})
+    from come.models.dit import PRESETS
+
+    small = {**PRESETS["maze-sltm"], "width": 32, "depth": 1, "heads": 2}  # the spatial expert's preset, shrunk
+    cfg = train_config("maze-sltm", model=small, steps=2, batch_size=2, warmup=1, sample_every=2, ckpt_every=2,
+                       sample_steps=2)
+    assert cfg.pose == "absolute" and cfg.model["pose_dim"] == 4 and cfg.model["action_dim"] == 6
     summary = train(cfg, maze_data, tmp_path / "run", progress=False)
     assert summary["steps"] == 2 and all(np.isfinite(summary["losses"]))
     assert list((tmp_path / "run" / "samples").glob("*.mp4"))

@@ -65,6 +65,12 @@ TRAIN_PRESETS: dict[str, dict] = {
                        lr=1.5e-3, high_level_fraction=0.5, high_level_min=800, max_loss_weight=5.0,
                        sample_every=1000),
     "cards-stm": dict(model=MODEL_PRESETS["cards-stm"], context=32, future=4, pose="cursor", batch_size=16, steps=4000),
+    # Memory Maze (come data maze, or the public dataset's folders), frames resized to 32x32.
+    "maze-tiny": dict(model=MODEL_PRESETS["maze-tiny"], context=3, future=1, batch_size=32, steps=20000, lr=1e-3,
+                      high_level_fraction=0.5, high_level_min=800, max_loss_weight=5.0, sample_every=1000),
+    "maze-sltm": dict(model=MODEL_PRESETS["maze-sltm"], context=3, future=1, pose="absolute", batch_size=32,
+                      steps=20000, lr=1e-3, high_level_fraction=0.5, high_level_min=800, max_loss_weight=5.0,
+                      sample_every=1000),
     "dit-s": dict(model=MODEL_PRESETS["dit-s"], context=3, future=5, batch_size=64, steps=100000, lr=1e-4),
     "dit-b": dict(model=MODEL_PRESETS["dit-b"], context=3, future=5, batch_size=64, steps=200000, lr=1e-4),
     # A few-second model for tests and smoke runs.

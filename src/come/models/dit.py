@@ -49,6 +49,7 @@ class DiTConfig:
     window: int | None = None  # frames each token sees on windowed layers (None: full attention everywhere)
     global_layers: list[int] = field(default_factory=list)  # layers with full attention when ``window`` is set
     anchor: bool = True
+    pose_in_image: bool = True  # the pose's first two values are image coordinates (a cursor), not a map position
     local_action: bool = False  # also give each token its frame's action times "the cursor is here" (needs pose)
     residual: bool = True  # future frames are denoised as the change from the last context frame
     num_train_timesteps: int = 1000
@@ -58,6 +59,8 @@ class DiTConfig:
             raise ValueError(f"resolution {self.resolution} is not divisible by patch size {self.patch}")
         if self.width % self.heads:
             raise ValueError(f"width {self.width} is not divisible by heads {self.heads}")
+        if self.local_action and not (self.pose_dim and self.pose_in_image):
+            raise ValueError("local_action needs a pose in image coordinates (pose_dim > 0 and pose_in_image)")
         if any(not 0 <= i < self.depth for i in self.global_layers):
             raise ValueError(f"global_layers {self.global_layers} must lie in [0, {self.depth})")
         self.global_layers = list(self.global_layers)
@@ -162,7 +165,7 @@ class VideoDiT(nn.Module):
         # the per-token pose path and the output layer: "what lies here" is keyed on where the cursor
         # is, and with the blocks alone a LoRA did not memorize a reveal in 100 steps (BENCHMARKS.md)
         self.memory_targets = ("qkv", "proj", "fc1", "fc2") + (
-            ("pose_token.0", "pose_token.2", "final.linear") if cfg.pose_dim else ())
+            ("pose_token.0", "pose_token.2", "final.linear") if cfg.pose_dim and cfg.pose_in_image else ())
         patch_dim = cfg.channels * cfg.patch**2
         w = cfg.width
         self.patch_embed = nn.Linear(patch_dim, w)
@@ -177,7 +180,8 @@ class VideoDiT(nn.Module):
         # pose relative to each token's place in the image: lets a token tell "the cursor/agent is here"
         token_features = cfg.pose_dim + 2 + len(POSE_RBF_SCALES) + (cfg.action_dim if cfg.local_action else 0)
         self.pose_token = (
-            nn.Sequential(nn.Linear(token_features, w), nn.SiLU(), nn.Linear(w, w)) if cfg.pose_dim else None
+            nn.Sequential(nn.Linear(token_features, w), nn.SiLU(), nn.Linear(w, w))
+            if cfg.pose_dim and cfg.pose_in_image else None
         )
         n = cfg.resolution // cfg.patch
         c = (torch.arange(n, dtype=torch.float32) + 0.5) / n * 2 - 1
@@ -273,7 +277,8 @@ class VideoDiT(nn.Module):
         if self.pose_embed is not None:  # no pose is the zero pose, as in training's pose dropout
             pose = pose if pose is not None else x.new_zeros(B, T, cfg.pose_dim)
             c = c + self.pose_embed(pose)
-            h = h + self.pose_token(self.pose_features(pose, action))
+            if self.pose_token is not None:
+                h = h + self.pose_token(self.pose_features(pose, action))
         n = cfg.tokens_per_frame
         h = h.reshape(B, T * n, -1)
         for i, block in enumerate(self.blocks):
@@ -293,6 +298,12 @@ PRESETS: dict[str, dict] = {
         resolution=32, patch=8, width=192, depth=6, heads=4, max_frames=40, action_dim=5, pose_dim=2,
         local_action=True, window=4, global_layers=[2, 5],
     ),
+    # Memory Maze at 32x32 for CPU: 4x4-pixel patches (64 tokens per frame), 6 actions. The base model
+    # sees no pose; the spatial expert (SLTM) gets the absolute pose (x, y, cos yaw, sin yaw), a map
+    # position rather than a place in the image, so it conditions whole frames (adaLN) only.
+    "maze-tiny": dict(resolution=32, patch=4, width=192, depth=6, heads=4, max_frames=4, action_dim=6),
+    "maze-sltm": dict(resolution=32, patch=4, width=192, depth=6, heads=4, max_frames=4, action_dim=6, pose_dim=4,
+                      pose_in_image=False),
     # Larger backbones for GPU users (DiT-S / DiT-B widths), 64x64.
     "dit-s": dict(resolution=64, patch=8, width=384, depth=12, heads=6, max_frames=16),
     "dit-b": dict(resolution=64, patch=8, width=768, depth=12, heads=12, max_frames=16),
