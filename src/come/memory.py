@@ -155,7 +155,7 @@ class LoRAMemory:
         was_training = self.model.training
         self.model.train()
         with torch.enable_grad():  # memorization trains, even inside a caller's no_grad
-            for _ in tqdm(range(steps), desc="memorize", unit="step", disable=not progress):
+            for _ in tqdm(range(steps), desc="memorize", unit="step", disable=not progress, leave=False):
                 batch = _windows(frames, action, pose, rng.choice(len(probs), size=batch_size, p=probs), window)
                 with autocast(bf16, frames.device):
                     loss = diffusion_loss(self.model, batch, context, scheduler, p_context_dropout=p_context_dropout,

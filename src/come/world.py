@@ -140,7 +140,7 @@ class WorldModel:
         all_pose = torch.cat([self.pose, pose], dim=1) if self.pose is not None and pose is not None else None
         gen = torch.Generator().manual_seed(seed)
         n_new, chunk = action.shape[1], self.cfg.future
-        bar = tqdm(total=n_new, desc=f"imagine {variant}", unit="frame", disable=not progress)
+        bar = tqdm(total=n_new, desc=f"imagine {variant}", unit="frame", disable=not progress, leave=False)
         while frames.shape[1] < self.frames.shape[1] + n_new:
             N = frames.shape[1]
             f = min(chunk, self.frames.shape[1] + n_new - N)
