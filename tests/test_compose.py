@@ -183,3 +183,33 @@ def test_base_pass_ignores_the_active_adapter_and_missing_adapter_is_named():
         with pytest.raises(ValueError, match="do not exist"):
             composed_eps_fn(Expert("b", DiTDenoiser(lora), 2), [Expert("m", DiTDenoiser(lora), 2, adapter="nope",
                                                                          null="adapters_off")], h, s)(x, 300)
+
+
+def test_experts_see_the_context_at_the_historys_level():
+    from come.diffusion.sampling import noise_context
+
+    calls = []
+
+    class Spy:
+        prediction, max_frames = "eps", 8
+
+        def __call__(self, x, levels, action, pose, context, adapter_names=None):
+            calls.append((x[:, :context].clone(), levels[:, :context].clone()))
+            return torch.zeros_like(x)
+
+    s, spy = make_scheduler(), Spy()
+    h = _history()
+    h.context_noise = torch.randn(h.frames.shape, generator=torch.Generator().manual_seed(4))
+    h.context_level = 100
+    prior = Expert("base", spy, context=2)
+    hist = Expert("hist", spy, context=4, weight=1.0, null="noise")
+    composed_eps_fn(prior, [hist], h, s)(torch.randn(2, 2, 3, 16, 16), 500)
+    seen = noise_context(h.frames, 100, s, noise=h.context_noise)
+    passes = {}  # (context frames, level) -> what the network saw; passes of one network come batched
+    for ctx, lv in calls:
+        for i in range(0, len(ctx), 2):
+            passes[(ctx.shape[1], int(lv[i, 0]))] = ctx[i : i + 2]
+    assert set(passes) == {(2, 100), (4, 100), (4, 999)}
+    torch.testing.assert_close(passes[(2, 100)], seen[:, -2:])  # the prior: last 2 frames, noised at 100
+    torch.testing.assert_close(passes[(4, 100)], seen[:, -4:])  # the expert's memory
+    torch.testing.assert_close(passes[(4, 999)], h.context_noise[:, -4:])  # its null: pure noise

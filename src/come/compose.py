@@ -41,7 +41,7 @@ class Denoiser(Protocol):
 
     ``__call__(x, levels, action, pose, context, adapter_names)`` takes a clip
     ``x`` (B,T,C,H,W) whose first ``context`` frames are context (clean at level 0,
-    or pure noise at the maximum level when dropped) and the rest noisy at
+    noised at the history's ``context_level``, or pure noise at the maximum level when dropped) and the rest noisy at
     ``levels`` (B,T) (integer levels of the shared diffusers schedule), actions
     (B,T,A) and poses (B,T,P) or None; ``adapter_names`` is None or one peft
     adapter name per sample (``"__base__"`` for none). It returns its prediction

@@ -47,9 +47,9 @@ class WorldModel:
         stm: tuple[VideoDiT, TrainConfig] | None = None,
         rank: int = 32,
         weights: ExpertWeights | None = None,
-        targets: tuple[str, ...] | None = None,
         steps: int = 20,
         bf16: bool = False,
+        targets: tuple[str, ...] | None = None,
     ):
         self.cfg = base_cfg
         self.memory = LoRAMemory(base, rank=rank, targets=targets)
