@@ -255,15 +255,19 @@ def _rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, _SPLIT_CODE[split], index])
 
 
-def generate_episode(seed: int, index: int, split: str = "train", size: str = "9x9", steps: int = 1000,
-                     noise: float = 0.15) -> dict[str, np.ndarray]:
-    """One explorer episode (``steps`` actions, ``steps + 1`` frames); deterministic in (seed, split, index)."""
+def _check_settings(split: str, size: str, steps: int) -> None:
     if split not in SPLITS:
         raise ValueError(f"unknown split '{split}' (choose from {', '.join(SPLITS)})")
     if size not in SIZES:
         raise ValueError(f"unknown maze size '{size}' (choose from {', '.join(SIZES)})")
     if not 1 <= steps <= MAX_STEPS[size]:
         raise ValueError(f"steps must be between 1 and {MAX_STEPS[size]} (the {size} environment's time limit), got {steps}")
+
+
+def generate_episode(seed: int, index: int, split: str = "train", size: str = "9x9", steps: int = 1000,
+                     noise: float = 0.15) -> dict[str, np.ndarray]:
+    """One explorer episode (``steps`` actions, ``steps + 1`` frames); deterministic in (seed, split, index)."""
+    _check_settings(split, size, steps)
     rng = _rng(seed, split, index)
     env = make_env(size, seed=int(rng.integers(2**31 - 1)))
     try:
@@ -320,12 +324,7 @@ def generate_dataset(out: str | Path, episodes: int, seed: int = 0, size: str = 
         raise ValueError(f"workers must be at least 1, got {workers}")
     if not 0.0 <= noise <= 1.0:
         raise ValueError(f"noise must be in [0, 1], got {noise}")
-    if split not in SPLITS:
-        raise ValueError(f"unknown split '{split}' (choose from {', '.join(SPLITS)})")
-    if size not in SIZES:
-        raise ValueError(f"unknown maze size '{size}' (choose from {', '.join(SIZES)})")
-    if not 1 <= steps <= MAX_STEPS[size]:
-        raise ValueError(f"steps must be between 1 and {MAX_STEPS[size]} (the {size} environment's time limit), got {steps}")
+    _check_settings(split, size, steps)
     folder = Path(out) / split
     settings = {"generator": "come.data.maze", "version": GENERATOR_VERSION, "seed": seed, "split": split,
                 "size": size, "steps": steps, "noise": noise}
