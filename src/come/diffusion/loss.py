@@ -10,9 +10,9 @@ probability ``p_context_dropout`` a clip's context frames are
 replaced by pure noise at the maximum level, so the same network is also its
 own unconditional expert. With ``context_noise_max`` > 0 the context frames of
 each clip are noised at a random level in ``[0, context_noise_max]`` (the network
-is told the level): a rollout feeds the model its own slightly wrong frames, and a
-model that only ever saw perfect context let their errors grow (noise augmentation,
-as in GameNGen, Valevski et al. 2024; measured in BENCHMARKS.md). The loss is the plain v-MSE on future frames, i.e. the
+is told the level), the usual remedy for a rollout that feeds the model its own
+slightly wrong frames (noise augmentation, as in GameNGen, Valevski et al. 2024); on
+Memory Cards it did not reduce drift (BENCHMARKS.md). The loss is the plain v-MSE on future frames, i.e. the
 clean-frame error weighted by ``SNR + 1`` (Salimans & Ho 2022): unlike min-SNR
 weighting it does not vanish at the noisiest levels, where a sampler decides
 the layout of the scene (measured: with min-SNR-5 a cards model's DDIM samples
@@ -38,7 +38,9 @@ def sample_levels(batch: int, frames: int, context: int, num_levels: int, p_cont
     if high_fraction > 0:
         high = torch.rand(batch, generator=generator) < high_fraction
         levels[high] = torch.randint(high_min, num_levels, (int(high.sum()), frames), generator=generator)
-    levels[:, :context] = torch.randint(0, context_noise_max + 1, (batch, 1), generator=generator)
+    levels[:, :context] = 0
+    if context_noise_max > 0:  # (no draw otherwise: runs without it keep their random stream)
+        levels[:, :context] = torch.randint(0, context_noise_max + 1, (batch, 1), generator=generator)
     dropped = torch.rand(batch, generator=generator) < p_context_dropout
     levels[dropped, :context] = num_levels - 1
     return levels
