@@ -32,7 +32,7 @@ from come.data.cards import generate_episode
 from come.diffusion.loss import diffusion_loss
 from come.diffusion.sampling import model_eps, sample_ddim
 from come.diffusion.schedule import add_noise, alpha_bar, make_scheduler, v_to_x0
-from come.memory import BASE_ADAPTER, DEFAULT_TARGETS, LoRAMemory
+from come.memory import BASE_ADAPTER, DEFAULT_TARGETS, LoRAMemory, _windows
 from come.metrics.cards import card_mse
 from come.protocols.recall import card_faces, recall_episode, recall_tau
 
@@ -44,9 +44,8 @@ def reveals(ep: dict, lo: int, hi: int, context: int) -> list[int]:
 
 
 def windows(frames, action, pose, ends, context):
-    return {"frames": torch.stack([frames[i - context : i + 1] for i in ends]),
-            "action": torch.stack([action[i - context : i + 1] for i in ends]),
-            "pose": torch.stack([pose[i - context : i + 1] for i in ends])}
+    """The windows of ``context`` frames followed by frame ``i``, for each ``i`` in ``ends``."""
+    return _windows(frames, action, pose, [i - context for i in ends], context + 1)
 
 
 def scores(pred, batch, cells, objects, faces, tau):

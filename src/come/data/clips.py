@@ -68,10 +68,14 @@ _POSE_KEYS = {"cursor": ("cursor",), "absolute": ("agent_pos", "agent_dir", "maz
               "relative": ("agent_pos", "agent_dir")}
 
 
-def pose_track(ep: dict, pose: str, skip: int = 1, path: str | Path = "<episode>") -> torch.Tensor:
-    """The episode's pose track (T',P) for the kept frames; a clear error when it lacks the arrays."""
+def check_pose_source(pose: str) -> None:
     if pose not in POSE_SOURCES:
         raise ValueError(f"unknown pose source '{pose}' (choose from {', '.join(POSE_SOURCES)})")
+
+
+def pose_track(ep: dict, pose: str, skip: int = 1, path: str | Path = "<episode>") -> torch.Tensor:
+    """The episode's pose track (T',P) for the kept frames; a clear error when it lacks the arrays."""
+    check_pose_source(pose)
     missing = [k for k in _POSE_KEYS[pose] if k not in ep]
     if missing:
         raise EpisodeError(f"{path}: pose source '{pose}' needs array(s) {', '.join(missing)}, which this episode "
@@ -133,8 +137,8 @@ class ClipDataset:
         action_dim: int | None = None,
         progress: bool = False,
     ):
-        if pose is not None and pose not in POSE_SOURCES:
-            raise ValueError(f"unknown pose source '{pose}' (choose from {', '.join(POSE_SOURCES)})")
+        if pose is not None:
+            check_pose_source(pose)  # before loading any episode
         self.clip_frames, self.resolution, self.frame_skip, self.pose = clip_frames, resolution, frame_skip, pose
         self.files = episode_files(folder, split)
         self.frames: list[torch.Tensor] = []

@@ -27,7 +27,7 @@ import torch
 from tqdm import tqdm
 
 from ..data.cards import GRID, N_OBJECTS, generate_episode, render
-from ..data.clips import POSE_SOURCES, frames_to_tensor, tensor_to_frames
+from ..data.clips import frames_to_tensor, pose_track, tensor_to_frames
 from ..metrics.cards import card_mse
 from ..presets import TrainConfig
 from ..video import side_by_side, write_video
@@ -75,7 +75,7 @@ def recall_episode(seed: int, index: int, cfg: TrainConfig) -> dict[str, torch.T
     n = int((ep["phase"] == 0).sum())
     frames = frames_to_tensor(ep["image"])
     action = torch.from_numpy(ep["action"])
-    pose = torch.from_numpy(POSE_SOURCES[cfg.pose](ep)) if cfg.pose else None
+    pose = pose_track(ep, cfg.pose) if cfg.pose else None
     out = {"history": frames[:n], "history_action": action[:n], "truth": frames[n:], "action": action[n:],
            "cursor": ep["cursor"]}
     if pose is not None:
