@@ -21,6 +21,7 @@ from safetensors.torch import save
 
 from .data.episodes import atomic_write_bytes
 from .models.dit import DiTConfig, VideoDiT
+from .models.pose_encoder import PoseEncoder, PoseEncoderConfig
 from .presets import TrainConfig
 
 
@@ -56,15 +57,27 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: corrupt checkpoint ({type(e).__name__}: {e})") from None
 
 
-def load_model(run: str | Path, device: torch.device | str = "cpu") -> tuple[VideoDiT, TrainConfig]:
-    """Load the EMA model of a run folder (or of the folder holding a given ``model.safetensors``)."""
+def build_network(cfg: TrainConfig) -> torch.nn.Module:
+    """A freshly initialised network of the kind and architecture ``cfg`` names."""
+    if cfg.network == "pose-encoder":
+        return PoseEncoder(PoseEncoderConfig(**cfg.model))
+    return VideoDiT(DiTConfig(**cfg.model))
+
+
+def load_model(run: str | Path, device: torch.device | str = "cpu",
+               network: str | None = "dit") -> tuple[torch.nn.Module, TrainConfig]:
+    """Load the EMA model of a run folder (or of the folder holding a given ``model.safetensors``).
+
+    ``network`` is the kind the caller needs (``dit``: a world model; ``pose-encoder``; None: any)."""
     run = Path(run)
     if run.is_file():
         run = run.parent
     if not run.exists():
         raise CheckpointError(f"{run}: checkpoint not found")
     cfg = load_config(run)
-    model = VideoDiT(DiTConfig(**cfg.model))
+    if network is not None and cfg.network != network:
+        raise CheckpointError(f"{run}: this is a {cfg.network} run; a {network} run is needed here")
+    model = build_network(cfg)
     weights = _read_safetensors(run / "model.safetensors")
     try:
         model.load_state_dict(weights)
@@ -131,7 +144,7 @@ def load_state(
 
 def export_model(run: str | Path, dest: str | Path, half: bool = True) -> Path:
     """Copy a run's EMA weights (fp16 when ``half``) and config into ``dest``: all that sampling needs."""
-    model, cfg = load_model(run)
+    model, cfg = load_model(run, network=None)
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     save_config(dest, cfg)

@@ -125,10 +125,12 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in OUT exactly where its last checkpoint left it, with its own settings (only --steps and --precision may change)."),
     init: Optional[Path] = typer.Option(None, help="Start from this run's weights (same model) instead of random ones: fine-tuning; --steps counts the new steps."),
 ):
-    """Train a video diffusion world model (CPU, one GPU, or several with 'accelerate launch').
+    """Train a video diffusion world model, or the SLTM's pose encoder (preset maze-pose), on CPU,
+    one GPU, or several with 'accelerate launch'.
 
     Writes checkpoints every few hundred steps (atomically), TensorBoard scalars to OUT/tb
-    and a sample video (truth | prediction) to OUT/samples every K steps.
+    and, every K steps, a sample video (truth | prediction) to OUT/samples (world models) or
+    the held-out track error to OUT/log.jsonl (the pose encoder).
     """
     from .checkpoint import load_config
     from .presets import TrainConfig, train_config
@@ -163,17 +165,18 @@ def export(
 
 @app.command()
 def presets():
-    """List the training presets with their model size and clip layout."""
-    from .models.dit import DiTConfig, VideoDiT
+    """List the training presets with their network, model size and clip layout."""
+    from .checkpoint import build_network
     from .presets import TRAIN_PRESETS, train_config
 
-    typer.echo(f"{'preset':<12} {'params':>8} {'res':>4} {'patch':>5} {'ctx+fut':>8} {'batch':>5} {'steps':>7}")
+    typer.echo(f"{'preset':<12} {'network':<12} {'params':>8} {'res':>4} {'patch':>5} {'ctx+fut':>8} {'batch':>5} "
+               f"{'steps':>7}")
     for name in TRAIN_PRESETS:
         cfg = train_config(name)
         with __import__("torch").device("meta"):
-            n = sum(p.numel() for p in VideoDiT(DiTConfig(**cfg.model)).parameters())
+            n = sum(p.numel() for p in build_network(cfg).parameters())
         m = cfg.model
-        typer.echo(f"{name:<12} {n / 1e6:>7.2f}M {m['resolution']:>4} {m['patch']:>5} "
+        typer.echo(f"{name:<12} {cfg.network:<12} {n / 1e6:>7.2f}M {m['resolution']:>4} {m.get('patch', '-'):>5} "
                    f"{cfg.context:>3}+{cfg.future:<4} {cfg.batch_size:>5} {cfg.steps:>7}")
 
 
@@ -230,6 +233,28 @@ def eval_rollouts(
     typer.echo(format_table(result))
     typer.echo(f"{result['episodes']} episodes, {frames} frames after {result['context']} context frames, "
                f"{result['seconds_per_episode']:.2f}s per episode")
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+@eval_app.command("pose")
+@_guard
+def eval_pose(
+    ckpt: Path = typer.Option(..., help="Pose encoder run folder (come train --preset maze-pose)."),
+    data: Path = typer.Option(..., help="Memory Maze dataset folder; its eval/ (or test/) split is used."),
+    episodes: int = typer.Option(4, min=1, help="Held-out episodes, each tracked from its first frame to its last."),
+    delta: int = typer.Option(10, min=1, help="Frames over which the relative pose error (RPE) is measured."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result as JSON here."),
+    out: Optional[Path] = typer.Option(None, help="Folder for pose_tracks.png (true and inferred tracks on the maze)."),
+):
+    """Score the SLTM's pose encoder: whole-episode tracks dead-reckoned from frames and actions
+    against the true poses (ATE, RPE and heading error, with evo), and standing still for scale."""
+    from .protocols.pose import evaluate_pose, format_table
+
+    result = evaluate_pose(ckpt, data, episodes, delta, out)
+    typer.echo(format_table(result))
+    typer.echo(f"{result['episodes']} episodes, {result['seconds_per_episode']:.2f}s per episode")
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(result, indent=2) + "\n")

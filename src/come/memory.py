@@ -115,6 +115,7 @@ class LoRAMemory:
         high_min: int = 700,
         max_weight: float | None = None,
         context_noise_max: int = 0,
+        grad_clip: float | None = 1.0,
         bf16: bool = False,
         seed: int = 0,
         progress: bool = False,
@@ -131,7 +132,9 @@ class LoRAMemory:
         the share of windows noised at levels >= ``high_min`` only and ``max_weight`` caps
         the loss weight of the low levels and ``context_noise_max`` noises the context as in
         training (see :func:`diffusion_loss`; use the model's training settings,
-        :class:`~come.world.WorldModel` does).
+        :class:`~come.world.WorldModel` does). ``grad_clip`` bounds the adapters' gradient norm
+        (as in training): the v-loss weighs the lowest noise levels by over 1000, and without it
+        a learning rate above 1e-3 made the memorized loss worse, not better.
         ``adapter`` names the episode's adapter (default: the first one); others stay as they are.
         """
         adapter = self.adapter_for(adapter or self.adapter)
@@ -164,6 +167,8 @@ class LoRAMemory:
                                           context_noise_max=context_noise_max)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                if grad_clip:
+                    torch.nn.utils.clip_grad_norm_(params, grad_clip)
                 opt.step()
                 losses.append(loss.item())
         self.model.train(was_training)

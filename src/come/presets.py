@@ -7,12 +7,16 @@ from dataclasses import asdict, dataclass, field, fields
 from .models.dit import PRESETS as MODEL_PRESETS
 
 
+NETWORKS = ("dit", "pose-encoder")
+
+
 @dataclass
 class TrainConfig:
     """Everything ``come train`` needs besides the data folder (saved as ``config.json`` in the run)."""
 
     preset: str
     model: dict = field(default_factory=dict)
+    network: str = "dit"  # dit (a VideoDiT world model) | pose-encoder (come.models.pose_encoder)
     context: int = 2  # clean context frames per clip
     future: int = 4  # noised frames per clip (also the rollout chunk)
     frame_skip: int = 1
@@ -41,8 +45,12 @@ class TrainConfig:
     def __post_init__(self):
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ValueError(f"precision must be auto, bf16 or fp32, got '{self.precision}'")
+        if self.network not in NETWORKS:
+            raise ValueError(f"unknown network '{self.network}' (choose from {', '.join(NETWORKS)})")
         if self.context < 1 or self.future < 1:
             raise ValueError("context and future must be at least 1 frame each")
+        if self.network != "dit":
+            return
         max_frames = self.model.get("max_frames", 8)
         if self.context + self.future > max_frames:
             raise ValueError(f"context {self.context} + future {self.future} exceeds the model's max_frames={max_frames}")
@@ -71,6 +79,10 @@ TRAIN_PRESETS: dict[str, dict] = {
     "maze-sltm": dict(model=MODEL_PRESETS["maze-sltm"], context=3, future=1, pose="absolute", batch_size=32,
                       steps=20000, lr=1e-3, high_level_fraction=0.5, high_level_min=800, max_loss_weight=5.0,
                       sample_every=1000),
+    # The SLTM's pose encoder: per-step motion from frame pairs and actions; a clip is context+future frames.
+    "maze-pose": dict(network="pose-encoder", model=dict(resolution=32, action_dim=6, width=32, hidden=128,
+                                                         motion_scale=[0.1, 0.02, 0.2]),
+                      context=1, future=7, pose="relative", batch_size=32, steps=3000, lr=1e-3, sample_every=500),
     "dit-s": dict(model=MODEL_PRESETS["dit-s"], context=3, future=5, batch_size=64, steps=100000, lr=1e-4),
     "dit-b": dict(model=MODEL_PRESETS["dit-b"], context=3, future=5, batch_size=64, steps=200000, lr=1e-4),
     # A few-second model for tests and smoke runs.
@@ -79,6 +91,9 @@ TRAIN_PRESETS: dict[str, dict] = {
         context=2, future=2, pose="cursor", batch_size=4, steps=10, warmup=2, ckpt_every=5, sample_every=10,
         log_every=1, sample_steps=2,
     ),
+    "test-pose": dict(network="pose-encoder", model=dict(resolution=32, action_dim=6, width=8, hidden=32),
+                      context=1, future=3, pose="relative", batch_size=4, steps=10, warmup=2, ckpt_every=5,
+                      sample_every=10, log_every=1),
 }
 
 

@@ -12,14 +12,15 @@ import torch
 from accelerate import Accelerator
 from tqdm import tqdm
 
-from .checkpoint import CheckpointError, load_config, load_model, load_state, save_config, save_state, save_weights
+from .checkpoint import (CheckpointError, build_network, load_config, load_model, load_state, save_config, save_state,
+                         save_weights)
 from .data.clips import ClipDataset, tensor_to_frames
 from .data.episodes import split_folder
 from .diffusion.loss import diffusion_loss
 from .diffusion.sampling import autocast, rollout
 from .diffusion.schedule import make_scheduler
 from .metrics.image import psnr
-from .models.dit import DiTConfig, VideoDiT
+from .models.pose_encoder import infer_track, integrate_motion, motion_loss
 from .presets import TrainConfig
 from .runtime import use_bf16
 from .video import side_by_side, write_video
@@ -58,6 +59,19 @@ def write_sample(model, cfg: TrainConfig, data: ClipDataset, path: Path, bf16: b
     return float(psnr(pred, truth).mean()), float(psnr(copy_last, truth).mean())
 
 
+@torch.no_grad()
+def track_sample(encoder, data: ClipDataset, device) -> tuple[float, float]:
+    """Position RMSE (grid cells) of the pose encoder's dead-reckoned track over the first held-out
+    episode, both tracks started at the origin; and that of standing still (for scale)."""
+    ep = data.episode(0)
+    start = torch.zeros(3)
+    truth = integrate_motion(ep["pose"], start)
+    pred = infer_track(encoder, ep["frames"].to(device), ep["action"].to(device), start.to(device)).cpu()
+    rmse = (pred[:, :2] - truth[:, :2]).pow(2).sum(-1).mean().sqrt()
+    still = truth[:, :2].pow(2).sum(-1).mean().sqrt()
+    return float(rmse), float(still)
+
+
 def train(cfg: TrainConfig, data: str | Path, out: str | Path, resume: bool = False, progress: bool = True,
           stop_after: int | None = None, init: str | Path | None = None) -> dict:
     """Train (or resume) a run in ``out``; returns a summary dict. ``init`` starts a new run from another
@@ -78,18 +92,19 @@ def train(cfg: TrainConfig, data: str | Path, out: str | Path, resume: bool = Fa
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     device = accelerator.device
     bf16 = use_bf16(cfg.precision, device)
-    model_cfg = DiTConfig(**cfg.model)
-    train_data = ClipDataset(data, "train", cfg.clip_frames, model_cfg.resolution, cfg.frame_skip, cfg.pose,
-                             model_cfg.action_dim, progress=progress)
+    world = cfg.network == "dit"
+    resolution, action_dim = cfg.model.get("resolution", 32), cfg.model.get("action_dim")
+    train_data = ClipDataset(data, "train", cfg.clip_frames, resolution, cfg.frame_skip, cfg.pose,
+                             action_dim, progress=progress)
     test_folder = split_folder(data, "test")  # test/, or eval/ in the public Memory Maze dataset
     has_test = test_folder is not None and any(test_folder.glob("*.npz"))
-    sample_data = (ClipDataset(data, "test", cfg.clip_frames, model_cfg.resolution, cfg.frame_skip, cfg.pose,
-                               model_cfg.action_dim) if has_test else train_data)
+    sample_data = (ClipDataset(data, "test", cfg.clip_frames, resolution, cfg.frame_skip, cfg.pose,
+                               action_dim) if has_test else train_data)
 
     torch.manual_seed(cfg.seed)
-    model = VideoDiT(model_cfg)
+    model = build_network(cfg)
     if init is not None:
-        start, start_cfg = load_model(init)
+        start, start_cfg = load_model(init, network=cfg.network)
         if start_cfg.model != cfg.model:
             raise CheckpointError(f"{init}: its model differs from preset '{cfg.preset}''s; --init needs the same model")
         model.load_state_dict(start.state_dict())
@@ -104,7 +119,7 @@ def train(cfg: TrainConfig, data: str | Path, out: str | Path, resume: bool = Fa
     save_config(out, cfg)
     model, optimizer = accelerator.prepare(model, optimizer)
     ema.to(device)
-    scheduler = make_scheduler(model_cfg.num_train_timesteps)
+    scheduler = make_scheduler(cfg.model.get("num_train_timesteps", 1000))
 
     from torch.utils.tensorboard import SummaryWriter
 
@@ -121,9 +136,14 @@ def train(cfg: TrainConfig, data: str | Path, out: str | Path, resume: bool = Fa
             g["lr"] = learning_rate(cfg, step)
         batch = {k: v.to(device) for k, v in train_data.sample(cfg.batch_size, np_rng).items()}
         with autocast(bf16, device):
-            loss = diffusion_loss(model, batch, cfg.context, scheduler, cfg.p_context_dropout, cfg.p_pose_dropout,
-                                  generator=gen, high_fraction=cfg.high_level_fraction, high_min=cfg.high_level_min,
-                                  max_weight=cfg.max_loss_weight, context_noise_max=cfg.context_noise_max)
+            if world:
+                loss = diffusion_loss(model, batch, cfg.context, scheduler, cfg.p_context_dropout,
+                                      cfg.p_pose_dropout, generator=gen, high_fraction=cfg.high_level_fraction,
+                                      high_min=cfg.high_level_min, max_weight=cfg.max_loss_weight,
+                                      context_noise_max=cfg.context_noise_max)
+            else:
+                loss = motion_loss(model(batch["frames"], batch["action"]), batch["pose"],
+                                   accelerator.unwrap_model(model).scale)
         accelerator.backward(loss)
         if cfg.grad_clip:
             accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -145,10 +165,17 @@ def train(cfg: TrainConfig, data: str | Path, out: str | Path, resume: bool = Fa
             save_weights(out / "model.safetensors", ema, {"step": step, "preset": cfg.preset})
         if step % cfg.sample_every == 0 or step == cfg.steps:
             ema.eval()
-            score, baseline = write_sample(ema, cfg, sample_data, out / "samples" / f"step_{step:07d}.mp4", bf16, device)
-            writer.add_scalar("sample/rollout_psnr", score, step)
+            if world:
+                score, baseline = write_sample(ema, cfg, sample_data, out / "samples" / f"step_{step:07d}.mp4",
+                                               bf16, device)
+                writer.add_scalar("sample/rollout_psnr", score, step)
+                record = {"step": step, "sample_psnr": score, "copy_last_psnr": baseline}
+            else:
+                score, baseline = track_sample(ema, sample_data, device)
+                writer.add_scalar("sample/track_rmse", score, step)
+                record = {"step": step, "track_rmse": score, "standing_still_rmse": baseline}
             with open(log_path, "a") as f:
-                f.write(json.dumps({"step": step, "sample_psnr": score, "copy_last_psnr": baseline}) + "\n")
+                f.write(json.dumps(record) + "\n")
     bar.close()
     writer.close()
     elapsed = time.time() - t0
