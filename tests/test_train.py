@@ -61,6 +61,24 @@ def test_init_starts_from_another_runs_weights(micro_run, cards_data, tmp_path):
         train(cfg, cards_data, tmp_path / "tuned", init=micro_run, resume=True, progress=False)
 
 
+def test_init_grows_the_context_of_a_trained_model(micro_run, cards_data, tmp_path):
+    from come.models.dit import retime_positions
+
+    start, start_cfg = load_model(micro_run)  # test-micro: 2 context + 2 future frames, max_frames 6
+    longer = {**start_cfg.model, "max_frames": 8, "window": 2, "global_layers": [1]}
+    cfg = train_config("test-micro", model=longer, context=5, future=2, steps=1, lr=1e-12, warmup=1, sample_every=100)
+    train(cfg, cards_data, tmp_path / "stm", init=micro_run, progress=False)
+    grown, grown_cfg = load_model(tmp_path / "stm")
+    assert grown_cfg.context == 5 and grown.config.window == 2
+    old, new = start.pos_time.detach(), grown.pos_time.detach()
+    # frames keep their offset from the first future frame; older context frames share the oldest position
+    torch.testing.assert_close(new[3:7], old[0:4], atol=1e-6, rtol=0)
+    torch.testing.assert_close(new[:3], old[0:1].expand(3, -1), atol=1e-6, rtol=0)
+    torch.testing.assert_close(new[7], old[3], atol=1e-6, rtol=0)  # past the old clip: the last position
+    torch.testing.assert_close(grown.blocks[0].attn.qkv.weight, start.blocks[0].attn.qkv.weight, atol=1e-6, rtol=0)
+    assert retime_positions(old, 2, 6, 2, 6).equal(old)
+
+
 def test_capped_loss_only_lowers_the_weight_of_low_levels():
     from come.diffusion.loss import diffusion_loss
     from come.diffusion.schedule import make_scheduler

@@ -20,6 +20,7 @@ from .diffusion.loss import diffusion_loss
 from .diffusion.sampling import autocast, rollout
 from .diffusion.schedule import make_scheduler
 from .metrics.image import psnr
+from .models.dit import LAYOUT_FIELDS, retime_positions
 from .models.pose_encoder import infer_track, integrate_motion, motion_loss
 from .presets import TrainConfig
 from .runtime import use_bf16
@@ -72,6 +73,23 @@ def track_sample(encoder, data: ClipDataset, device) -> tuple[float, float]:
     return float(rmse), float(still)
 
 
+def init_weights(init: str | Path, cfg: TrainConfig) -> dict[str, torch.Tensor]:
+    """The weights of run ``init`` for a new run of ``cfg``: the same model, or (world models) one that
+    differs only in its clip layout (``LAYOUT_FIELDS``: a longer context, a sliding window), whose
+    temporal positions are then re-timed (:func:`~come.models.dit.retime_positions`)."""
+    start, start_cfg = load_model(init, network=cfg.network)
+    weights = start.state_dict()
+    if start_cfg.model == cfg.model:
+        return weights
+    same = [{k: v for k, v in m.items() if k not in LAYOUT_FIELDS} for m in (start_cfg.model, cfg.model)]
+    if cfg.network != "dit" or same[0] != same[1]:
+        raise CheckpointError(f"{init}: its model differs from preset '{cfg.preset}''s; --init needs the same model"
+                              f" (a world model may differ only in {', '.join(LAYOUT_FIELDS)})")
+    weights["pos_time"] = retime_positions(weights["pos_time"], start_cfg.context, start_cfg.clip_frames, cfg.context,
+                                           cfg.model.get("max_frames", 8))
+    return weights
+
+
 def train(cfg: TrainConfig, data: str | Path, out: str | Path, resume: bool = False, progress: bool = True,
           stop_after: int | None = None, init: str | Path | None = None) -> dict:
     """Train (or resume) a run in ``out``; returns a summary dict. ``init`` starts a new run from another
@@ -104,10 +122,7 @@ def train(cfg: TrainConfig, data: str | Path, out: str | Path, resume: bool = Fa
     torch.manual_seed(cfg.seed)
     model = build_network(cfg)
     if init is not None:
-        start, start_cfg = load_model(init, network=cfg.network)
-        if start_cfg.model != cfg.model:
-            raise CheckpointError(f"{init}: its model differs from preset '{cfg.preset}''s; --init needs the same model")
-        model.load_state_dict(start.state_dict())
+        model.load_state_dict(init_weights(init, cfg))
     ema = copy.deepcopy(model).requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     np_rng = np.random.default_rng(cfg.seed)

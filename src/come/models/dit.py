@@ -289,6 +289,21 @@ class VideoDiT(nn.Module):
         return out
 
 
+# Fields that change the clip layout but not the weights (apart from ``pos_time``, see retime_positions).
+LAYOUT_FIELDS = ("max_frames", "window", "global_layers")
+
+
+def retime_positions(pos_time: torch.Tensor, old_context: int, old_frames: int, new_context: int,
+                     frames: int) -> torch.Tensor:
+    """Temporal position embeddings (frames, width) for a model with another context length, from those
+    of a model trained on clips of ``old_frames`` frames with ``old_context`` context frames: each frame
+    takes the embedding of the frame at the same offset from the first future frame in the old clip,
+    clamped to the old clip (older context frames start from the oldest context position, later future
+    frames from the last one). Lets a short-context model warm-start a long-context one (an STM)."""
+    idx = (torch.arange(frames) - new_context + old_context).clamp(0, old_frames - 1)
+    return pos_time[idx].clone()
+
+
 PRESETS: dict[str, dict] = {
     # Memory Cards, 32x32, one token per card, cursor as pose: CPU-sized.
     "cards-tiny": dict(resolution=32, patch=8, width=192, depth=6, heads=4, max_frames=3, action_dim=5, pose_dim=2,
