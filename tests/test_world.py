@@ -8,10 +8,10 @@ from come.presets import TrainConfig
 from come.world import VARIANTS, WorldModel
 
 
-def _net(max_frames, seed):
+def _net(max_frames, seed, **kw):
     torch.manual_seed(seed)
-    net = VideoDiT(DiTConfig(resolution=32, patch=8, width=32, depth=2, heads=2, max_frames=max_frames,
-                             action_dim=5, pose_dim=2))
+    net = VideoDiT(DiTConfig(**{**dict(resolution=32, patch=8, width=32, depth=2, heads=2, max_frames=max_frames,
+                                       action_dim=5, pose_dim=2), **kw}))
     with torch.no_grad():
         for name, p in net.named_parameters():
             if "ada" in name or "final" in name:
@@ -19,7 +19,7 @@ def _net(max_frames, seed):
     return net.eval()
 
 
-def _cfg(model, context, future=2):
+def _cfg(model, context, future=2):  # (future: the chunk each expert generates)
     return TrainConfig(preset="test", model=model.config.to_dict(), context=context, future=future, pose="cursor")
 
 
@@ -32,8 +32,8 @@ def _batch(B=2, N=12, F=3):
 
 
 def _world():
-    base, stm = _net(4, 0), _net(10, 1)
-    return WorldModel(base, _cfg(base, 2), stm=(stm, _cfg(stm, 8)), rank=4, steps=2)
+    base, stm, sltm = _net(4, 0), _net(10, 1), _net(4, 2, pose_in_image=False)
+    return WorldModel(base, _cfg(base, 2), stm=(stm, _cfg(stm, 8)), sltm=(sltm, _cfg(sltm, 2)), rank=4, steps=2)
 
 
 def test_every_variant_imagines_the_right_shape():
@@ -48,6 +48,59 @@ def test_every_variant_imagines_the_right_shape():
         assert outs[v].shape == (2, 3, 3, 32, 32) and torch.isfinite(outs[v]).all()
     assert not torch.allclose(outs["base"], outs["come"])
     assert not torch.allclose(outs["come"], outs["poe"])
+    assert not torch.allclose(outs["base"], outs["sltm"])
+
+
+def _places(seed, n_frames, places=4):
+    """Synthetic poses: the agent hops between ``places`` places, each with its own map pose
+    (x, y, cos yaw, sin yaw) and its own colour; the frame shows the colour of where the agent is."""
+    g = torch.Generator().manual_seed(seed)
+    colours = torch.rand(places, 3, 1, 1, generator=g) * 1.6 - 0.8
+    angles = torch.arange(places) * (2 * torch.pi / places)
+    poses = torch.stack([angles.cos() * 0.6, angles.sin() * 0.6, angles.cos(), angles.sin()], dim=1)
+    visit = torch.randint(0, places, (n_frames,), generator=g)
+    frames = colours[visit].expand(-1, 3, 32, 32)
+    return frames, poses[visit], visit, colours, poses
+
+
+def test_spatial_memory_recalls_what_it_saw_at_a_pose():
+    """Memorizing an episode on synthetic poses makes the SLTM draw, at a pose, what was seen there,
+    whatever its context frames show (a revisit); before memorizing, or with the pose dropped, it cannot."""
+    frames, poses, visit, colours, place_poses = _places(0, 24)
+    sltm = _net(4, 3, pose_in_image=False, action_dim=6, pose_dim=4)
+    base = _net(4, 4, action_dim=6, pose_dim=0)
+    world = WorldModel(base, _cfg(base, 2, 1), sltm=(sltm, _cfg(sltm, 2, 1)), rank=8, steps=2)
+    action = torch.zeros(1, 24, 6)
+    world.observe(frames[None], action, poses[None])
+    assert "pose_embed.0" in str(world.spatial.model.targeted_module_names)
+
+    def x0_error(adapter, pose_on):
+        """Clean-frame error at level 900 for every place, the context showing another place."""
+        from come.diffusion.schedule import add_noise, alpha_bar, make_scheduler, v_to_x0
+
+        errors = []
+        for p in range(len(colours)):
+            other = (p + 1) % len(colours)
+            clip = torch.cat([colours[other].expand(2, 3, 32, 32), colours[p].expand(1, 3, 32, 32)])[None]
+            t = torch.tensor([[0, 0, 900]])
+            ab = alpha_bar(make_scheduler(), t)
+            x_t = add_noise(clip, torch.randn(clip.shape, generator=torch.Generator().manual_seed(p)), ab)
+            pose = torch.stack([place_poses[other], place_poses[other], place_poses[p]])[None]
+            with torch.no_grad():
+                v = world.sltm(x_t, t, torch.zeros(1, 3, 6), pose if pose_on else torch.zeros_like(pose), 2, [adapter])
+            errors.append((v_to_x0(v, x_t, ab)[0, 2] - colours[p]).pow(2).mean())
+        return float(torch.stack(errors).mean())
+
+    before = x0_error("__base__", True)
+    curves = world.memorize(steps=150, lr=1e-2, batch_size=8, high_fraction=0.5, high_min=800)
+    assert len(curves) == 2  # the base's LTM and the SLTM, one episode each
+    remembered, dropped = x0_error("episode0", True), x0_error("episode0", False)
+    assert remembered < 0.4 * before  # measured 0.13 (this world) and 0.29 (another seed's)
+    assert remembered < 0.6 * dropped  # 0.19 and 0.40
+    world.observe(frames[None], action, poses[None])  # a new history forgets: back to the base SLTM
+    assert x0_error("__base__", True) == pytest.approx(before, rel=1e-5)
+    with pytest.raises(ValueError, match="needs the history's poses"):
+        world.observe(frames[None], action, None)
 
 
 def test_each_episode_has_its_own_memory():

@@ -1,14 +1,20 @@
 """WorldModel: observe a history, memorize it, imagine the future with composed memory experts.
 
-    world = WorldModel(base, base_cfg, stm=(stm, stm_cfg))
+    world = WorldModel(base, base_cfg, stm=(stm, stm_cfg), sltm=(sltm, sltm_cfg))
     world.observe(frames, action, pose)      # (B,N,C,H,W), (B,N,A), (B,N,P)
-    world.memorize(steps=50)                  # one LoRA memory per episode of the batch
+    world.memorize(steps=50)                  # one LoRA memory per episode of the batch (and per expert)
     future = world.imagine(future_action, future_pose, variant="come")
 
 Variants (the ablation table): ``base`` (prior alone), ``ltm`` (+ long-term
 memory: adapters on vs off), ``stm`` (+ short-term memory: long context vs
-noised), ``come`` (every expert available, contrastive), ``poe`` (the naive
-product of the same experts) and ``hg`` (history guidance HG-v on the base).
+noised), ``sltm`` (+ spatial memory: a pose-conditioned model with its own
+memorized adapters, pose given vs dropped), ``come`` (every expert available,
+contrastive), ``poe`` (the naive product of the same experts) and ``hg``
+(history guidance HG-v on the base).
+
+One pose track serves every expert: a base model without a pose input ignores
+it (Memory Maze: the absolute pose, for the SLTM), a Memory Cards base reads it
+as the cursor.
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ from .memory import LoRAMemory
 from .models.dit import VideoDiT
 from .presets import TrainConfig
 
-VARIANTS = ("base", "ltm", "stm", "come", "poe", "hg")
+VARIANTS = ("base", "ltm", "stm", "sltm", "come", "poe", "hg")
+MEMORY_VARIANTS = ("ltm", "sltm", "come", "poe")  # the variants that need memorize()
 
 
 @dataclass
@@ -34,6 +41,7 @@ class ExpertWeights:
 
     ltm: float = 1.5
     stm: float = 1.0
+    sltm: float = 1.0
     hg: float = 1.5
 
 
@@ -45,6 +53,7 @@ class WorldModel:
         base: VideoDiT,
         base_cfg: TrainConfig,
         stm: tuple[VideoDiT, TrainConfig] | None = None,
+        sltm: tuple[VideoDiT, TrainConfig] | None = None,
         rank: int = 32,
         weights: ExpertWeights | None = None,
         steps: int = 20,
@@ -56,6 +65,11 @@ class WorldModel:
         self.base = DiTDenoiser(self.memory.model)
         self.stm = DiTDenoiser(stm[0].eval()) if stm is not None else None
         self.stm_context = stm[1].context if stm is not None else 0
+        if sltm is not None and not sltm[0].config.pose_dim:
+            raise ValueError("the spatial expert (sltm) must be a pose-conditioned model (pose_dim > 0)")
+        self.spatial = LoRAMemory(sltm[0], rank=rank, adapter="sltm") if sltm is not None else None
+        self.sltm = DiTDenoiser(self.spatial.model) if sltm is not None else None
+        self.sltm_cfg = sltm[1] if sltm is not None else None
         self.weights = weights or ExpertWeights()
         self.steps, self.bf16 = steps, bf16
         self.scheduler = make_scheduler(base.config.num_train_timesteps)
@@ -75,10 +89,19 @@ class WorldModel:
             raise ValueError(f"a history of {len(frames[0])} frames is shorter than the base context {self.cfg.context}")
         if keep_memory and self.frames is not None and len(frames) != len(self.frames):
             raise ValueError(f"keep_memory needs the same {len(self.frames)} episodes, got {len(frames)}")
+        if self.spatial is not None and pose is None:
+            raise ValueError("the spatial expert (sltm) needs the history's poses")
         self.frames, self.action, self.pose = frames, action, pose
         if not keep_memory:
-            self.memory.reset()
+            for memory, _ in self.memories:
+                memory.reset()
             self.memorized = False
+
+    @property
+    def memories(self) -> list[tuple[LoRAMemory, TrainConfig]]:
+        """The test-time memories with the training config of their network: LTM (base), SLTM."""
+        out = [(self.memory, self.cfg)]
+        return out + ([(self.spatial, self.sltm_cfg)] if self.spatial is not None else [])
 
     @property
     def episode_adapters(self) -> tuple[str, ...]:
@@ -86,23 +109,24 @@ class WorldModel:
 
     def memorize(self, steps: int = 50, lr: float = 1e-3, batch_size: int = 8, seed: int = 0,
                  progress: bool = False, **options) -> list[list[float]]:
-        """Memorize each episode of the history into its own adapter; returns the loss curves.
+        """Memorize each episode of the history into its own adapter, in every memory (LTM, and SLTM
+        when there is one); returns the loss curves, per memory then per episode.
 
         ``options`` go to :meth:`LoRAMemory.memorize` (``weighting``, ``boost``, ``p_context_dropout``,
         ``high_fraction``, ``high_min``, ``max_weight``, ``context_noise_max``); the noise levels and
-        loss weights default to those the base model was trained with.
+        loss weights default to those each memory's network was trained with.
         """
-        options = {"high_fraction": self.cfg.high_level_fraction, "high_min": self.cfg.high_level_min,
-                   "max_weight": self.cfg.max_loss_weight, "context_noise_max": self.cfg.context_noise_max,
-                   **options}
         if self.frames is None:
             raise ValueError("observe() a history before memorize()")
         curves = []
-        for b, name in enumerate(self.episode_adapters):
-            curves.append(self.memory.memorize(
-                self.frames[b], self.action[b], None if self.pose is None else self.pose[b], steps=steps, lr=lr,
-                batch_size=batch_size, context=self.cfg.context, future=self.cfg.future, bf16=self.bf16,
-                seed=seed + b, progress=progress, adapter=name, **options))
+        for memory, cfg in self.memories:
+            settings = {"high_fraction": cfg.high_level_fraction, "high_min": cfg.high_level_min,
+                        "max_weight": cfg.max_loss_weight, "context_noise_max": cfg.context_noise_max, **options}
+            for b, name in enumerate(self.episode_adapters):
+                curves.append(memory.memorize(
+                    self.frames[b], self.action[b], None if self.pose is None else self.pose[b], steps=steps, lr=lr,
+                    batch_size=batch_size, context=cfg.context, future=cfg.future, bf16=self.bf16,
+                    seed=seed + b, progress=progress, adapter=name, **settings))
         self.memorized = True
         return curves
 
@@ -115,9 +139,9 @@ class WorldModel:
         if variant == "hg":
             return (*history_guidance(self.base, k, weight=w.hg), "contrastive")
         experts = []
+        if variant in MEMORY_VARIANTS and not self.memorized:
+            raise ValueError(f"variant '{variant}' needs memorize() first")
         if variant in ("ltm", "come", "poe"):
-            if not self.memorized:
-                raise ValueError(f"variant '{variant}' needs memorize() first")
             experts.append(Expert("ltm", self.base, k, weight=w.ltm, adapter=self.episode_adapters,
                                   null="adapters_off"))
         if variant in ("stm", "come", "poe"):
@@ -126,6 +150,13 @@ class WorldModel:
                     raise ValueError("variant 'stm' needs a short-term memory model")
             else:
                 experts.append(Expert("stm", self.stm, min(self.stm_context, len(self.frames[0])), weight=w.stm))
+        if variant in ("sltm", "come", "poe"):
+            if self.sltm is None:
+                if variant == "sltm":
+                    raise ValueError("variant 'sltm' needs a spatial memory model")
+            else:  # its own memorized adapters; its baseline: the same adapters with the pose dropped
+                experts.append(Expert("sltm", self.sltm, self.sltm_cfg.context, weight=w.sltm,
+                                      adapter=self.episode_adapters, null="pose_drop"))
         return prior, experts, ("poe" if variant == "poe" else "contrastive")
 
     @torch.no_grad()
@@ -182,7 +213,7 @@ class WorldModel:
         if frames.shape[1] < end or start < self.cfg.context:
             raise ValueError(f"streaming from frame {start} for {iterations} x {horizon} frames needs "
                              f"{end} frames and start >= {self.cfg.context}; the episodes have {frames.shape[1]}")
-        uses_memory = variant in ("ltm", "come", "poe")
+        uses_memory = variant in MEMORY_VARIANTS
         out = []
         for i in tqdm(range(iterations), desc=f"stream {variant}", unit="iter", disable=not progress):
             pos = start + i * horizon

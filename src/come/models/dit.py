@@ -162,10 +162,11 @@ class VideoDiT(nn.Module):
         super().__init__()
         self.config = cfg = config
         # modules a test-time memory adapts (come.memory): every block's projections and, with a pose,
-        # the per-token pose path and the output layer: "what lies here" is keyed on where the cursor
-        # is, and with the blocks alone a LoRA did not memorize a reveal in 100 steps (BENCHMARKS.md)
-        self.memory_targets = ("qkv", "proj", "fc1", "fc2") + (
-            ("pose_token.0", "pose_token.2", "final.linear") if cfg.pose_dim and cfg.pose_in_image else ())
+        # the pose path (per token for a cursor, per frame for a map pose) and the output layer: "what
+        # lies here" is keyed on the pose, and with the blocks alone a LoRA did not memorize a Memory
+        # Cards reveal in 100 steps (BENCHMARKS.md)
+        pose_path = ("pose_token.0", "pose_token.2") if cfg.pose_in_image else ("pose_embed.0", "pose_embed.2")
+        self.memory_targets = ("qkv", "proj", "fc1", "fc2") + ((*pose_path, "final.linear") if cfg.pose_dim else ())
         patch_dim = cfg.channels * cfg.patch**2
         w = cfg.width
         self.patch_embed = nn.Linear(patch_dim, w)
