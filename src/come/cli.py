@@ -260,6 +260,80 @@ def eval_pose(
         json_out.write_text(json.dumps(result, indent=2) + "\n")
 
 
+@eval_app.command("maze")
+@_guard
+def eval_maze(
+    ckpt: Path = typer.Option(..., help="Base model: a Memory Maze run folder (e.g. preset maze-tiny)."),
+    data: Path = typer.Option(..., help="Memory Maze dataset folder; its eval/ (or test/) split is used."),
+    stm: Optional[Path] = typer.Option(None, help="Short-term memory model run (a longer context window)."),
+    sltm: Optional[Path] = typer.Option(None, help="Spatial memory model run (absolute pose, e.g. preset maze-sltm)."),
+    pose_encoder: Optional[Path] = typer.Option(None, help="Pose encoder run (preset maze-pose): infer the SLTM's poses from frames and actions instead of reading them from the dataset."),
+    protocols: str = typer.Option("fixed,revisits", help="Comma-separated: fixed, revisits, streaming, capacity."),
+    variants: Optional[str] = typer.Option(None, help="Comma-separated variants [default: every one the given models allow: base, ltm, stm, sltm, come, poe, hg]."),
+    episodes: int = typer.Option(4, min=1, help="Held-out episodes."),
+    history: int = typer.Option(200, min=1, help="History frames before each predicted window (and streaming's start)."),
+    frames: int = typer.Option(8, min=1, help="Frames predicted per window (per streaming iteration)."),
+    steps: int = typer.Option(25, min=1, help="Memorization steps per window."),
+    rank: int = typer.Option(32, min=1, help="LoRA rank of the memories."),
+    lr: float = typer.Option(1e-3, help="Memorization learning rate."),
+    windows: int = typer.Option(2, min=1, help="Windows per episode (fixed and revisits)."),
+    min_gap: int = typer.Option(100, min=1, help="Revisits: frames since the place was last seen."),
+    iterations: int = typer.Option(11, min=1, help="Streaming iterations."),
+    capacity_ranks: str = typer.Option("8,32", help="Capacity sweep: comma-separated LoRA ranks."),
+    capacity_histories: str = typer.Option("50,200", help="Capacity sweep: comma-separated history lengths."),
+    ddim_steps: int = typer.Option(10, min=1, help="DDIM steps per generated chunk."),
+    seed: int = typer.Option(0, help="Seed for the windows, memorization and sampling."),
+    precision: str = typer.Option("auto", help="auto, bf16 or fp32."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result as JSON here."),
+    out: Optional[Path] = typer.Option(None, help="Folder for plots (fixed.png, revisits.png, streaming.png) and videos (truth | base | CoME)."),
+):
+    """Memory Maze protocols: fixed context, revisits, streaming and the capacity sweep (PSNR, SSIM)."""
+    from .checkpoint import load_model
+    from .data.episodes import episode_files
+    from .protocols.maze import PROTOCOLS, evaluate_maze, format_maze_table
+    from .runtime import use_bf16
+    from .world import VARIANTS, WorldModel
+
+    chosen = tuple(p.strip() for p in protocols.split(",") if p.strip())
+    if not chosen or any(p not in PROTOCOLS for p in chosen):
+        raise UserError(f"--protocols: choose from {', '.join(PROTOCOLS)}, got '{protocols}'")
+    available = [v for v in VARIANTS if (v != "stm" or stm) and (v != "sltm" or sltm)]
+    names = tuple(v.strip() for v in variants.split(",") if v.strip()) if variants else tuple(available)
+    missing = [v for v in names if v not in available]
+    if missing or not names:
+        raise UserError(f"--variants: {', '.join(missing) or '(none given)'} not available (with these models: "
+                        f"{', '.join(available)}; stm needs --stm, sltm needs --sltm)")
+    _, cfg = load_model(ckpt)
+    if cfg.model.get("action_dim") != 6:
+        raise UserError(f"{ckpt}: not a Memory Maze model (its actions have {cfg.model.get('action_dim')} dims, not 6)")
+    if sltm is not None and load_model(sltm)[1].pose != "absolute":
+        raise UserError(f"{sltm}: the spatial expert must be trained on the absolute pose (preset maze-sltm)")
+    encoder = load_model(pose_encoder, network="pose-encoder")[0] if pose_encoder is not None else None
+    try:
+        ranks = tuple(int(v) for v in capacity_ranks.split(","))
+        histories = tuple(int(v) for v in capacity_histories.split(","))
+    except ValueError:
+        raise UserError("--capacity-ranks and --capacity-histories take comma-separated integers") from None
+    bf16 = use_bf16(precision, "cpu")
+
+    def make_world(lora_rank: int) -> WorldModel:
+        base, base_cfg = load_model(ckpt)
+        return WorldModel(base, base_cfg, stm=load_model(stm) if stm else None,
+                          sltm=load_model(sltm) if sltm else None, rank=lora_rank, steps=ddim_steps, bf16=bf16)
+
+    files = episode_files(data, "test")[:episodes]
+    result = evaluate_maze(make_world, files, cfg, chosen, names, history, frames, steps, lr, rank=rank,
+                           min_gap=min_gap, windows_per_episode=windows, iterations=iterations,
+                           capacity_ranks=ranks, capacity_histories=histories, pose_encoder=encoder, seed=seed,
+                           out=out)
+    result |= {"checkpoint": str(ckpt), "stm": str(stm) if stm else None, "sltm": str(sltm) if sltm else None,
+               "pose_encoder": str(pose_encoder) if pose_encoder else None, "data": str(data)}
+    typer.echo(format_maze_table(result))
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result, indent=2) + "\n")
+
+
 @eval_app.command("cards-recall")
 @_guard
 def eval_cards_recall(
@@ -302,6 +376,8 @@ def eval_cards_recall(
         raise UserError(f"--variants: unknown {', '.join(unknown) or '(none given)'} (choose from {', '.join(VARIANTS)})")
     if "stm" in names and stm is None:
         raise UserError("--variants stm needs --stm RUN (a short-term memory model)")
+    if "sltm" in names:
+        raise UserError("--variants sltm: the spatial expert needs map poses (Memory Maze); Memory Cards has none")
 
     def ints(text: Optional[str], name: str) -> tuple[int, ...]:
         try:

@@ -1,0 +1,286 @@
+"""Memory Maze protocols: fixed context, revisits, streaming and the capacity sweep.
+
+All run a :class:`~come.world.WorldModel` (base model, and the STM, SLTM and long-term
+memory where given) on held-out episodes and score predicted frames against the true
+ones with PSNR (of the window's mean squared error) and SSIM; context frames are never
+scored.
+
+* **fixed** (the paper's Table 2): at a random position of each episode, the model
+  gets the previous ``history`` frames (memorized by the LTM/SLTM, the STM sees
+  its window, the base its few last frames) and predicts the next ``frames``.
+* **revisits**: the same at the moments the agent comes back to a place (within
+  half a cell, heading within 45 degrees) it last saw more than ``min_gap``
+  frames earlier (:func:`revisit_frames`), where memory is what can help.
+* **streaming** (the paper's Figure 3): from frame ``history``, ``iterations`` times:
+  memorize the last ``window`` frames for ``updates`` steps, predict the next
+  ``frames``, then move on by them; PSNR per iteration (:meth:`WorldModel.stream`).
+* **capacity** (the paper's Table 5): the LTM on the fixed windows for each LoRA
+  rank x history length.
+
+Windows of all episodes are processed as one batch: one memory (adapter) per window.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..data.clips import frames_to_tensor, pose_track, skip_actions, tensor_to_frames
+from ..data.episodes import EpisodeError, episode_files, load_episode
+from ..metrics.image import ssim, window_psnr
+from ..models.pose_encoder import PoseEncoder, infer_track, to_absolute_pose
+from ..video import side_by_side, write_video
+from .pose import true_track
+from .rollouts import mean_ci95
+
+PROTOCOLS = ("fixed", "revisits", "streaming", "capacity")
+
+
+def revisit_frames(track: np.ndarray, min_gap: int = 100, radius: float = 0.5,
+                   max_turn_deg: float = 45.0) -> list[int]:
+    """Frames at which the agent (track (T,3) = x, y, yaw) is back at a place it last saw more than
+    ``min_gap`` frames earlier: within ``radius`` cells of a past position, heading within
+    ``max_turn_deg`` of the heading it had there. The frames just before ``t`` that stay within
+    ``2 * radius`` of it are the current visit, not a past one."""
+    pos, yaw = track[:, :2], track[:, 2]
+    frames = []
+    for t in range(1, len(track)):
+        dist = np.linalg.norm(pos[:t] - pos[t], axis=1)
+        turn = np.abs((yaw[:t] - yaw[t] + np.pi) % (2 * np.pi) - np.pi)
+        stay = t
+        while stay > 0 and dist[stay - 1] < 2 * radius:
+            stay -= 1
+        seen = np.flatnonzero((dist[:stay] < radius) & (turn[:stay] < np.radians(max_turn_deg)))
+        if len(seen) and t - seen[-1] > min_gap:
+            frames.append(t)
+    return frames
+
+
+def load_maze_episode(path: Path, cfg, pose_encoder: PoseEncoder | None = None) -> dict[str, torch.Tensor]:
+    """Frames, actions, absolute poses (dataset's, or the pose encoder's from the first true pose) and
+    the true (x, y, yaw) track, all at the model's frame skip and resolution."""
+    ep = load_episode(path)
+    if ep["action"].shape[1] != cfg.model.get("action_dim"):
+        raise EpisodeError(f"{path}: actions have {ep['action'].shape[1]} dims, the model expects "
+                           f"{cfg.model.get('action_dim')} (is this a Memory Maze episode?)")
+    skip = cfg.frame_skip
+    out = {"frames": frames_to_tensor(ep["image"][::skip], cfg.model["resolution"]),
+           "action": torch.from_numpy(skip_actions(ep["action"], skip)),
+           "track": true_track(ep, skip)}
+    if pose_encoder is None:
+        out["pose"] = pose_track(ep, "absolute", skip, path)
+    else:
+        frames = frames_to_tensor(ep["image"][::skip], pose_encoder.config.resolution)
+        track = infer_track(pose_encoder, frames, out["action"], torch.from_numpy(out["track"][0]).float())
+        out["pose"] = to_absolute_pose(track, np.asarray(ep["maze_layout"]).shape[-1]).float()
+    return out
+
+
+def _windows(episodes: list[dict], starts: list[tuple[int, int]], history: int, frames: int) -> dict:
+    """Batch of windows (episode index, first predicted frame): history, future actions/poses, truth."""
+    def cut(key, a, b):
+        return torch.stack([episodes[e][key][s + a : s + b] for e, s in starts])
+
+    return {"frames": cut("frames", -history, 0), "action": cut("action", -history, 0),
+            "pose": cut("pose", -history, 0), "future_action": cut("action", 0, frames),
+            "future_pose": cut("pose", 0, frames), "truth": cut("frames", 0, frames)}
+
+
+def _score(pred: torch.Tensor, truth: torch.Tensor) -> dict:
+    """Per window PSNR and SSIM; their means with 95% intervals."""
+    p = [window_psnr(a, b) for a, b in zip(pred, truth)]
+    s = [float(ssim(a, b).mean()) for a, b in zip(pred, truth)]
+    return {"psnr": mean_ci95(p), "ssim": mean_ci95(s), "per_window_psnr": p}
+
+
+def predict_windows(world, batch: dict, variants, steps: int, lr: float, batch_size: int, seed: int,
+                    progress: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    """Observe each window's history, memorize it (if a variant needs memory) and imagine per variant."""
+    from ..world import MEMORY_VARIANTS
+
+    world.observe(batch["frames"], batch["action"], batch["pose"])
+    seconds = {}
+    if any(v in MEMORY_VARIANTS for v in variants):
+        t0 = time.time()
+        world.memorize(steps=steps, lr=lr, batch_size=batch_size, seed=seed, progress=progress)
+        seconds["memorize"] = time.time() - t0
+    preds = {}
+    for v in variants:
+        t0 = time.time()
+        preds[v] = world.imagine(batch["future_action"], batch["future_pose"], variant=v, seed=seed)
+        seconds[v] = time.time() - t0
+    return preds, seconds
+
+
+def evaluate_maze(
+    make_world: Callable[[int], object],
+    files: list[Path],
+    episode_cfg,
+    protocols=("fixed", "revisits"),
+    variants=("base", "ltm", "come"),
+    history: int = 200,
+    frames: int = 8,
+    steps: int = 25,
+    lr: float = 1e-3,
+    batch_size: int = 8,
+    rank: int = 32,
+    min_gap: int = 100,
+    windows_per_episode: int = 2,
+    stream_window: int = 50,
+    stream_updates: int = 25,
+    iterations: int = 11,
+    capacity_ranks=(8, 32),
+    capacity_histories=(50, 200),
+    pose_encoder: PoseEncoder | None = None,
+    seed: int = 0,
+    out: str | Path | None = None,
+    progress: bool = True,
+) -> dict:
+    """Run the chosen protocols; ``make_world(rank)`` builds a fresh :class:`~come.world.WorldModel`.
+    Returns a JSON-ready dict; writes plots and videos to ``out``."""
+    unknown = [p for p in protocols if p not in PROTOCOLS]
+    if unknown:
+        raise ValueError(f"unknown protocol(s) {', '.join(unknown)} (choose from {', '.join(PROTOCOLS)})")
+    episodes = [load_maze_episode(f, episode_cfg, pose_encoder)
+                for f in tqdm(files, desc="loading episodes", unit="ep", disable=not progress)]
+    need = history + frames
+    short = [f.name for f, e in zip(files, episodes) if len(e["frames"]) < need]
+    if short:
+        raise EpisodeError(f"{', '.join(short)}: fewer than history {history} + {frames} frames")
+    rng = np.random.default_rng(seed)
+    result = {"episodes": len(files), "history": history, "frames": frames, "memorization_steps": steps,
+              "lora_rank": rank, "seed": seed, "variants": list(variants), "protocols": {}}
+    out = Path(out) if out is not None else None
+
+    fixed = [(e, int(s)) for e, ep in enumerate(episodes)
+             for s in rng.integers(history, len(ep["frames"]) - frames + 1, windows_per_episode)]
+    revisits = []
+    for e, ep in enumerate(episodes):
+        ok = [s for s in revisit_frames(ep["track"], min_gap) if history <= s <= len(ep["frames"]) - frames]
+        revisits += [(e, int(s)) for s in (rng.choice(ok, min(len(ok), windows_per_episode), replace=False)
+                                            if ok else [])]
+    for name, starts in (("fixed", fixed), ("revisits", revisits)):
+        if name not in protocols:
+            continue
+        if not starts:
+            result["protocols"][name] = {"windows": 0, "note": f"no revisit after a gap of more than {min_gap} frames"}
+            continue
+        batch = _windows(episodes, sorted(starts), history, frames)
+        preds, seconds = predict_windows(make_world(rank), batch, variants, steps, lr, batch_size, seed, progress)
+        result["protocols"][name] = {
+            "windows": len(starts), "starts": sorted(starts),
+            "variants": {v: _score(p, batch["truth"]) for v, p in preds.items()},
+            "seconds_per_window": {k: t / len(starts) for k, t in seconds.items()}}
+        if out is not None:
+            shown = [v for v in ("base", "come") if v in preds] or list(preds)[:1]
+            panels = [tensor_to_frames(batch["truth"][0])] + [tensor_to_frames(preds[v][0]) for v in shown]
+            write_video(out / f"{name}_00.mp4", side_by_side(panels), fps=4)
+            plot_bars(result["protocols"][name]["variants"], f"{name} ({len(starts)} windows)", out / f"{name}.png")
+
+    if "streaming" in protocols:
+        end = history + iterations * frames
+        usable = [e for e, ep in enumerate(episodes) if len(ep["frames"]) >= end]
+        if not usable:
+            raise EpisodeError(f"streaming needs episodes of {end} frames (history {history} + {iterations} x {frames})")
+        full = {k: torch.stack([episodes[e][k][:end] for e in usable]) for k in ("frames", "action", "pose")}
+        curves = {}
+        for v in tqdm(variants, desc="streaming", unit="variant", disable=not progress):
+            world = make_world(rank)
+            its = world.stream(full["frames"], full["action"], full["pose"], start=history, window=stream_window,
+                               updates=stream_updates, horizon=frames, iterations=iterations, variant=v, lr=lr,
+                               batch_size=batch_size, seed=seed)
+            curves[v] = [float(np.mean([window_psnr(p, t) for p, t in zip(it["prediction"], it["truth"])]))
+                         for it in its]
+        result["protocols"]["streaming"] = {"episodes": len(usable), "window": stream_window,
+                                            "updates": stream_updates, "iterations": iterations,
+                                            "psnr_per_iteration": curves}
+        if out is not None:
+            plot_streaming(curves, out / "streaming.png")
+
+    if "capacity" in protocols:
+        grid = {}
+        longest = max(capacity_histories)
+        starts = [(e, s) for e, s in fixed if s >= longest] or [(e, longest) for e in range(len(episodes))]
+        for r in tqdm(capacity_ranks, desc="capacity", unit="rank", disable=not progress):
+            for h in capacity_histories:
+                batch = _windows(episodes, starts, h, frames)
+                preds, _ = predict_windows(make_world(r), batch, ("ltm",), steps, lr, batch_size, seed)
+                grid[f"rank{r}_history{h}"] = {"rank": r, "history": h,
+                                               "psnr": _score(preds["ltm"], batch["truth"])["psnr"]}
+        result["protocols"]["capacity"] = {"windows": len(starts), "grid": grid}
+    return result
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_bars(variants: dict, title: str, path: Path) -> None:
+    """Mean PSNR per variant with 95% intervals."""
+    plt = _pyplot()
+    names = list(variants)
+    means = [variants[n]["psnr"]["mean"] for n in names]
+    err = [[m - variants[n]["psnr"]["ci95"][0] for n, m in zip(names, means)],
+           [variants[n]["psnr"]["ci95"][1] - m for n, m in zip(names, means)]]
+    fig, ax = plt.subplots(figsize=(1.1 * len(names) + 1.5, 3.2))
+    ax.bar(names, means, yerr=err, capsize=3, color="tab:blue")
+    ax.set_ylim(min(means) - 3, max(means) + 2)
+    ax.set_ylabel("PSNR (dB)")
+    ax.set_title(title, fontsize=9)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_streaming(curves: dict[str, list[float]], path: Path) -> None:
+    """PSNR per streaming iteration, one line per variant."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(4.8, 3.2))
+    for v, ys in curves.items():
+        ax.plot(range(1, len(ys) + 1), ys, marker="o", ms=3, label=v)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("PSNR (dB)")
+    ax.legend(fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def format_maze_table(result: dict) -> str:
+    """Markdown tables of a result from :func:`evaluate_maze`."""
+    lines = []
+    for name in ("fixed", "revisits"):
+        r = result["protocols"].get(name)
+        if r is None:
+            continue
+        if not r["windows"]:
+            lines.append(f"{name}: {r['note']}")
+            continue
+        lines += [f"\n{name}: {r['windows']} windows, history {result['history']}, {result['frames']} frames predicted",
+                  "| variant | PSNR (dB) | SSIM |", "|---|---|---|"]
+        for v, s in r["variants"].items():
+            p, q = s["psnr"], s["ssim"]
+            lines.append(f"| {v} | {p['mean']:.2f} [{p['ci95'][0]:.2f}, {p['ci95'][1]:.2f}] | {q['mean']:.3f} |")
+    r = result["protocols"].get("streaming")
+    if r is not None:
+        its = r["iterations"]
+        lines += [f"\nstreaming: PSNR per iteration ({r['episodes']} episodes)",
+                  "| variant | " + " | ".join(str(i) for i in range(1, its + 1)) + " |", "|---|" + "---|" * its]
+        lines += [f"| {v} | " + " | ".join(f"{x:.2f}" for x in ys) + " |" for v, ys in r["psnr_per_iteration"].items()]
+    r = result["protocols"].get("capacity")
+    if r is not None:
+        lines += ["\ncapacity (ltm PSNR, dB)", "| rank | history | PSNR |", "|---|---|---|"]
+        lines += [f"| {g['rank']} | {g['history']} | {g['psnr']['mean']:.2f} |" for g in r["grid"].values()]
+    return "\n".join(lines).strip()

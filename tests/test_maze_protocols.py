@@ -1,0 +1,104 @@
+"""`come eval maze`: every protocol end to end on two tiny episodes, and the revisit finder."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from come.checkpoint import save_config, save_weights
+from come.cli import app
+from come.data.episodes import save_episode
+from come.models.dit import DiTConfig, VideoDiT
+from come.presets import TrainConfig
+from come.protocols.maze import revisit_frames
+
+from test_maze import _public_episode
+
+
+def test_revisit_frames_are_returns_after_a_gap():
+    # out along x for 30 frames, back along the same line facing the other way, then out again
+    x = np.concatenate([np.linspace(0, 3, 30), np.linspace(3, 0, 30), np.linspace(0, 3, 30)])
+    yaw = np.concatenate([np.zeros(30), np.full(30, math.pi), np.zeros(30)])
+    track = np.stack([x, np.zeros(90), yaw], axis=1)
+    # the way back faces the other way: not a revisit; the third pass sees again what the first saw
+    assert revisit_frames(track, min_gap=40, radius=0.3) == list(range(60, 90))
+    assert revisit_frames(track, min_gap=70, radius=0.3) == []  # seen again only ~60 frames later
+    standing = np.zeros((200, 3))  # never left: one long visit, no revisit
+    assert revisit_frames(standing, min_gap=50) == []
+    circle = np.stack([np.cos(np.arange(100) * 0.2), np.sin(np.arange(100) * 0.2), np.arange(100) * 0.2], 1)
+    laps = revisit_frames(circle, min_gap=20, radius=0.15)  # one lap is 31.4 frames
+    assert 30 <= laps[0] <= 32 and laps == list(range(laps[0], 100))
+
+
+def _run(root, name, context, future, **model):
+    cfg = TrainConfig(preset=name, model=DiTConfig(**{**dict(resolution=32, patch=8, width=32, depth=1, heads=2,
+                                                             action_dim=6), **model}).to_dict(),
+                      context=context, future=future, pose="absolute" if model.get("pose_dim") else None)
+    torch.manual_seed(len(name))
+    net = VideoDiT(DiTConfig(**cfg.model))
+    with torch.no_grad():  # adaLN-Zero starts as the identity; give the conditioning some effect
+        for n, p in net.named_parameters():
+            if "ada" in n or "final" in n:
+                p.add_(torch.randn_like(p) * 0.05)
+    (root / name).mkdir(parents=True)
+    save_config(root / name, cfg)
+    save_weights(root / name / "model.safetensors", net)
+    return root / name
+
+
+@pytest.fixture(scope="module")
+def maze_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("maze-protocols")
+    for i in range(2):  # agents driving circles: back at the same pose every ~31 frames
+        save_episode(root / "data" / "eval" / f"ep_{i:05d}.npz", _public_episode(T=64, seed=i))
+    return {"data": root / "data",
+            "base": _run(root, "base", 2, 1, max_frames=3),
+            "stm": _run(root, "stm", 6, 1, max_frames=8, window=2, global_layers=[0]),
+            "sltm": _run(root, "sltm", 2, 1, max_frames=3, pose_dim=4, pose_in_image=False)}
+
+
+def test_every_protocol_end_to_end(maze_runs, tmp_path):
+    r = maze_runs
+    res = CliRunner().invoke(app, [
+        "eval", "maze", "--ckpt", str(r["base"]), "--stm", str(r["stm"]), "--sltm", str(r["sltm"]),
+        "--data", str(r["data"]), "--protocols", "fixed,revisits,streaming,capacity", "--episodes", "2",
+        "--history", "32", "--frames", "2", "--steps", "2", "--rank", "4", "--windows", "1", "--min-gap", "20",
+        "--iterations", "2", "--capacity-ranks", "2,4", "--capacity-histories", "10,32", "--ddim-steps", "2", "--json", str(tmp_path / "maze.json"), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    result = json.loads((tmp_path / "maze.json").read_text())
+    protocols = result["protocols"]
+    assert result["variants"] == ["base", "ltm", "stm", "sltm", "come", "poe", "hg"]
+    for name in ("fixed", "revisits"):
+        assert protocols[name]["windows"] == 2
+        for v in result["variants"]:
+            assert np.isfinite(protocols[name]["variants"][v]["psnr"]["mean"])
+        assert (tmp_path / "out" / f"{name}.png").stat().st_size > 0
+        assert (tmp_path / "out" / f"{name}_00.mp4").stat().st_size > 0
+    assert all(s >= 32 for _, s in protocols["revisits"]["starts"])
+    curves = protocols["streaming"]["psnr_per_iteration"]
+    assert set(curves) == set(result["variants"]) and all(len(c) == 2 for c in curves.values())
+    assert (tmp_path / "out" / "streaming.png").stat().st_size > 0
+    assert len(protocols["capacity"]["grid"]) == 4 and "rank2_history10" in protocols["capacity"]["grid"]
+    assert "| come |" in res.output and "streaming" in res.output
+    # memory changes the prediction: the LTM differs from the base model alone
+    fixed = protocols["fixed"]["variants"]
+    assert fixed["ltm"]["per_window_psnr"] != fixed["base"]["per_window_psnr"]
+
+
+def test_eval_maze_bad_input_is_one_line(maze_runs, cards_data, micro_run):
+    r = maze_runs
+
+    def error(*args):
+        res = CliRunner().invoke(app, ["eval", "maze", "--ckpt", str(r["base"]), "--data", str(r["data"]), *args])
+        assert res.exit_code == 2, res.output
+        return res.output
+
+    assert "--protocols" in error("--protocols", "fixed,magic")
+    assert "sltm needs --sltm" in error("--variants", "base,sltm")
+    assert "fewer than history" in error("--history", "500")
+    assert "absolute pose" in error("--sltm", str(r["stm"]))
+    res = CliRunner().invoke(app, ["eval", "maze", "--ckpt", str(micro_run), "--data", str(r["data"])])
+    assert res.exit_code == 2 and "not a Memory Maze model" in res.output
