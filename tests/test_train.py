@@ -79,6 +79,22 @@ def test_init_grows_the_context_of_a_trained_model(micro_run, cards_data, tmp_pa
     assert retime_positions(old, 2, 6, 2, 6).equal(old)
 
 
+def test_init_adds_a_pose_input_without_changing_the_function(cards_data, tmp_path):
+    micro = train_config("test-micro").model
+    plain = train_config("test-micro", model={**micro, "pose_dim": 0}, pose=None, steps=2, sample_every=100)
+    train(plain, cards_data, tmp_path / "plain", progress=False)
+    posed = train_config("test-micro", steps=1, lr=1e-12, warmup=1, sample_every=100)  # cursor pose, pose_dim 2
+    train(posed, cards_data, tmp_path / "posed", init=tmp_path / "plain", progress=False)
+    start, _ = load_model(tmp_path / "plain")
+    grown, _ = load_model(tmp_path / "posed")
+    torch.manual_seed(0)
+    x, t, a = torch.randn(2, 4, 3, 32, 32), torch.randint(0, 1000, (2, 4)), torch.randn(2, 4, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(grown(x, t, a, torch.rand(2, 4, 2), context=2), start(x, t, a, context=2),
+                                   atol=1e-5, rtol=1e-4)
+    assert grown.pose_embed[2].weight.abs().max() < 1e-6 and grown.pose_embed[0].weight.abs().max() > 0
+
+
 def test_capped_loss_only_lowers_the_weight_of_low_levels():
     from come.diffusion.loss import diffusion_loss
     from come.diffusion.schedule import make_scheduler

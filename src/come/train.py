@@ -73,21 +73,33 @@ def track_sample(encoder, data: ClipDataset, device) -> tuple[float, float]:
     return float(rmse), float(still)
 
 
-def init_weights(init: str | Path, cfg: TrainConfig) -> dict[str, torch.Tensor]:
-    """The weights of run ``init`` for a new run of ``cfg``: the same model, or (world models) one that
-    differs only in its clip layout (``LAYOUT_FIELDS``: a longer context, a sliding window), whose
-    temporal positions are then re-timed (:func:`~come.models.dit.retime_positions`)."""
+def init_weights(model: torch.nn.Module, init: str | Path, cfg: TrainConfig) -> None:
+    """Load run ``init``'s weights into ``model``, a new run of ``cfg``: the same model, or (world models)
+    one that differs only in its clip layout (``LAYOUT_FIELDS``: a longer context, a sliding window;
+    the temporal positions are re-timed by :func:`~come.models.dit.retime_positions`) and may add a
+    pose input to a model without one (its new pose path starts at zero: the same function)."""
     start, start_cfg = load_model(init, network=cfg.network)
     weights = start.state_dict()
     if start_cfg.model == cfg.model:
-        return weights
-    same = [{k: v for k, v in m.items() if k not in LAYOUT_FIELDS} for m in (start_cfg.model, cfg.model)]
+        model.load_state_dict(weights)
+        return
+    grows_pose = not start_cfg.model.get("pose_dim")
+    free = LAYOUT_FIELDS + (("pose_dim", "pose_in_image") if grows_pose else ())
+    same = [{k: v for k, v in m.items() if k not in free} for m in (start_cfg.model, cfg.model)]
     if cfg.network != "dit" or same[0] != same[1]:
         raise CheckpointError(f"{init}: its model differs from preset '{cfg.preset}''s; --init needs the same model"
-                              f" (a world model may differ only in {', '.join(LAYOUT_FIELDS)})")
+                              f" (a world model may differ in {', '.join(LAYOUT_FIELDS)}, and add a pose input)")
     weights["pos_time"] = retime_positions(weights["pos_time"], start_cfg.context, start_cfg.clip_frames, cfg.context,
                                            cfg.model.get("max_frames", 8))
-    return weights
+    missing, _ = model.load_state_dict(weights, strict=False)
+    if any(not k.startswith(("pose_embed.", "pose_token.")) for k in missing):
+        raise CheckpointError(f"{init}: weights for {', '.join(missing)} are missing")
+    with torch.no_grad():  # the new pose path's output layer starts at zero
+        for name in ("pose_embed.2", "pose_token.2"):
+            layer = model.get_submodule(name) if any(k.startswith(name) for k in missing) else None
+            if layer is not None:
+                layer.weight.zero_()
+                layer.bias.zero_()
 
 
 def train(cfg: TrainConfig, data: str | Path, out: str | Path, resume: bool = False, progress: bool = True,
@@ -122,7 +134,7 @@ def train(cfg: TrainConfig, data: str | Path, out: str | Path, resume: bool = Fa
     torch.manual_seed(cfg.seed)
     model = build_network(cfg)
     if init is not None:
-        model.load_state_dict(init_weights(init, cfg))
+        init_weights(model, init, cfg)
     ema = copy.deepcopy(model).requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     np_rng = np.random.default_rng(cfg.seed)
