@@ -213,11 +213,17 @@ class LoRAMemory:
         repeats: int = 2,
         seed: int = 0,
         batch_size: int = 64,
+        high_fraction: float = 0.0,
+        high_min: int = 700,
+        max_weight: float | None = None,
     ) -> float:
         """The diffusion loss on every window of a history, with noise fixed by ``seed``.
 
         Evaluated with ``adapter`` on (None: the base model, adapters off), so
         calls before and after :meth:`memorize` compare the same noise draws.
+        ``high_fraction``, ``high_min`` and ``max_weight`` choose the loss as in
+        :func:`diffusion_loss` (default: the plain v-MSE at uniform levels; pass a
+        model's training settings to measure the loss it was trained with).
         """
         window = context + future
         _check_history(frames, action, pose, window)
@@ -235,7 +241,9 @@ class LoRAMemory:
         for i in range(0, len(starts), batch_size):
             chunk = starts[i : i + batch_size]
             total += len(chunk) * diffusion_loss(net, _windows(frames, action, pose, chunk, window), context, scheduler,
-                                                 p_context_dropout=0.0, p_pose_dropout=0.0, generator=gen).item()
+                                                 p_context_dropout=0.0, p_pose_dropout=0.0, generator=gen,
+                                                 high_fraction=high_fraction, high_min=high_min,
+                                                 max_weight=max_weight).item()
         return total / len(starts)
 
     def reset(self, adapter: str | None = None) -> None:
