@@ -110,7 +110,8 @@ def test_residual_model_starts_by_copying_the_last_frame():
 
 def test_map_pose_conditions_frames_not_tokens():
     m = _perturb_all(tiny(pose_dim=4, pose_in_image=False))
-    assert m.pose_token is None and m.memory_targets == ("qkv", "proj", "fc1", "fc2")
+    assert m.pose_token is None
+    assert m.memory_targets == ("qkv", "proj", "fc1", "fc2", "pose_embed.0", "pose_embed.2", "final.linear")
     x, t, a, _ = _inputs()
     pose = torch.randn(2, 5, 4)
     moved = pose.clone()
