@@ -35,6 +35,7 @@ from tqdm import tqdm
 from .compose import compose_eps
 from .diffusion.sampling import sample_ddim
 from .diffusion.schedule import alpha_bar, make_scheduler
+from .plotting import pyplot, save_figure
 
 
 @dataclass(frozen=True)
@@ -196,12 +197,7 @@ def run_toy(
 
 
 def _plot(path: Path, experts, densities, drawn, grid, weight: float) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    fig, axes = pyplot().subplots(1, 3, figsize=(13, 3.4))
     g = grid.numpy()
     for i, e in enumerate(experts):
         axes[0].plot(g, normalise(e.log_prob(grid), grid).numpy(), label=f"expert {i + 1}")
@@ -216,6 +212,4 @@ def _plot(path: Path, experts, densities, drawn, grid, weight: float) -> None:
         ax.legend(fontsize=7)
     for ax in axes:
         ax.set_xlim(-1.1, 1.1)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)

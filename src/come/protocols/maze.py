@@ -34,6 +34,7 @@ from ..data.clips import frames_to_tensor, pose_track, skip_actions, tensor_to_f
 from ..data.episodes import EpisodeError, episode_files, load_episode
 from ..metrics.image import ssim, window_psnr
 from ..models.pose_encoder import PoseEncoder, infer_track, to_absolute_pose
+from ..plotting import pyplot, save_figure
 from ..video import side_by_side, write_video
 from .pose import true_track
 from .rollouts import mean_ci95
@@ -71,7 +72,7 @@ def load_maze_episode(path: Path, cfg, pose_encoder: PoseEncoder | None = None) 
     skip = cfg.frame_skip
     out = {"frames": frames_to_tensor(ep["image"][::skip], cfg.model["resolution"]),
            "action": torch.from_numpy(skip_actions(ep["action"], skip)),
-           "track": true_track(ep, skip)}
+           "track": true_track(ep, skip, path)}
     if pose_encoder is None:
         out["pose"] = pose_track(ep, "absolute", skip, path)
     else:
@@ -216,18 +217,9 @@ def evaluate_maze(
     return result
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_bars(variants: dict, title: str, path: Path) -> None:
     """Mean PSNR per variant with 95% intervals."""
-    plt = _pyplot()
+    plt = pyplot()
     names = list(variants)
     means = [variants[n]["psnr"]["mean"] for n in names]
     err = [[m - variants[n]["psnr"]["ci95"][0] for n, m in zip(names, means)],
@@ -237,25 +229,19 @@ def plot_bars(variants: dict, title: str, path: Path) -> None:
     ax.set_ylim(min(means) - 3, max(means) + 2)
     ax.set_ylabel("PSNR (dB)")
     ax.set_title(title, fontsize=9)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_streaming(curves: dict[str, list[float]], path: Path) -> None:
     """PSNR per streaming iteration, one line per variant."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.8, 3.2))
     for v, ys in curves.items():
         ax.plot(range(1, len(ys) + 1), ys, marker="o", ms=3, label=v)
     ax.set_xlabel("iteration")
     ax.set_ylabel("PSNR (dB)")
     ax.legend(fontsize=8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def format_maze_table(result: dict) -> str:

@@ -27,6 +27,7 @@ from ..checkpoint import load_model
 from ..data.clips import frames_to_tensor, skip_actions
 from ..data.episodes import EpisodeError, episode_files, load_episode
 from ..models.pose_encoder import infer_track
+from ..plotting import pyplot, save_figure
 from .rollouts import mean_ci95
 
 
@@ -61,11 +62,11 @@ def track_errors(truth: np.ndarray, pred: np.ndarray, delta: int) -> dict[str, f
             "heading_deg": float(np.degrees(heading).mean())}
 
 
-def true_track(ep: dict, skip: int = 1) -> np.ndarray:
+def true_track(ep: dict, skip: int = 1, path: str | Path = "<episode>") -> np.ndarray:
     """(x, y, yaw) per kept frame from ``agent_pos`` and ``agent_dir``."""
     for key in ("agent_pos", "agent_dir"):
         if key not in ep:
-            raise EpisodeError(f"episode has no '{key}': the pose protocol needs Memory Maze episodes")
+            raise EpisodeError(f"{path}: no '{key}' array; this needs Memory Maze episodes")
     pos, d = ep["agent_pos"].astype(np.float64), ep["agent_dir"].astype(np.float64)
     return np.concatenate([pos, np.arctan2(d[:, 1:2], d[:, 0:1])], axis=1)[::skip]
 
@@ -86,7 +87,7 @@ def evaluate_pose(
     t0 = time.perf_counter()
     for path in tqdm(files, desc="pose tracks", unit="ep", disable=not progress):
         ep = load_episode(path)
-        truth = true_track(ep, cfg.frame_skip)
+        truth = true_track(ep, cfg.frame_skip, path)
         if len(truth) <= delta:
             raise EpisodeError(f"{path}: {len(truth)} frames; the RPE over {delta} frames needs more")
         frames = frames_to_tensor(ep["image"][:: cfg.frame_skip], encoder.config.resolution)
@@ -109,11 +110,7 @@ def evaluate_pose(
 
 def plot_tracks(tracks, path: Path) -> None:
     """True (black) and inferred (red) tracks of each episode over its maze layout (walls grey)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     n = len(tracks)
     fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.4), squeeze=False)
     for ax, (name, truth, pred, layout) in zip(axes[0], tracks):
@@ -128,9 +125,7 @@ def plot_tracks(tracks, path: Path) -> None:
         ax.set_title(name, fontsize=8)
         ax.set_aspect("equal")
     axes[0][0].legend(fontsize=7, loc="upper right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def format_table(result: dict) -> str:

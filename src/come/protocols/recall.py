@@ -30,6 +30,7 @@ from ..data.cards import GRID, N_OBJECTS, generate_episode, render
 from ..data.clips import frames_to_tensor, pose_track, tensor_to_frames
 from ..metrics.cards import card_mse
 from ..presets import TrainConfig
+from ..plotting import pyplot, save_figure
 from ..video import side_by_side, write_video
 from .rollouts import mean_ci95
 
@@ -165,27 +166,9 @@ def evaluate_recall(
     }
 
 
-def _pyplot():
-    """matplotlib's pyplot on the file-only Agg backend (works without a display)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: Path, dpi: int) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
-    _pyplot().close(fig)
-    return path
-
-
 def final_frames_grid(truth: torch.Tensor, predictions: dict[str, torch.Tensor], path: Path) -> Path:
     """PNG of the last recall frame: one row per episode, columns truth then each variant (titled)."""
-    plt = _pyplot()
+    plt = pyplot()
     cols = {"truth": truth, **predictions}
     n = len(truth)
     fig, axes = plt.subplots(n, len(cols), figsize=(1.4 * len(cols), 1.4 * n + 0.3), squeeze=False)
@@ -198,12 +181,12 @@ def final_frames_grid(truth: torch.Tensor, predictions: dict[str, torch.Tensor],
             ax.set_yticks([])
             if i == 0:
                 ax.set_title(name, fontsize=9)
-    return _save(fig, path, dpi=100)
+    return save_figure(fig, path, dpi=100)
 
 
 def plot_recall(variants: dict, chance: float, path: Path) -> Path:
     """Bar chart of mean recall per variant with 95% intervals and the chance line."""
-    plt = _pyplot()
+    plt = pyplot()
     names = list(variants)
     means = [variants[n]["recall"] for n in names]
     err = [[m - variants[n]["ci95"][0] for n, m in zip(names, means)],
@@ -214,12 +197,12 @@ def plot_recall(variants: dict, chance: float, path: Path) -> Path:
     ax.set_ylim(0, 1)
     ax.set_ylabel("tile recall")
     ax.legend(loc="upper left")
-    return _save(fig, path, dpi=120)
+    return save_figure(fig, path, dpi=120)
 
 
 def plot_sweep(xs, curves: dict[str, list[float]], xlabel: str, path: Path) -> Path:
     """Recall against a swept setting (memorization steps or LoRA rank), one line per variant."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
     for name, ys in curves.items():
         ax.plot(xs, ys, marker="o", label=name)
@@ -229,7 +212,7 @@ def plot_sweep(xs, curves: dict[str, list[float]], xlabel: str, path: Path) -> P
     ax.set_xlabel(xlabel)
     ax.set_ylabel("tile recall")
     ax.legend()
-    return _save(fig, path, dpi=120)
+    return save_figure(fig, path, dpi=120)
 
 
 def format_recall_table(result: dict) -> str:
