@@ -49,13 +49,13 @@ def main():
             loss = (dict(high_fraction=cfg.high_level_fraction, high_min=cfg.high_level_min,
                          max_weight=cfg.max_loss_weight) if a.loss == "trained" else {})
             mem = LoRAMemory(model, rank=rank)
-            before = mem.history_loss(frames, action, pose, cfg.context, cfg.future, repeats=4, **loss)
+            probe = dict(repeats=4, seed=10_000 + i, **loss)  # noise draws of their own, not memorization's
+            before = mem.history_loss(frames, action, pose, cfg.context, cfg.future, **probe)
             t = time.perf_counter()
             mem.memorize(frames, action, pose, steps=steps, lr=lr, batch_size=a.batch_size, context=cfg.context,
                          future=cfg.future, seed=i, **loss)
             seconds = time.perf_counter() - t
-            after = mem.history_loss(frames, action, pose, cfg.context, cfg.future, adapter=mem.adapter, repeats=4,
-                                     **loss)
+            after = mem.history_loss(frames, action, pose, cfg.context, cfg.future, adapter=mem.adapter, **probe)
             rows.append({"episode": i, "rank": rank, "steps": steps, "lr": lr, "loss_before": before,
                          "loss_after": after, "ratio": after / before, "seconds": seconds})
             r = rows[-1]

@@ -108,6 +108,32 @@ def test_residual_model_starts_by_copying_the_last_frame():
     assert m(x, dropped, a, p, context=2).abs().max() == 0
 
 
+def test_x0_prediction_starts_by_copying_the_last_frame_exactly():
+    """With prediction="x0" an untrained network's clean-frame estimate is the anchor itself at every level,
+    and a trained one's v converts back to the x0 its last layer put out."""
+    from come.diffusion.schedule import alpha_bar, make_scheduler, v_to_x0
+
+    s = make_scheduler()
+    x, _, a, p = _inputs()
+    t = torch.tensor([[0, 0, 999, 500, 1]] * 2)
+    m = tiny(prediction="x0")
+    x0 = v_to_x0(m(x, t, a, p, context=2), x, alpha_bar(s, t))[:, 2:]
+    torch.testing.assert_close(x0, x[:, 1:2].expand_as(x0), atol=1e-4, rtol=1e-4)
+    m = _perturb_all(tiny(prediction="x0", residual=False))
+    v = m(x, t, a, p, context=2)
+    assert torch.isfinite(v).all()
+    with torch.no_grad():
+        h = m.final  # read the raw x0 the last layer predicts, through a hook
+        raw = {}
+        handle = h.register_forward_hook(lambda mod, inp, out: raw.setdefault("x0", out))
+        m(x, t, a, p, context=2)
+        handle.remove()
+    raw_x0 = m.unpatchify(raw["x0"].reshape(2, 5, m.config.tokens_per_frame, -1))[:, 2:]
+    torch.testing.assert_close(v_to_x0(v, x, alpha_bar(s, t))[:, 2:], raw_x0, atol=1e-3, rtol=1e-3)
+    with pytest.raises(ValueError, match="prediction"):
+        tiny(prediction="eps")
+
+
 def test_map_pose_conditions_frames_not_tokens():
     m = _perturb_all(tiny(pose_dim=4, pose_in_image=False))
     assert m.pose_token is None

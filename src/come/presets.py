@@ -69,13 +69,13 @@ class TrainConfig:
 
 
 TRAIN_PRESETS: dict[str, dict] = {
-    "cards-tiny": dict(model=MODEL_PRESETS["cards-tiny"], context=2, future=1, pose="cursor", batch_size=64, steps=5000,
+    "cards-tiny": dict(model=MODEL_PRESETS["cards-tiny"], context=2, future=1, pose="cursor", batch_size=64, steps=4000,
                        lr=1.5e-3, high_level_fraction=0.5, high_level_min=800, max_loss_weight=5.0,
                        sample_every=1000),
     # Short-term memory: 32 context frames; best warm-started from cards-tiny (come train --init, which re-times
     # the positions), with cards-tiny's recipe for learning what actions do.
     "cards-stm": dict(model=MODEL_PRESETS["cards-stm"], context=32, future=1, pose="cursor", batch_size=16,
-                      steps=1200, lr=5e-4, high_level_fraction=0.5, high_level_min=800, max_loss_weight=5.0,
+                      steps=600, lr=5e-4, high_level_fraction=0.5, high_level_min=800, max_loss_weight=5.0,
                       sample_every=500),
     # Memory Maze (come data maze, or the public dataset's folders), frames resized to 32x32.
     "maze-tiny": dict(model=MODEL_PRESETS["maze-tiny"], context=3, future=1, batch_size=32, steps=20000, lr=1e-3,

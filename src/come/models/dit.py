@@ -15,8 +15,17 @@ raw coordinates did not learn it in 2k steps (the model ignored the pose). With 
 denoises each future frame as its change from that anchor frame: with
 ``r = x - a`` the noisy input is ``r_t = x_t - sqrt(ab) a`` (same noise), and the
 returned ``v`` of ``x`` is ``v_r - sqrt(1 - ab) a``. Outside the network nothing
-changes (eps is the same), so such a model composes with any other expert; at
-initialisation it predicts "nothing changes", i.e. copies the last frame.
+changes (eps is the same), so such a model composes with any other expert.
+
+With ``prediction="x0"`` the last layer predicts the clean frame (its change from
+the anchor, with ``residual``) and ``forward`` converts it to
+``v = (sqrt(ab) x_t - x0) / sqrt(1 - ab)``. Then "nothing changes" is an output of
+zero at every noise level, and the noise in the input never has to pass through
+the network. A v-predicting network must carry it through: with 8x8-pixel patches
+a token's 192 values fill a 192-wide residual stream. On Memory Cards at 1000
+training steps, the x0 head's one-step clean-frame error at levels 150-600 was
+20-60x lower than the v head's (BENCHMARKS.md). Either way ``forward`` returns v, and
+at initialisation a residual model copies the last frame.
 """
 
 from __future__ import annotations
@@ -52,6 +61,7 @@ class DiTConfig:
     pose_in_image: bool = True  # the pose's first two values are image coordinates (a cursor), not a map position
     local_action: bool = False  # also give each token its frame's action times "the cursor is here" (needs pose)
     residual: bool = True  # future frames are denoised as the change from the last context frame
+    prediction: str = "v"  # what the last layer predicts: "v", or "x0" (converted to v, which forward returns)
     num_train_timesteps: int = 1000
 
     def __post_init__(self):
@@ -61,6 +71,8 @@ class DiTConfig:
             raise ValueError(f"width {self.width} is not divisible by heads {self.heads}")
         if self.local_action and not (self.pose_dim and self.pose_in_image):
             raise ValueError("local_action needs a pose in image coordinates (pose_dim > 0 and pose_in_image)")
+        if self.prediction not in ("v", "x0"):
+            raise ValueError(f"prediction must be 'v' or 'x0', got '{self.prediction}'")
         if any(not 0 <= i < self.depth for i in self.global_layers):
             raise ValueError(f"global_layers {self.global_layers} must lie in [0, {self.depth})")
         self.global_layers = list(self.global_layers)
@@ -262,13 +274,12 @@ class VideoDiT(nn.Module):
         if T > cfg.max_frames:
             raise ValueError(f"clip of {T} frames is longer than this model's max_frames={cfg.max_frames}")
         shift = None
+        ab = alpha_bar(self.alphas_cumprod, t).to(x.dtype).view(B, T, 1, 1, 1)
         if cfg.residual and context > 0:
             kept = (t[:, context - 1] < cfg.num_train_timesteps - 1).to(x.dtype).view(B, 1, 1, 1, 1)
             anchor = x[:, context - 1 : context] * kept  # a dropped context (pure noise) gives no anchor
-            ab = alpha_bar(self.alphas_cumprod, t)
             future = (torch.arange(T, device=x.device) >= context).to(x.dtype)
             shift = anchor * future.view(1, T, 1, 1, 1)
-            ab = ab.to(x.dtype).view(B, T, 1, 1, 1)
             x = x - ab.sqrt() * shift
         patches = self.patchify(x)
         h = self.patch_embed(patches) + self.pos_space + self.pos_time[:T, None]
@@ -285,6 +296,10 @@ class VideoDiT(nn.Module):
         for i, block in enumerate(self.blocks):
             h = block(h, c, self.attention_mask(T, i, x.device))
         out = self.unpatchify(self.final(h, c).reshape(B, T, n, -1))
+        if cfg.prediction == "x0":  # v = (sqrt(ab) x_t - x0) / sqrt(1 - ab); a clean (level 0) frame: -x0
+            noisy = (t > 0).view(B, T, 1, 1, 1)
+            den = torch.where(noisy, (1 - ab).clamp(min=1e-12).sqrt(), torch.ones_like(ab))
+            out = (ab.sqrt() * x * noisy - out) / den
         if shift is not None:
             out = out - (1 - ab).sqrt() * shift
         return out
@@ -308,11 +323,11 @@ def retime_positions(pos_time: torch.Tensor, old_context: int, old_frames: int, 
 PRESETS: dict[str, dict] = {
     # Memory Cards, 32x32, one token per card, cursor as pose: CPU-sized.
     "cards-tiny": dict(resolution=32, patch=8, width=192, depth=6, heads=4, max_frames=3, action_dim=5, pose_dim=2,
-                       local_action=True),
+                       local_action=True, prediction="x0"),
     # Memory Cards, short-term memory: long context, sliding window with two global layers.
     "cards-stm": dict(
         resolution=32, patch=8, width=192, depth=6, heads=4, max_frames=40, action_dim=5, pose_dim=2,
-        local_action=True, window=4, global_layers=[2, 5],
+        local_action=True, window=4, global_layers=[2, 5], prediction="x0",
     ),
     # Memory Maze at 32x32 for CPU: 4x4-pixel patches (64 tokens per frame), 6 actions. The base model
     # sees no pose; the spatial expert (SLTM) gets the absolute pose (x, y, cos yaw, sin yaw), a map
