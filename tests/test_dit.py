@@ -122,12 +122,15 @@ def test_x0_prediction_starts_by_copying_the_last_frame_exactly():
     m = _perturb_all(tiny(prediction="x0", residual=False))
     v = m(x, t, a, p, context=2)
     assert torch.isfinite(v).all()
+    raw = {}
+
+    def keep(module, inputs, output):  # the raw x0 the last layer predicts
+        raw["x0"] = output
+
+    handle = m.final.register_forward_hook(keep)
     with torch.no_grad():
-        h = m.final  # read the raw x0 the last layer predicts, through a hook
-        raw = {}
-        handle = h.register_forward_hook(lambda mod, inp, out: raw.setdefault("x0", out))
         m(x, t, a, p, context=2)
-        handle.remove()
+    handle.remove()
     raw_x0 = m.unpatchify(raw["x0"].reshape(2, 5, m.config.tokens_per_frame, -1))[:, 2:]
     torch.testing.assert_close(v_to_x0(v, x, alpha_bar(s, t))[:, 2:], raw_x0, atol=1e-3, rtol=1e-3)
     with pytest.raises(ValueError, match="prediction"):
