@@ -37,6 +37,10 @@ def main():
     a = p.parse_args()
     scheduler = make_scheduler()
     models = [(c, *load_model(c)) for c in a.ckpts]
+    contexts = {cfg.context for _, _, cfg in models}
+    if len(contexts) > 1:
+        p.error(f"the checkpoints see different numbers of context frames ({sorted(contexts)}); compare like with like")
+    context = contexts.pop()
     sums = {(c, lv, k): 0.0 for c, *_ in models for lv in LEVELS for k in ("changed", "static")}
     counts = {"changed": 0, "static": 0}
     gen = torch.Generator().manual_seed(1)
@@ -44,7 +48,6 @@ def main():
         ep = generate_episode(a.seed, i, "test", a.history)
         frames, action = frames_to_tensor(ep["image"]), torch.from_numpy(ep["action"])
         pose = torch.from_numpy(cursor_pose(ep))
-        context = models[0][2].context
         starts = list(range(len(frames) - context))
         batch = _windows(frames, action, pose, starts, context + 1)
         x = batch["frames"]
@@ -56,8 +59,8 @@ def main():
             t[:, -1] = level
             ab = alpha_bar(scheduler, t)
             x_t = add_noise(x, torch.randn(x.shape, generator=gen), ab)
-            for c, model, cfg in models:
-                x0 = v_to_x0(model(x_t, t, batch["action"], batch["pose"], context=cfg.context).float(), x_t, ab)
+            for c, model, _ in models:
+                x0 = v_to_x0(model(x_t, t, batch["action"], batch["pose"], context=context).float(), x_t, ab)
                 err = (x0[:, -1] - x[:, -1]).pow(2).mean((1, 2, 3))
                 sums[(c, level, "changed")] += err[changed].sum().item()
                 sums[(c, level, "static")] += err[~changed].sum().item()
