@@ -35,6 +35,9 @@ def main():
     p.add_argument("--settings", default="32:300:2e-3,32:600:2e-3", help="comma-separated rank:steps:lr")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--loss", choices=("trained", "plain"), default="trained")
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant")
+    p.add_argument("--targets", default=None, help="comma-separated module names the LoRA adapts "
+                   "(default: the network's memory_targets)")
     p.add_argument("--json", default=None)
     a = p.parse_args()
 
@@ -48,12 +51,12 @@ def main():
             model, cfg = load_model(a.ckpt)
             loss = (dict(high_fraction=cfg.high_level_fraction, high_min=cfg.high_level_min,
                          max_weight=cfg.max_loss_weight) if a.loss == "trained" else {})
-            mem = LoRAMemory(model, rank=rank)
+            mem = LoRAMemory(model, rank=rank, targets=a.targets.split(",") if a.targets else None)
             probe = dict(repeats=4, seed=10_000 + i, **loss)  # noise draws of their own, not memorization's
             before = mem.history_loss(frames, action, pose, cfg.context, cfg.future, **probe)
             t = time.perf_counter()
             mem.memorize(frames, action, pose, steps=steps, lr=lr, batch_size=a.batch_size, context=cfg.context,
-                         future=cfg.future, seed=i, **loss)
+                         future=cfg.future, seed=i, lr_schedule=a.lr_schedule, **loss)
             seconds = time.perf_counter() - t
             after = mem.history_loss(frames, action, pose, cfg.context, cfg.future, adapter=mem.adapter, **probe)
             rows.append({"episode": i, "rank": rank, "steps": steps, "lr": lr, "loss_before": before,
@@ -68,6 +71,7 @@ def main():
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"history": a.history, "seed": a.seed, "loss": a.loss, "batch_size": a.batch_size,
+                       "lr_schedule": a.lr_schedule, "targets": a.targets,
                        "rows": rows}, f, indent=2)
 
 

@@ -14,8 +14,9 @@ context frames (no rollout):
   nearest face is the right object, on the memorized reveals and on the recall phase's reveals
   (same cards, other cards face up around them, the cursor arriving from the other side).
 
-``--targets blocks`` adapts only the transformer blocks' projections; ``model`` uses the
-network's own ``memory_targets`` (for cards-tiny also the per-token pose path and output layer).
+``--targets model`` uses the network's own ``memory_targets`` (for cards-tiny: the embedding of
+each image place, ``pos_space``); ``blocks`` the transformer blocks' projections; or name the
+modules, e.g. ``pose_token.0,pose_token.2,fc1,fc2``.
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ def main():
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--rank", type=int, default=32)
-    p.add_argument("--targets", choices=("model", "blocks"), default="model")
+    p.add_argument("--targets", default="model",
+                   help="model (the network's memory_targets), blocks, or a comma-separated list of module names")
     p.add_argument("--high-fraction", type=float, default=1.0)
     p.add_argument("--high-min", type=int, default=850)
     p.add_argument("--ddim-steps", type=int, default=10)
@@ -88,7 +90,8 @@ def main():
         action = torch.cat([r["history_action"], r["action"]])
         pose = torch.cat([r["history_pose"], r["pose"]])
         seen, recalled = reveals(ep, 0, n, k), reveals(ep, n, len(frames), k)
-        mem = LoRAMemory(base, rank=a.rank, targets=DEFAULT_TARGETS if a.targets == "blocks" else None)
+        targets = {"model": None, "blocks": DEFAULT_TARGETS}.get(a.targets, a.targets.split(","))
+        mem = LoRAMemory(base, rank=a.rank, targets=targets)
         train = windows(frames, action, pose, seen, k)
         params = mem.parameters()
         for q in params:

@@ -96,12 +96,39 @@ def test_surprise_weights_favour_what_the_model_cannot_predict():
         mem.memorize(frames, action, pose, steps=1, context=2, future=1, weighting="typo")
 
 
-def test_adapters_reach_the_pose_path_of_a_pose_model():
-    mem = LoRAMemory(_net(), rank=4)
-    adapted = {n.rsplit(".lora_A", 1)[0] for n, _ in mem.model.named_parameters() if ".lora_A." in n}
-    assert {"pose_token.0", "pose_token.2", "final.linear"} <= {n.removeprefix("base_model.model.") for n in adapted}
-    assert any(n.endswith("blocks.0.mlp.fc1") for n in adapted)
-    plain = VideoDiT(DiTConfig(resolution=16, patch=8, width=32, depth=1, heads=2, max_frames=4, action_dim=5))
-    assert "pose_token.0" not in plain.memory_targets  # no pose: the blocks' projections only
+def test_memory_targets_follow_what_the_pose_is():
+    """A cursor in the image: the place embedding only; a map pose: the blocks, the pose path and the
+    output layer; no pose: the blocks' projections."""
+    def adapted(mem):
+        return {n.removeprefix("base_model.model.").split(".lora_")[0] for n, _ in mem.model.named_parameters()
+                if ".lora_" in n}
+
+    assert adapted(LoRAMemory(_net(), rank=4)) == {"pos_space"}
+    cfg = dict(resolution=16, patch=8, width=32, depth=1, heads=2, max_frames=4, action_dim=5)
+    mapped = adapted(LoRAMemory(VideoDiT(DiTConfig(**cfg, pose_dim=4, pose_in_image=False)), rank=4))
+    assert {"pose_embed.0", "pose_embed.2", "final.linear", "blocks.0.mlp.fc1", "blocks.0.attn.qkv"} <= mapped
+    assert "pos_space" not in mapped
+    assert VideoDiT(DiTConfig(**cfg)).memory_targets == ("qkv", "proj", "fc1", "fc2")
     only_mlp = LoRAMemory(_net(), rank=4, targets=("fc1",))
     assert all(".fc1." in n for n, _ in only_mlp.model.named_parameters() if ".lora_A." in n)
+
+
+def test_a_place_memory_trains_and_mixes_with_other_episodes_in_one_batch():
+    """The image-place embedding (an nn.Embedding, LoRA through peft) is memorized per episode, and a
+    batch that mixes episodes' adapters gives each sample what its adapter alone gives."""
+    frames, action, pose = _episode()
+    mem = LoRAMemory(_net(), rank=4, targets=("pos_space",))
+    assert len(mem.parameters()) == 2  # lora_embedding_A and _B
+    before = mem.history_loss(frames, action, pose)
+    mem.memorize(frames, action, pose, steps=40, lr=3e-2, batch_size=4, adapter="ep0", lr_schedule="cosine")
+    assert mem.history_loss(frames, action, pose, adapter="ep0") < 0.95 * before
+    mem.adapter_for("ep1")  # untouched: the base model
+    x, t = frames[None, :6].expand(3, -1, -1, -1, -1), torch.tensor([[0, 0, 700, 700, 700, 700]] * 3)
+    a, p = action[None, :6].expand(3, -1, -1), pose[None, :6].expand(3, -1, -1)
+    with torch.no_grad():
+        mixed = mem.model(x, t, a, p, context=2, adapter_names=["ep0", "ep1", "__base__"])
+        alone = [mem.model(x[:1], t[:1], a[:1], p[:1], context=2, adapter_names=[n]) for n in ("ep0", "ep1", "__base__")]
+    torch.testing.assert_close(mixed, torch.cat(alone))
+    assert not torch.equal(alone[0], alone[2]) and torch.equal(alone[1], alone[2])
+    with pytest.raises(ValueError, match="lr_schedule"):
+        mem.memorize(frames, action, pose, steps=1, lr_schedule="typo")

@@ -74,3 +74,15 @@ def test_recall_episode_splits_observe_and_recall():
     assert torch.equal(e["truth"][-1], truth_last)
     layout_frame = _frame(raw["layout"], cursor=tuple(raw["cursor"][-1]))
     assert tile_recall(layout_frame, e["truth"][-1], recall_tau(32)) == 1.0
+
+
+def test_the_cli_memorizes_as_the_protocol_does():
+    """One set of memorization settings: the command's defaults are the protocol's."""
+    import inspect
+
+    from come import cli
+    from come.protocols.recall import MEMORIZE_BATCH, MEMORIZE_LR
+
+    params = inspect.signature(cli.eval_cards_recall).parameters
+    assert params["lr"].default.default == MEMORIZE_LR
+    assert params["batch_size"].default.default == MEMORIZE_BATCH

@@ -106,6 +106,7 @@ def save_state(
     tensors["rng.torch"] = torch_gen.get_state()
     meta = {
         "step": str(step),
+        "param_names": json.dumps([n for n, _ in model.named_parameters()]),  # what each optimizer index is
         "np_rng": json.dumps(np_rng.bit_generator.state),
         "param_groups": json.dumps(opt["param_groups"]),
     }
@@ -135,11 +136,25 @@ def load_state(
         if k.startswith("opt."):
             _, idx, key = k.split(".", 2)
             state.setdefault(int(idx), {})[key] = v
+    names = [n for n, _ in model.named_parameters()]
+    saved = json.loads(meta["param_names"]) if "param_names" in meta else _old_param_order(names, tensors)
+    if sorted(saved) != sorted(names):
+        raise CheckpointError(f"{path}: the optimizer state is of another network; start a new run")
+    index = {n: i for i, n in enumerate(names)}
+    state = {index[saved[i]]: st for i, st in state.items()}
     optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
     np_rng.bit_generator.state = json.loads(meta["np_rng"])
     torch_gen.set_state(tensors["rng.torch"])
     return int(meta["step"])
 
+
+
+def _old_param_order(names: list[str], tensors: dict) -> list[str]:
+    """Parameter order of a state saved before ``param_names`` was recorded: until then ``pos_space``
+    was a bare parameter, listed first (before ``pos_time``), not an embedding among the modules."""
+    if "model.pos_space" not in tensors:
+        return names
+    return ["pos_space.weight", "pos_time"] + [n for n in names if n not in ("pos_space.weight", "pos_time")]
 
 
 def export_model(run: str | Path, dest: str | Path, half: bool = True) -> Path:

@@ -13,6 +13,7 @@ as a few-MB safetensors file.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Sequence
 
@@ -28,6 +29,8 @@ from .diffusion.schedule import add_noise, alpha_bar, make_scheduler, velocity
 
 DEFAULT_TARGETS = ("qkv", "proj", "fc1", "fc2")
 BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in a mixed-adapter batch
+# learning-rate factor at step i of n
+LR_SCHEDULES = {"constant": lambda i, n: 1.0, "cosine": lambda i, n: 0.5 * (1 + math.cos(math.pi * i / max(n, 1)))}
 
 
 def change_weights(frames: torch.Tensor, window: int, boost: float) -> np.ndarray:
@@ -96,7 +99,9 @@ class LoRAMemory:
 
     def parameters(self, adapter: str | None = None) -> list[torch.nn.Parameter]:
         name = adapter or self.adapter
-        return [p for n, p in self.model.named_parameters() if n.endswith(f".{name}.weight")]
+        # "<module>.lora_A.<name>.weight" on linear layers, "<module>.lora_embedding_A.<name>" on embeddings
+        return [p for n, p in self.model.named_parameters()
+                if any(part.startswith("lora_") and nxt == name for part, nxt in zip(n.split("."), n.split(".")[1:]))]
 
     def memorize(
         self,
@@ -116,6 +121,7 @@ class LoRAMemory:
         max_weight: float | None = None,
         context_noise_max: int = 0,
         grad_clip: float | None = 1.0,
+        lr_schedule: str = "constant",
         bf16: bool = False,
         seed: int = 0,
         progress: bool = False,
@@ -135,8 +141,11 @@ class LoRAMemory:
         :class:`~come.world.WorldModel` does). ``grad_clip`` bounds the adapters' gradient norm
         (as in training): the v-loss weighs the lowest noise levels by over 1000, and without it
         a learning rate above 1e-3 made the memorized loss worse, not better.
+        ``lr_schedule="cosine"`` decays the learning rate to zero over the steps (cosine).
         ``adapter`` names the episode's adapter (default: the first one); others stay as they are.
         """
+        if lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"unknown lr_schedule '{lr_schedule}' (choose from {', '.join(LR_SCHEDULES)})")
         adapter = self.adapter_for(adapter or self.adapter)
         window = context + future
         _check_history(frames, action, pose, window)
@@ -154,6 +163,8 @@ class LoRAMemory:
         for p in params:
             p.requires_grad_(True)
         opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+        decay = LR_SCHEDULES[lr_schedule]
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: decay(i, steps))
         losses = []
         was_training = self.model.training
         self.model.train()
@@ -170,6 +181,7 @@ class LoRAMemory:
                 if grad_clip:
                     torch.nn.utils.clip_grad_norm_(params, grad_clip)
                 opt.step()
+                sched.step()
                 losses.append(loss.item())
         self.model.train(was_training)
         self.model.eval()

@@ -173,17 +173,23 @@ class VideoDiT(nn.Module):
     def __init__(self, config: DiTConfig):
         super().__init__()
         self.config = cfg = config
-        # modules a test-time memory adapts (come.memory): every block's projections and, with a pose,
-        # the pose path (per token for a cursor, per frame for a map pose) and the output layer: "what
-        # lies here" is keyed on the pose, and with the blocks alone a LoRA did not memorize a Memory
-        # Cards reveal in 100 steps (BENCHMARKS.md)
-        pose_path = ("pose_token.0", "pose_token.2") if cfg.pose_in_image else ("pose_embed.0", "pose_embed.2")
-        self.memory_targets = ("qkv", "proj", "fc1", "fc2") + ((*pose_path, "final.linear") if cfg.pose_dim else ())
+        # modules a test-time memory adapts (come.memory). A scene fixed in the image (a pose in image
+        # coordinates: Memory Cards' cursor) is remembered by place: the embedding of each image place,
+        # so the memory of "what lies here" is the same whatever else the frame shows. Adapting the
+        # blocks too tied it to the frames it was memorized on: recall fell from 0.57 to 0.19
+        # (BENCHMARKS.md, "A place memory"). Otherwise: every block's projections and, with a map pose,
+        # its path and the output layer.
+        if cfg.pose_dim and cfg.pose_in_image:
+            self.memory_targets: tuple[str, ...] = ("pos_space",)
+        else:
+            pose_path = ("pose_embed.0", "pose_embed.2", "final.linear") if cfg.pose_dim else ()
+            self.memory_targets = ("qkv", "proj", "fc1", "fc2") + pose_path
         patch_dim = cfg.channels * cfg.patch**2
         w = cfg.width
         self.patch_embed = nn.Linear(patch_dim, w)
         self.anchor_embed = nn.Linear(patch_dim, w) if cfg.anchor else None
-        self.pos_space = nn.Parameter(torch.randn(cfg.tokens_per_frame, w) * 0.02)
+        # an embedding (not a bare parameter) so that a test-time memory can adapt it (see memory_targets)
+        self.pos_space = nn.Embedding(cfg.tokens_per_frame, w)
         self.pos_time = nn.Parameter(torch.randn(cfg.max_frames, w) * 0.02)
         self.t_embed = nn.Sequential(nn.Linear(w, w), nn.SiLU(), nn.Linear(w, w))
         self.action_embed = nn.Sequential(nn.Linear(cfg.action_dim, w), nn.SiLU(), nn.Linear(w, w))
@@ -200,6 +206,7 @@ class VideoDiT(nn.Module):
         c = (torch.arange(n, dtype=torch.float32) + 0.5) / n * 2 - 1
         rows, cols = torch.meshgrid(c, c, indexing="ij")
         self.register_buffer("token_xy", torch.stack([rows, cols], -1).reshape(-1, 2), persistent=False)
+        self.register_buffer("token_index", torch.arange(cfg.tokens_per_frame), persistent=False)
         self.blocks = nn.ModuleList(DiTBlock(w, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth))
         self.final = FinalLayer(w, patch_dim)
         ab = make_scheduler(cfg.num_train_timesteps).alphas_cumprod.float()
@@ -214,12 +221,19 @@ class VideoDiT(nn.Module):
         for block in self.blocks:  # adaLN-Zero: every block starts as the identity
             nn.init.zeros_(block.ada.weight)
             nn.init.zeros_(block.ada.bias)
+        nn.init.normal_(self.pos_space.weight, std=0.02)
         zero = [self.final.ada, self.final.linear]
         zero += [self.anchor_embed] if self.anchor_embed is not None else []
         zero += [self.pose_token[-1]] if self.pose_token is not None else []
         for m in zero:
             nn.init.zeros_(m.weight)
             nn.init.zeros_(m.bias)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        old = prefix + "pos_space"  # checkpoints before pos_space became an embedding
+        if old in state_dict:
+            state_dict[old + ".weight"] = state_dict.pop(old)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def pose_features(self, pose: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """Per token (B,T,N,·): the pose, its first two coordinates minus the token's image position
@@ -282,7 +296,8 @@ class VideoDiT(nn.Module):
             shift = anchor * future.view(1, T, 1, 1, 1)
             x = x - ab.sqrt() * shift
         patches = self.patchify(x)
-        h = self.patch_embed(patches) + self.pos_space + self.pos_time[:T, None]
+        place = self.pos_space(self.token_index.expand(B, -1))  # (B,N,D): per sample, for mixed-adapter batches
+        h = self.patch_embed(patches) + place[:, None] + self.pos_time[:T, None]
         if self.anchor_embed is not None and context > 0:
             h = h + self.anchor_embed(patches[:, context - 1 : context])
         c = self.t_embed(timestep_embedding(t, cfg.width)) + self.action_embed(action)
