@@ -150,7 +150,7 @@ def test_stream_keeps_learning_across_iterations():
         assert o["prediction"].shape == o["truth"].shape == (2, 2, 3, 32, 32)
         assert torch.equal(o["truth"], frames[:, o["position"]:o["position"] + 2])
     learned = [p.detach().clone() for p in world.memory.parameters("episode0")]
-    history = frames[0, 10:18], action[0, 10:18], pose[0, 10:18]
+    history = frames[0, 10:18], action[0, 10:18], pose[0, 10:18], world.cfg.context, world.cfg.future
     # memory was learned (adapters start with no effect)...
     assert learned and world.memory.history_loss(*history, adapter="episode0") != world.memory.history_loss(*history)
     world.observe(frames[:, 10:18], action[:, 10:18], pose[:, 10:18], keep_memory=True)
