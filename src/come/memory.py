@@ -1,7 +1,9 @@
 """Long-term memory: LoRA adapters fine-tuned at test time on an episode ("memorization").
 
-:class:`LoRAMemory` wraps a trained network with ``peft`` LoRA adapters on its
-attention and MLP projections. ``memorize`` runs the ordinary diffusion loss on
+:class:`LoRAMemory` wraps a trained network with ``peft`` LoRA adapters on the
+modules it names in ``memory_targets`` (attention and MLP projections by default;
+for a :class:`~come.models.dit.VideoDiT` with a cursor pose, the embedding of each
+image place: see its comment), or on ``targets``. ``memorize`` runs the ordinary diffusion loss on
 random windows of the history (context frames kept clean as conditioning),
 with AdamW on the adapters only and an explicit ``torch.enable_grad()`` so it
 also works when called under inference mode's cousin ``torch.no_grad()``.
