@@ -60,6 +60,16 @@ def test_levels_context_clean_or_dropped():
     assert 0.45 < shared < 0.56
 
 
+def test_levels_drop_context_mask_forces_dropout_and_keeps_the_rest():
+    mask = torch.zeros(500, dtype=torch.bool)
+    mask[::3] = True
+    plain = sample_levels(500, 3, 2, 1000, 0.1, torch.Generator().manual_seed(0))
+    masked = sample_levels(500, 3, 2, 1000, 0.1, torch.Generator().manual_seed(0), drop_context=mask)
+    assert (masked[mask, :2] == 999).all()
+    assert torch.equal(masked[~mask], plain[~mask])  # the same draws elsewhere
+    assert torch.equal(masked[:, 2:], plain[:, 2:])
+
+
 def test_levels_high_fraction():
     g = torch.Generator().manual_seed(0)
     lv = sample_levels(4000, 3, 2, 1000, 0.1, g, high_fraction=0.8, high_min=800)

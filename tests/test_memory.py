@@ -76,6 +76,32 @@ def test_change_weights_prefer_windows_where_something_changes():
     assert w[8] > w[0] and w[7] == w[0] * 5 and w[10] == w[0]
 
 
+def test_memorize_makes_the_first_frames_targets_with_their_context_dropped(monkeypatch):
+    """The first ``context`` frames are never a window's target unless memorization pads the window
+    before frame 0; those windows must have their (missing) context dropped, and no others."""
+    import come.memory as memory
+
+    frames, action, pose = _episode(12)
+    frames = frames + torch.arange(12.0)[:, None, None, None]  # frame i is recognisable by its offset
+    seen = []
+
+    def spy(model, batch, context, scheduler, drop_context=None, **kw):
+        seen.append((batch["frames"][:, context:, 0, 0, 0].round() - frames[0, 0, 0, 0].round(), drop_context))
+        return model(batch["frames"], torch.zeros(batch["frames"].shape[:2], dtype=torch.long), batch["action"],
+                     batch["pose"], context=context).float().pow(2).mean()
+
+    monkeypatch.setattr(memory, "diffusion_loss", spy)
+    mem = LoRAMemory(_net(), rank=2)
+    for first_frames in (True, False):
+        seen.clear()
+        mem.memorize(frames, action, pose, steps=40, batch_size=8, context=2, future=1, boost=0.0,
+                     first_frames=first_frames)
+        target = torch.cat([t[:, 0] for t, _ in seen])
+        dropped = torch.cat([d for _, d in seen])
+        assert set(target.long().tolist()) == set(range(0 if first_frames else 2, 12))
+        assert torch.equal(dropped, target < 2)
+
+
 def test_surprise_weights_favour_what_the_model_cannot_predict():
     """An untrained residual network predicts "nothing changes"; the window whose new frame is a
     surprise (a frame unlike the one before) must get the most weight, and boost 0 is uniform."""
@@ -90,6 +116,9 @@ def test_surprise_weights_favour_what_the_model_cannot_predict():
     assert w.max() / w.min() > 5
     flat = mem.surprise_weights(frames, action, pose, context=2, future=1, boost=0.0)
     assert abs(flat.max() - flat.min()) < 1e-12
+    padded = mem.surprise_weights(frames, action, pose, context=2, future=1, boost=9.0, first=-2)
+    assert padded.shape == (20,) and padded.argmax() == 12  # the same window, two starts later
+    assert padded[:2].max() <= padded.max() + 1e-12  # no context: scored on the others' scale, capped
     losses = mem.memorize(frames, action, pose, steps=2, batch_size=2, context=2, future=1, weighting="surprise")
     assert len(losses) == 2
     with pytest.raises(ValueError, match="weighting"):

@@ -35,8 +35,10 @@ BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in a mixed-adapter bat
 LR_SCHEDULES = {"constant": lambda i, n: 1.0, "cosine": lambda i, n: 0.5 * (1 + math.cos(math.pi * i / max(n, 1)))}
 
 
-def change_weights(frames: torch.Tensor, window: int, boost: float) -> np.ndarray:
-    """Sampling weight per window start: 1 + boost * (how much the window changes, scaled to [0, 1])."""
+def change_weights(frames: torch.Tensor, window: int, boost: float, first: int = 0) -> np.ndarray:
+    """Sampling weight per window start (from ``first``, see :func:`_windows`): 1 + boost * (how much
+    the window changes, scaled to [0, 1])."""
+    frames = frames[_frame_index(len(frames), first, len(frames) - first)]
     diff = (frames[1:] - frames[:-1]).abs().flatten(1).mean(1)  # (N-1,)
     starts = len(frames) - window + 1
     change = torch.stack([diff[s : s + window - 1].sum() for s in range(starts)]).double()
@@ -52,12 +54,21 @@ def _check_history(frames: torch.Tensor, action: torch.Tensor, pose: torch.Tenso
         raise ValueError("frames, actions and poses of the history must have the same length")
 
 
+def _frame_index(n: int, start: int, length: int) -> torch.Tensor:
+    """Frame indices ``start .. start+length-1`` of an n-frame history, those before frame 0 set to 0."""
+    return torch.arange(start, start + length).clamp(0, n - 1)
+
+
 def _windows(frames, action, pose, starts, window: int) -> dict[str, torch.Tensor]:
-    """A batch of the history's windows beginning at ``starts``, as the diffusion loss takes it."""
-    batch = {"frames": torch.stack([frames[s : s + window] for s in starts]),
-             "action": torch.stack([action[s : s + window] for s in starts])}
+    """A batch of the history's windows beginning at ``starts``, as the diffusion loss takes it.
+
+    A start below 0 repeats the first frame in place of the missing context (memorization drops
+    that context, so the first frames are targets too).
+    """
+    index = torch.stack([_frame_index(len(frames), int(s), window) for s in starts])
+    batch = {"frames": frames[index], "action": action[index]}
     if pose is not None:
-        batch["pose"] = torch.stack([pose[s : s + window] for s in starts])
+        batch["pose"] = pose[index]
     return batch
 
 
@@ -124,6 +135,7 @@ class LoRAMemory:
         context_noise_max: int = 0,
         grad_clip: float | None = 1.0,
         lr_schedule: str = "constant",
+        first_frames: bool = True,
         bf16: bool = False,
         seed: int = 0,
         progress: bool = False,
@@ -144,6 +156,10 @@ class LoRAMemory:
         (as in training): the v-loss weighs the lowest noise levels by over 1000, and without it
         a learning rate above 1e-3 made the memorized loss worse, not better.
         ``lr_schedule="cosine"`` decays the learning rate to zero over the steps (cosine).
+        ``first_frames`` also draws windows whose targets are the history's first ``context``
+        frames, their missing context dropped (noised as in context dropout): otherwise those
+        frames are never a target, and on Memory Cards the first card uncovered (or the whole
+        face-up grid of an episode that starts face up) is never memorized.
         ``adapter`` names the episode's adapter (default: the first one); others stay as they are.
         """
         if lr_schedule not in LR_SCHEDULES:
@@ -152,10 +168,11 @@ class LoRAMemory:
         window = context + future
         _check_history(frames, action, pose, window)
         scheduler = make_scheduler(self.base.config.num_train_timesteps)
+        first = -context if first_frames else 0
         if weighting == "change":
-            probs = change_weights(frames, window, boost)
+            probs = change_weights(frames, window, boost, first)
         elif weighting == "surprise":
-            probs = self.surprise_weights(frames, action, pose, context, future, boost, seed)
+            probs = self.surprise_weights(frames, action, pose, context, future, boost, seed, first=first)
         else:
             raise ValueError(f"unknown window weighting '{weighting}' (choose from change, surprise)")
         rng = np.random.default_rng(seed)
@@ -172,12 +189,14 @@ class LoRAMemory:
         self.model.train()
         with torch.enable_grad():  # memorization trains, even inside a caller's no_grad
             for _ in tqdm(range(steps), desc="memorize", unit="step", disable=not progress, leave=False):
-                batch = _windows(frames, action, pose, rng.choice(len(probs), size=batch_size, p=probs), window)
+                starts = first + rng.choice(len(probs), size=batch_size, p=probs)
+                batch = _windows(frames, action, pose, starts, window)
                 with autocast(bf16, frames.device):
                     loss = diffusion_loss(self.model, batch, context, scheduler, p_context_dropout=p_context_dropout,
                                           p_pose_dropout=0.0, generator=gen, high_fraction=high_fraction,
                                           high_min=high_min, max_weight=max_weight,
-                                          context_noise_max=context_noise_max)
+                                          context_noise_max=context_noise_max,
+                                          drop_context=torch.from_numpy(starts < 0))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if grad_clip:
@@ -192,26 +211,33 @@ class LoRAMemory:
 
     @torch.no_grad()
     def surprise_weights(self, frames, action, pose, context: int, future: int, boost: float, seed: int = 0,
-                         levels: tuple[int, ...] = (800, 900, 950)) -> np.ndarray:
-        """Sampling weight per window start: 1 + boost * (the base model's v-loss on the window's
-        future frames at high ``levels``, fixed noise, scaled to [0, 1])."""
+                         levels: tuple[int, ...] = (800, 900, 950), first: int = 0) -> np.ndarray:
+        """Sampling weight per window start (from ``first``): 1 + boost * (the base model's v-loss on
+        the window's future frames at high ``levels``, fixed noise, scaled to [0, 1]).
+
+        Windows that start before frame 0 are scored with their context dropped, scaled by the
+        range of the others and capped at 1: without context every frame is a surprise.
+        """
         window = context + future
-        starts = list(range(len(frames) - window + 1))
+        starts = list(range(first, len(frames) - window + 1))
         batch = _windows(frames, action, pose, starts, window)
         x, B = batch["frames"], len(starts)
+        padded = torch.tensor(starts) < 0
         gen = torch.Generator().manual_seed(seed)
         scheduler = make_scheduler(self.base.config.num_train_timesteps)
         score = torch.zeros(B)
         for level in levels:
             t = torch.zeros(B, window, dtype=torch.long)
             t[:, context:] = level
+            t[padded, :context] = scheduler.config.num_train_timesteps - 1
             ab = alpha_bar(scheduler, t)
             noise = torch.randn(x.shape, generator=gen)
             x_t = add_noise(x, noise, ab)  # level 0 (context) has alpha_bar 1: left clean
             v = self.model(x_t, t, batch["action"], batch.get("pose"), context=context,
                            adapter_names=[BASE_ADAPTER] * B)
             score += (v.float() - velocity(x, noise, ab))[:, context:].pow(2).mean(dim=(1, 2, 3, 4))
-        score = (score - score.min()) / (score.max() - score.min()).clamp(min=1e-12)
+        lo, hi = score[~padded].min(), score[~padded].max()
+        score = ((score - lo) / (hi - lo).clamp(min=1e-12)).clamp(0, 1)
         w = 1 + boost * score.double().numpy()
         return w / w.sum()
 

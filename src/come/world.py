@@ -113,7 +113,8 @@ class WorldModel:
         when there is one); returns the loss curves, per memory then per episode.
 
         ``options`` go to :meth:`LoRAMemory.memorize` (``weighting``, ``boost``, ``p_context_dropout``,
-        ``high_fraction``, ``high_min``, ``max_weight``, ``context_noise_max``); the noise levels and
+        ``first_frames``, ``lr_schedule``, ``high_fraction``, ``high_min``, ``max_weight``,
+        ``context_noise_max``); the noise levels and
         loss weights default to those each memory's network was trained with.
         """
         if self.frames is None:

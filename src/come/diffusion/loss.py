@@ -29,9 +29,11 @@ from .schedule import add_noise, alpha_bar, velocity
 
 def sample_levels(batch: int, frames: int, context: int, num_levels: int, p_context_dropout: float,
                   generator: torch.Generator | None = None, high_fraction: float = 0.0,
-                  high_min: int = 700, context_noise_max: int = 0) -> torch.Tensor:
+                  high_min: int = 700, context_noise_max: int = 0,
+                  drop_context: torch.Tensor | None = None) -> torch.Tensor:
     """Integer noise level per frame (B,T): context 0, or one level per clip in [0, context_noise_max],
-    or max when dropped; future in [1, N) (in [high_min, N) for a ``high_fraction`` of the clips)."""
+    or max when dropped (at random, or where the bool mask ``drop_context`` (B,) says so); future
+    in [1, N) (in [high_min, N) for a ``high_fraction`` of the clips)."""
     levels = torch.randint(1, num_levels, (batch, frames), generator=generator)
     shared = torch.rand(batch, generator=generator) < 0.5
     levels[shared] = levels[shared, context:context + 1].expand(-1, frames)
@@ -42,6 +44,8 @@ def sample_levels(batch: int, frames: int, context: int, num_levels: int, p_cont
     if context_noise_max > 0:  # (no draw otherwise: runs without it keep their random stream)
         levels[:, :context] = torch.randint(0, context_noise_max + 1, (batch, 1), generator=generator)
     dropped = torch.rand(batch, generator=generator) < p_context_dropout
+    if drop_context is not None:
+        dropped |= drop_context.cpu()
     levels[dropped, :context] = num_levels - 1
     return levels
 
@@ -59,6 +63,7 @@ def diffusion_loss(
     high_min: int = 700,
     max_weight: float | None = None,
     context_noise_max: int = 0,
+    drop_context: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Mean weighted v-MSE over the future frames of a batch of clips.
 
@@ -66,12 +71,14 @@ def diffusion_loss(
     memorization to weight frames where something is revealed). ``max_weight``
     caps the clean-frame weight ``SNR + 1`` of the v-MSE (the v-MSE is the
     clean-frame MSE times ``1 / (1 - alpha_bar)``, over 1000 at the lowest levels).
+    ``drop_context`` (B,) bool drops the context of those clips whatever ``p_context_dropout`` draws
+    (memorization: windows whose context lies before the history's first frame).
     """
     frames = batch["frames"]
     B, T = frames.shape[:2]
     device = frames.device
     levels = sample_levels(B, T, context, scheduler.config.num_train_timesteps, p_context_dropout, generator,
-                           high_fraction, high_min, context_noise_max).to(device)
+                           high_fraction, high_min, context_noise_max, drop_context).to(device)
     noise = torch.randn(frames.shape, generator=generator).to(device)
     ab = alpha_bar(scheduler, levels)
     x_t = add_noise(frames, noise, ab)
