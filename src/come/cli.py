@@ -452,7 +452,7 @@ def toy(
 def demo(
     out: Path = typer.Option(Path("demo_out"), help="Folder for the demo's videos, pictures and JSON."),
     ckpt: Optional[Path] = typer.Option(None, help="Run folder to show instead of the shipped cards-tiny checkpoint."),
-    episodes: int = typer.Option(6, min=1, help="Zig-zag recall episodes."),
+    episodes: int = typer.Option(4, min=1, help="Zig-zag recall episodes."),
     steps: int = typer.Option(50, min=1, help="Memorization steps of the long-term memory per episode."),
     seed: int = typer.Option(1234, help="Seed of the episodes and of all noise."),
     train_steps: Optional[int] = typer.Option(None, min=1, help="Train a fresh model this many steps instead of using the shipped one."),

@@ -22,7 +22,7 @@ SHIPPED = Path(__file__).parent / "assets" / "cards-tiny"
 DEMO_VARIANTS = ("base", "come")
 
 
-def run_demo(out: Path, ckpt: Path | None = None, episodes: int = 6, train_steps: int | None = None,
+def run_demo(out: Path, ckpt: Path | None = None, episodes: int = 4, train_steps: int | None = None,
              memorization_steps: int = 50, seed: int = 1234, progress: bool = True, echo=print) -> dict:
     """Run the demo into ``out``; returns the recall result."""
     out = Path(out)
