@@ -34,7 +34,8 @@ from ..plotting import pyplot, save_figure
 from ..video import side_by_side, write_video
 from .rollouts import mean_ci95
 
-# How the protocol memorizes (dev episodes of seeds 100 and 102, BENCHMARKS.md "A place memory"): windows
+# How the protocol memorizes (dev episodes of seeds 100 and 102, BENCHMARKS.md "A place memory" and
+# "Recall past 0.80"): windows
 # drawn by the base model's surprise (a reveal, not a cursor move: 0.57 recall against 0.47 by frame
 # change), a high learning rate for the small place memory with 64 windows a step (at 50 steps, seed 102:
 # lr 1e-2 x 16 windows 0.45, 3e-2 x 64 0.79, 1e-1 x 64 0.81, 1e-1 x 128 0.82), the history's first frames
