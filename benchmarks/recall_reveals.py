@@ -21,9 +21,8 @@ import time
 import numpy as np
 
 from come.checkpoint import load_model
-from come.data.cards import generate_episode
 from come.metrics.cards import card_mse
-from come.protocols.recall import MEMORIZE_BATCH, MEMORIZE_LR, MEMORIZE_OPTIONS, _stack, recall_episode, recall_tau
+from come.protocols.recall import MEMORIZE_BATCH, MEMORIZE_LR, MEMORIZE_OPTIONS, recall_episode, recall_rollouts, recall_tau
 from come.world import ExpertWeights, WorldModel
 
 
@@ -47,26 +46,18 @@ def main() -> None:
     world = WorldModel(base, cfg, steps=args.ddim_steps, weights=ExpertWeights(ltm=args.w))
     tau = recall_tau(cfg.model["resolution"])
     eps = [recall_episode(args.seed, i, cfg) for i in range(args.episodes)]
-    raw = [generate_episode(args.seed, i, "zigzag", resolution=cfg.model["resolution"]) for i in range(args.episodes)]
     options = {**MEMORIZE_OPTIONS, "p_context_dropout": args.context_dropout,
                "first_frames": not args.no_first_frames, "lr_schedule": args.lr_schedule}
-    groups: dict[tuple[int, int], list[int]] = {}
-    for i, e in enumerate(eps):
-        groups.setdefault((len(e["history"]), len(e["truth"])), []).append(i)
-    cards = []  # (right at reveal, right at the end, second half, face-down start)
     t0 = time.time()
-    for members in groups.values():
-        group = [eps[i] for i in members]
-        world.observe(_stack(group, "history"), _stack(group, "history_action"), _stack(group, "history_pose"))
-        world.memorize(steps=args.steps, lr=args.lr, batch_size=args.batch, seed=args.seed, **options)
-        pred = world.imagine(_stack(group, "action"), _stack(group, "pose"), variant="ltm", seed=args.seed)
-        for p, i in zip(pred, members):
-            covered = raw[i]["covered"][len(eps[i]["history"]):]
-            right = (card_mse(p, eps[i]["truth"]) < tau).numpy()  # (T,4,4)
-            for r, c in zip(*np.nonzero(~covered[-1])):
-                first = int(np.nonzero(~covered[:, r, c])[0][0])
-                cards.append((right[first, r, c], right[-1, r, c], first >= len(covered) // 2,
-                              bool(raw[i]["start_covered"])))
+    predictions, _ = recall_rollouts(world, eps, ("ltm",), args.steps, args.lr, args.batch, args.seed,
+                                     memorize_options=options)
+    cards = []  # (right at reveal, right at the end, second half, face-down start)
+    for p, e in zip(predictions["ltm"], eps):
+        covered = e["covered"]
+        right = (card_mse(p, e["truth"]) < tau).numpy()  # (T,4,4)
+        for r, c in zip(*np.nonzero(~covered[-1])):
+            first = int(np.nonzero(~covered[:, r, c])[0][0])
+            cards.append((right[first, r, c], right[-1, r, c], first >= len(covered) // 2, e["start_covered"]))
     a = np.array(cards, dtype=float)
 
     def share(col, rows=slice(None)):

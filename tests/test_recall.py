@@ -70,6 +70,7 @@ def test_recall_episode_splits_observe_and_recall():
     assert e["action"].shape == (len(e["truth"]), 5) and e["pose"].shape == (len(e["truth"]), 2)
     # the history ends with every card face down, the recall ends with every card face up
     assert raw["covered"][n - 1].all() and not raw["covered"][-1].any()
+    assert (e["covered"] == raw["covered"][n:]).all() and e["start_covered"] == bool(raw["start_covered"])
     truth_last = frames_to_tensor(raw["image"][-1:])[0]
     assert torch.equal(e["truth"][-1], truth_last)
     layout_frame = _frame(raw["layout"], cursor=tuple(raw["cursor"][-1]))

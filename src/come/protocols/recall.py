@@ -32,6 +32,7 @@ from ..metrics.cards import card_mse
 from ..presets import TrainConfig
 from ..plotting import pyplot, save_figure
 from ..video import side_by_side, write_video
+from ..world import MEMORY_VARIANTS
 from .rollouts import mean_ci95
 
 # How the protocol memorizes (dev episodes of seeds 100 and 102, BENCHMARKS.md "A place memory" and
@@ -91,7 +92,7 @@ def recall_episode(seed: int, index: int, cfg: TrainConfig) -> dict[str, torch.T
     action = torch.from_numpy(ep["action"])
     pose = pose_track(ep, cfg.pose) if cfg.pose else None
     out = {"history": frames[:n], "history_action": action[:n], "truth": frames[n:], "action": action[n:],
-           "cursor": ep["cursor"]}
+           "cursor": ep["cursor"], "covered": ep["covered"][n:], "start_covered": bool(ep["start_covered"])}
     if pose is not None:
         out["history_pose"], out["pose"] = pose[:n], pose[n:]
     return out
@@ -99,6 +100,39 @@ def recall_episode(seed: int, index: int, cfg: TrainConfig) -> dict[str, torch.T
 
 def _stack(episodes: list[dict], key: str) -> torch.Tensor | None:
     return torch.stack([e[key] for e in episodes]) if key in episodes[0] else None
+
+
+def recall_rollouts(world, eps: list[dict], variants: tuple[str, ...], memorization_steps: int, lr: float,
+                    batch_size: int, seed: int, progress: bool = False,
+                    memorize_options: dict | None = None) -> tuple[dict[str, list], dict[str, float]]:
+    """Observe, memorize and roll out the recall phase of episodes from :func:`recall_episode`.
+
+    Episodes of the same length (zig-zag episodes start all covered or all face up, which gives
+    two lengths) are processed together: one adapter per episode (memorized one after the other),
+    one batched rollout per variant. Returns per variant the predicted recall phase of each episode
+    (F,C,H,W), and the total seconds spent memorizing and in each variant's rollouts.
+    """
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, e in enumerate(eps):
+        groups.setdefault((len(e["history"]), len(e["truth"])), []).append(i)
+    seconds = {"memorize": 0.0, **{name: 0.0 for name in variants}}
+    predictions: dict[str, list] = {name: [None] * len(eps) for name in variants}
+    for members in tqdm(groups.values(), desc="recall episodes", disable=not progress or len(groups) == 1):
+        group = [eps[i] for i in members]
+        world.observe(_stack(group, "history"), _stack(group, "history_action"), _stack(group, "history_pose"))
+        if any(v in MEMORY_VARIANTS for v in variants):
+            t0 = time.time()
+            world.memorize(steps=memorization_steps, lr=lr, batch_size=batch_size, seed=seed, progress=progress,
+                           **(MEMORIZE_OPTIONS if memorize_options is None else memorize_options))
+            seconds["memorize"] += time.time() - t0
+        for name in variants:
+            t0 = time.time()
+            pred = world.imagine(_stack(group, "action"), _stack(group, "pose"), variant=name, seed=seed,
+                                 progress=progress)
+            seconds[name] += time.time() - t0
+            for i, p in zip(members, pred):
+                predictions[name][i] = p
+    return predictions, seconds
 
 
 def evaluate_recall(
@@ -116,10 +150,7 @@ def evaluate_recall(
 ) -> dict:
     """Run the recall protocol with a :class:`~come.world.WorldModel`; returns a JSON-ready dict.
 
-    Episodes of the same length (zig-zag episodes start all covered or all face up,
-    which gives two lengths) are processed together: one adapter per episode
-    (memorized one after the other), one batched rollout per variant.
-    ``memorize_options`` go to :meth:`~come.world.WorldModel.memorize` (default
+    The rollouts are :func:`recall_rollouts`'s. ``memorize_options`` go to :meth:`~come.world.WorldModel.memorize` (default
     ``MEMORIZE_OPTIONS``).
     """
     cfg = world.cfg
@@ -129,26 +160,8 @@ def evaluate_recall(
     rng = np.random.default_rng(seed)
     chance = [float(tile_recall(random_layout_frame(e["cursor"][-1], cfg.model["resolution"], rng), t, tau))
               for e, t in zip(eps, truth_last)]
-    groups: dict[tuple[int, int], list[int]] = {}
-    for i, e in enumerate(eps):
-        groups.setdefault((len(e["history"]), len(e["truth"])), []).append(i)
-    seconds = {"memorize": 0.0, **{name: 0.0 for name in variants}}
-    predictions: dict[str, list] = {name: [None] * episodes for name in variants}
-    for members in tqdm(groups.values(), desc="recall episodes", disable=not progress or len(groups) == 1):
-        group = [eps[i] for i in members]
-        world.observe(_stack(group, "history"), _stack(group, "history_action"), _stack(group, "history_pose"))
-        if any(v in ("ltm", "come", "poe") for v in variants):
-            t0 = time.time()
-            world.memorize(steps=memorization_steps, lr=lr, batch_size=batch_size, seed=seed, progress=progress,
-                           **(MEMORIZE_OPTIONS if memorize_options is None else memorize_options))
-            seconds["memorize"] += time.time() - t0
-        for name in variants:
-            t0 = time.time()
-            pred = world.imagine(_stack(group, "action"), _stack(group, "pose"), variant=name, seed=seed,
-                                 progress=progress)
-            seconds[name] += time.time() - t0
-            for i, p in zip(members, pred):
-                predictions[name][i] = p
+    predictions, seconds = recall_rollouts(world, eps, variants, memorization_steps, lr, batch_size, seed,
+                                           progress, memorize_options)
     seconds = {k: v / episodes for k, v in seconds.items() if k != "memorize" or v > 0}
     result_variants = {}
     for name in variants:
