@@ -26,6 +26,10 @@ def test_revisit_frames_are_returns_after_a_gap():
     # the way back faces the other way: not a revisit; the third pass sees again what the first saw
     assert revisit_frames(track, min_gap=40, radius=0.3) == list(range(60, 90))
     assert revisit_frames(track, min_gap=70, radius=0.3) == []  # seen again only ~60 frames later
+    # the third pass's points were last seen (within 0.3) 58 frames earlier, its last two 59 and 60
+    # (the first pass ends at x=3): a history of 58 frames holds the sightings of frames 60-87 only
+    assert revisit_frames(track, min_gap=40, radius=0.3, max_gap=58) == list(range(60, 88))
+    assert revisit_frames(track, min_gap=40, radius=0.3, max_gap=57) == []
     standing = np.zeros((200, 3))  # never left: one long visit, no revisit
     assert revisit_frames(standing, min_gap=50) == []
     circle = np.stack([np.cos(np.arange(100) * 0.2), np.sin(np.arange(100) * 0.2), np.arange(100) * 0.2], 1)
@@ -66,23 +70,31 @@ def test_every_protocol_end_to_end(maze_runs, tmp_path):
         "eval", "maze", "--ckpt", str(r["base"]), "--stm", str(r["stm"]), "--sltm", str(r["sltm"]),
         "--data", str(r["data"]), "--protocols", "fixed,revisits,streaming,capacity", "--episodes", "2",
         "--history", "32", "--frames", "2", "--steps", "2", "--rank", "4", "--windows", "1", "--min-gap", "20",
-        "--iterations", "2", "--capacity-ranks", "2,4", "--capacity-histories", "10,32", "--ddim-steps", "2", "--json", str(tmp_path / "maze.json"), "--out", str(tmp_path / "out")])
+        "--iterations", "2", "--capacity-ranks", "2,4", "--capacity-histories", "10,32", "--ddim-steps", "2",
+        "--batch-size", "3", "--weighting", "surprise", "--context-dropout", "0.5", "--lr-schedule", "constant",
+        "--updates", "2",
+        "--json", str(tmp_path / "maze.json"), "--out", str(tmp_path / "out")])
     assert res.exit_code == 0, res.output
     result = json.loads((tmp_path / "maze.json").read_text())
     protocols = result["protocols"]
     assert result["variants"] == ["base", "ltm", "stm", "sltm", "come", "poe", "hg"]
+    assert result["memorization_batch"] == 3
+    assert result["memorize_options"] == {"weighting": "surprise", "p_context_dropout": 0.5, "lr_schedule": "constant"}
     for name in ("fixed", "revisits"):
         assert protocols[name]["windows"] == 2
         for v in result["variants"]:
             assert np.isfinite(protocols[name]["variants"][v]["psnr"]["mean"])
+        copy = protocols[name]["copy_last_frame"]["per_window_psnr"]
+        assert len(copy) == 2 and copy != protocols[name]["variants"]["base"]["per_window_psnr"]
         assert (tmp_path / "out" / f"{name}.png").stat().st_size > 0
         assert (tmp_path / "out" / f"{name}_00.mp4").stat().st_size > 0
     assert all(s >= 32 for _, s in protocols["revisits"]["starts"])
     curves = protocols["streaming"]["psnr_per_iteration"]
     assert set(curves) == set(result["variants"]) and all(len(c) == 2 for c in curves.values())
+    assert protocols["streaming"]["updates"] == 2 and result["ltm_weight"] == 1.0
     assert (tmp_path / "out" / "streaming.png").stat().st_size > 0
     assert len(protocols["capacity"]["grid"]) == 4 and "rank2_history10" in protocols["capacity"]["grid"]
-    assert "| come |" in res.output and "streaming" in res.output
+    assert "| come |" in res.output and "(copy last frame)" in res.output and "streaming" in res.output
     # memory changes the prediction: the LTM differs from the base model alone
     fixed = protocols["fixed"]["variants"]
     assert fixed["ltm"]["per_window_psnr"] != fixed["base"]["per_window_psnr"]
@@ -100,5 +112,24 @@ def test_eval_maze_bad_input_is_one_line(maze_runs, cards_data, micro_run):
     assert "sltm needs --sltm" in error("--variants", "base,sltm")
     assert "fewer than history" in error("--history", "500")
     assert "absolute pose" in error("--sltm", str(r["stm"]))
+    assert "--weighting" in error("--weighting", "random")
+    assert "--lr-schedule" in error("--lr-schedule", "linear")
     res = CliRunner().invoke(app, ["eval", "maze", "--ckpt", str(micro_run), "--data", str(r["data"])])
     assert res.exit_code == 2 and "not a Memory Maze model" in res.output
+
+
+def test_the_cli_memorizes_as_the_protocol_does():
+    """One set of memorization settings: the command's defaults are the protocol's."""
+    import inspect
+
+    from come import cli
+    from come.protocols.maze import LTM_WEIGHT, MEMORIZE_BATCH, MEMORIZE_LR, MEMORIZE_OPTIONS, MEMORIZE_STEPS
+
+    params = inspect.signature(cli.eval_maze).parameters
+    assert params["steps"].default.default == MEMORIZE_STEPS
+    assert params["w_ltm"].default.default == LTM_WEIGHT
+    assert params["lr_schedule"].default.default == MEMORIZE_OPTIONS["lr_schedule"]
+    assert params["lr"].default.default == MEMORIZE_LR
+    assert params["batch_size"].default.default == MEMORIZE_BATCH
+    assert params["weighting"].default.default == MEMORIZE_OPTIONS["weighting"]
+    assert params["context_dropout"].default.default == MEMORIZE_OPTIONS["p_context_dropout"]

@@ -49,6 +49,24 @@ def test_memorize_lowers_loss_and_reset_is_bit_identical(tmp_path):
     torch.testing.assert_close(mem.model(x, t, action[None, :6], pose[None, :6], context=2), adapted)
 
 
+def test_memorization_is_reproducible_and_leaves_the_global_generator_alone():
+    frames, action, pose = _episode(20)
+    memorized = []
+    for draws in (0, 5):  # whatever the global generator did before, the same memory comes out
+        net = _net()  # seeds the global generator: the draws come after it
+        torch.rand(draws)
+        state = torch.get_rng_state()
+        mem = LoRAMemory(net, rank=4, targets=("qkv",))
+        mem.adapter_for("episode1")
+        torch.set_rng_state(state)
+        mem.memorize(frames, action, pose, steps=3, lr=1e-2, batch_size=2, adapter="episode1", seed=7)
+        assert torch.equal(torch.get_rng_state(), state)  # adapters are drawn from their own generator
+        memorized.append(mem._state("episode1"))
+    assert memorized[0].keys() == memorized[1].keys()
+    for k in memorized[0]:
+        assert torch.equal(memorized[0][k], memorized[1][k]), k
+
+
 def test_base_weights_untouched_and_errors(tmp_path):
     net = _net()
     ref = {k: v.clone() for k, v in net.state_dict().items()}

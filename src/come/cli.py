@@ -273,9 +273,15 @@ def eval_maze(
     episodes: int = typer.Option(4, min=1, help="Held-out episodes."),
     history: int = typer.Option(200, min=1, help="History frames before each predicted window (and streaming's start)."),
     frames: int = typer.Option(8, min=1, help="Frames predicted per window (per streaming iteration)."),
-    steps: int = typer.Option(25, min=1, help="Memorization steps per window."),
+    steps: int = typer.Option(50, min=1, help="Memorization steps per window."),
+    updates: int = typer.Option(25, min=1, help="Streaming: memorization steps per iteration."),
     rank: int = typer.Option(32, min=1, help="LoRA rank of the memories."),
-    lr: float = typer.Option(1e-3, help="Memorization learning rate."),
+    lr: float = typer.Option(1e-2, help="Memorization learning rate (AdamW)."),
+    lr_schedule: str = typer.Option("cosine", help="Memorization learning rate over the steps: cosine (decays to 0) or constant."),
+    batch_size: int = typer.Option(16, min=1, help="Windows of the history per memorization step."),
+    weighting: str = typer.Option("change", help="How memorization draws the history's windows: change (frame change) or surprise (the base model's own loss)."),
+    context_dropout: float = typer.Option(0.0, min=0.0, max=1.0, help="Share of memorized windows whose context is dropped."),
+    w_ltm: float = typer.Option(1.0, help="Contrast weight of the long-term memory expert."),
     windows: int = typer.Option(2, min=1, help="Windows per episode (fixed and revisits)."),
     min_gap: int = typer.Option(100, min=1, help="Revisits: frames since the place was last seen."),
     iterations: int = typer.Option(11, min=1, help="Streaming iterations."),
@@ -292,9 +298,13 @@ def eval_maze(
     from .data.episodes import episode_files
     from .protocols.maze import PROTOCOLS, evaluate_maze, format_maze_table
     from .runtime import use_bf16
-    from .world import VARIANTS, WorldModel
+    from .world import VARIANTS, ExpertWeights, WorldModel
 
     chosen = tuple(p.strip() for p in protocols.split(",") if p.strip())
+    if weighting not in ("change", "surprise"):
+        raise UserError(f"--weighting: choose change or surprise, got '{weighting}'")
+    if lr_schedule not in ("cosine", "constant"):
+        raise UserError(f"--lr-schedule: choose cosine or constant, got '{lr_schedule}'")
     if not chosen or any(p not in PROTOCOLS for p in chosen):
         raise UserError(f"--protocols: choose from {', '.join(PROTOCOLS)}, got '{protocols}'")
     available = [v for v in VARIANTS if (v != "stm" or stm) and (v != "sltm" or sltm)]
@@ -319,14 +329,17 @@ def eval_maze(
     def make_world(lora_rank: int) -> WorldModel:
         base, base_cfg = load_model(ckpt)
         return WorldModel(base, base_cfg, stm=load_model(stm) if stm else None,
-                          sltm=load_model(sltm) if sltm else None, rank=lora_rank, steps=ddim_steps, bf16=bf16)
+                          sltm=load_model(sltm) if sltm else None, rank=lora_rank, steps=ddim_steps, bf16=bf16,
+                          weights=ExpertWeights(ltm=w_ltm))
 
     files = episode_files(data, "test")[:episodes]
-    result = evaluate_maze(make_world, files, cfg, chosen, names, history, frames, steps, lr, rank=rank,
-                           min_gap=min_gap, windows_per_episode=windows, iterations=iterations,
-                           capacity_ranks=ranks, capacity_histories=histories, pose_encoder=encoder, seed=seed,
-                           out=out)
-    result |= {"checkpoint": str(ckpt), "stm": str(stm) if stm else None, "sltm": str(sltm) if sltm else None,
+    options = {"weighting": weighting, "p_context_dropout": context_dropout, "lr_schedule": lr_schedule}
+    result = evaluate_maze(make_world, files, cfg, chosen, names, history, frames, steps, lr, batch_size, rank=rank,
+                           min_gap=min_gap, windows_per_episode=windows, stream_updates=updates, iterations=iterations,
+                           capacity_ranks=ranks, capacity_histories=histories, pose_encoder=encoder,
+                           memorize_options=options, seed=seed, out=out)
+    result |= {"ltm_weight": w_ltm, "ddim_steps": ddim_steps,
+               "checkpoint": str(ckpt), "stm": str(stm) if stm else None, "sltm": str(sltm) if sltm else None,
                "pose_encoder": str(pose_encoder) if pose_encoder else None, "data": str(data)}
     typer.echo(format_maze_table(result))
     if json_out is not None:
@@ -368,7 +381,7 @@ def eval_cards_recall(
     from .checkpoint import load_model
     from .protocols.recall import evaluate_recall, format_recall_table, recall_sweeps
     from .runtime import use_bf16
-    from .world import VARIANTS, ExpertWeights, WorldModel
+    from .world import MEMORY_VARIANTS, VARIANTS, ExpertWeights, WorldModel
 
     names = tuple(v.strip() for v in variants.split(",") if v.strip())
     unknown = [v for v in names if v not in VARIANTS]
@@ -402,7 +415,7 @@ def eval_cards_recall(
     result = evaluate_recall(make_world(), episodes, seed, steps, names, lr, batch_size, out, videos)
     typer.echo(format_recall_table(result))
     if sweep_s or sweep_r:
-        swept = tuple(v for v in names if v in ("ltm", "come", "poe")) or ("come",)
+        swept = tuple(v for v in names if v in MEMORY_VARIANTS) or ("come",)
         result["sweeps"] = recall_sweeps(make_world, episodes, seed, sweep_s, sweep_r, steps, swept, lr, batch_size, out)
         for key, sw in result["sweeps"].items():
             for v, ys in sw["recall"].items():

@@ -31,6 +31,7 @@ from .diffusion.schedule import add_noise, alpha_bar, make_scheduler, velocity
 
 DEFAULT_TARGETS = ("qkv", "proj", "fc1", "fc2")
 BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in a mixed-adapter batch
+ADAPTER_INIT_SEED = 0  # every adapter starts from the same random LoRA A (B is zero): runs are reproducible
 # learning-rate factor at step i of n
 LR_SCHEDULES = {"constant": lambda i, n: 1.0, "cosine": lambda i, n: 0.5 * (1 + math.cos(math.pi * i / max(n, 1)))}
 
@@ -88,7 +89,9 @@ class LoRAMemory:
         self.adapter = adapter
         targets = targets or getattr(network, "memory_targets", DEFAULT_TARGETS)
         self.config = LoraConfig(r=rank, lora_alpha=alpha or rank, target_modules=list(targets), lora_dropout=0.0)
-        self.model = get_peft_model(network, self.config, adapter_name=adapter)
+        with torch.random.fork_rng(devices=[]):  # peft draws LoRA A from the global generator
+            torch.manual_seed(ADAPTER_INIT_SEED)
+            self.model = get_peft_model(network, self.config, adapter_name=adapter)
         self.model.eval()
         self._initial = {adapter: self._state(adapter)}
 
@@ -98,7 +101,9 @@ class LoRAMemory:
     def adapter_for(self, name: str) -> str:
         """Make sure adapter ``name`` exists (one per episode of a batch); returns it."""
         if name not in self._initial:
-            self.model.add_adapter(name, self.config)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(ADAPTER_INIT_SEED)
+                self.model.add_adapter(name, self.config)
             self._initial[name] = self._state(name)
         return name
 

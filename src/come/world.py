@@ -201,6 +201,7 @@ class WorldModel:
         batch_size: int = 8,
         seed: int = 0,
         progress: bool = False,
+        **options,
     ) -> list[dict]:
         """Streaming memory over whole episodes (B,T,...): the memory keeps learning as frames arrive.
 
@@ -208,6 +209,7 @@ class WorldModel:
         frames, memorize them for ``updates`` steps (the adapters carry over from
         the previous iteration; skipped for variants without memory), predict the
         next ``horizon`` frames, then move on by ``horizon`` observed frames.
+        ``options`` go to :meth:`memorize`.
         Returns per iteration ``position``, ``prediction`` and ``truth`` (B,h,C,H,W).
         """
         end = start + iterations * horizon
@@ -222,7 +224,7 @@ class WorldModel:
             self.observe(frames[:, lo:pos], action[:, lo:pos], None if pose is None else pose[:, lo:pos],
                          keep_memory=i > 0)
             if uses_memory:
-                self.memorize(steps=updates, lr=lr, batch_size=batch_size, seed=seed + i)
+                self.memorize(steps=updates, lr=lr, batch_size=batch_size, seed=seed + i, **options)
             nxt = slice(pos, pos + horizon)
             pred = self.imagine(action[:, nxt], None if pose is None else pose[:, nxt], variant=variant, seed=seed + i)
             out.append({"position": pos, "prediction": pred, "truth": frames[:, nxt]})

@@ -347,9 +347,10 @@ PRESETS: dict[str, dict] = {
     # Memory Maze at 32x32 for CPU: 4x4-pixel patches (64 tokens per frame), 6 actions. The base model
     # sees no pose; the spatial expert (SLTM) gets the absolute pose (x, y, cos yaw, sin yaw), a map
     # position rather than a place in the image, so it conditions whole frames (adaLN) only.
-    "maze-tiny": dict(resolution=32, patch=4, width=192, depth=6, heads=4, max_frames=4, action_dim=6),
+    "maze-tiny": dict(resolution=32, patch=4, width=192, depth=6, heads=4, max_frames=4, action_dim=6,
+                      prediction="x0"),
     "maze-sltm": dict(resolution=32, patch=4, width=192, depth=6, heads=4, max_frames=4, action_dim=6, pose_dim=4,
-                      pose_in_image=False),
+                      pose_in_image=False, prediction="x0"),
     # Larger backbones for GPU users (DiT-S / DiT-B widths), 64x64.
     "dit-s": dict(resolution=64, patch=8, width=384, depth=12, heads=6, max_frames=16),
     "dit-b": dict(resolution=64, patch=8, width=768, depth=12, heads=12, max_frames=16),

@@ -10,7 +10,8 @@ scored.
   its window, the base its few last frames) and predicts the next ``frames``.
 * **revisits**: the same at the moments the agent comes back to a place (within
   half a cell, heading within 45 degrees) it last saw more than ``min_gap``
-  frames earlier (:func:`revisit_frames`), where memory is what can help.
+  frames earlier, that sighting inside the history (:func:`revisit_frames`),
+  where memory is what can help.
 * **streaming** (the paper's Figure 3): from frame ``history``, ``iterations`` times:
   memorize the last ``window`` frames for ``updates`` steps, predict the next
   ``frames``, then move on by them; PSNR per iteration (:meth:`WorldModel.stream`).
@@ -40,14 +41,23 @@ from .pose import true_track
 from .rollouts import mean_ci95
 
 PROTOCOLS = ("fixed", "revisits", "streaming", "capacity")
+# How the protocols memorize by default (also the defaults of 'come eval maze'), chosen on revisit
+# windows of dev episodes (seed 2; BENCHMARKS.md "Memory Maze: the x0 base model and the protocols"):
+# at 50 steps of 16 windows, lr 1e-2 with a cosine decay gained 0.65 dB over the base model, a
+# constant 1e-2 lost 0.6 dB and 3e-3 or 1e-3 changed nothing.
+MEMORIZE_STEPS = 50
+MEMORIZE_LR = 1e-2
+MEMORIZE_BATCH = 16
+MEMORIZE_OPTIONS = {"weighting": "change", "p_context_dropout": 0.0, "lr_schedule": "cosine"}
+LTM_WEIGHT = 1.0  # contrast weight of the LTM on Memory Maze: 1.5 was worse on every dev setting
 
 
 def revisit_frames(track: np.ndarray, min_gap: int = 100, radius: float = 0.5,
-                   max_turn_deg: float = 45.0) -> list[int]:
+                   max_turn_deg: float = 45.0, max_gap: int | None = None) -> list[int]:
     """Frames at which the agent (track (T,3) = x, y, yaw) is back at a place it last saw more than
-    ``min_gap`` frames earlier: within ``radius`` cells of a past position, heading within
-    ``max_turn_deg`` of the heading it had there. The frames just before ``t`` that stay within
-    ``2 * radius`` of it are the current visit, not a past one."""
+    ``min_gap`` (and at most ``max_gap``) frames earlier: within ``radius`` cells of a past position,
+    heading within ``max_turn_deg`` of the heading it had there. The frames just before ``t`` that
+    stay within ``2 * radius`` of it are the current visit, not a past one."""
     pos, yaw = track[:, :2], track[:, 2]
     frames = []
     for t in range(1, len(track)):
@@ -57,7 +67,7 @@ def revisit_frames(track: np.ndarray, min_gap: int = 100, radius: float = 0.5,
         while stay > 0 and dist[stay - 1] < 2 * radius:
             stay -= 1
         seen = np.flatnonzero((dist[:stay] < radius) & (turn[:stay] < np.radians(max_turn_deg)))
-        if len(seen) and t - seen[-1] > min_gap:
+        if len(seen) and min_gap < t - seen[-1] <= (max_gap or t):
             frames.append(t)
     return frames
 
@@ -100,7 +110,8 @@ def _score(pred: torch.Tensor, truth: torch.Tensor) -> dict:
 
 
 def predict_windows(world, batch: dict, variants, steps: int, lr: float, batch_size: int, seed: int,
-                    progress: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+                    progress: bool = False, memorize_options: dict | None = None
+                    ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
     """Observe each window's history, memorize it (if a variant needs memory) and imagine per variant."""
     from ..world import MEMORY_VARIANTS
 
@@ -108,7 +119,8 @@ def predict_windows(world, batch: dict, variants, steps: int, lr: float, batch_s
     seconds = {}
     if any(v in MEMORY_VARIANTS for v in variants):
         t0 = time.time()
-        world.memorize(steps=steps, lr=lr, batch_size=batch_size, seed=seed, progress=progress)
+        world.memorize(steps=steps, lr=lr, batch_size=batch_size, seed=seed, progress=progress,
+                       **(memorize_options or {}))
         seconds["memorize"] = time.time() - t0
     preds = {}
     for v in variants:
@@ -126,9 +138,9 @@ def evaluate_maze(
     variants=("base", "ltm", "come"),
     history: int = 200,
     frames: int = 8,
-    steps: int = 25,
-    lr: float = 1e-3,
-    batch_size: int = 8,
+    steps: int = MEMORIZE_STEPS,
+    lr: float = MEMORIZE_LR,
+    batch_size: int = MEMORIZE_BATCH,
     rank: int = 32,
     min_gap: int = 100,
     windows_per_episode: int = 2,
@@ -138,12 +150,14 @@ def evaluate_maze(
     capacity_ranks=(8, 32),
     capacity_histories=(50, 200),
     pose_encoder: PoseEncoder | None = None,
+    memorize_options: dict | None = None,
     seed: int = 0,
     out: str | Path | None = None,
     progress: bool = True,
 ) -> dict:
     """Run the chosen protocols; ``make_world(rank)`` builds a fresh :class:`~come.world.WorldModel`.
-    Returns a JSON-ready dict; writes plots and videos to ``out``."""
+    ``memorize_options`` go to :meth:`~come.world.WorldModel.memorize` (window weighting, context
+    dropout...). Returns a JSON-ready dict; writes plots and videos to ``out``."""
     unknown = [p for p in protocols if p not in PROTOCOLS]
     if unknown:
         raise ValueError(f"unknown protocol(s) {', '.join(unknown)} (choose from {', '.join(PROTOCOLS)})")
@@ -154,7 +168,9 @@ def evaluate_maze(
     if short:
         raise EpisodeError(f"{', '.join(short)}: fewer than history {history} + {frames} frames")
     rng = np.random.default_rng(seed)
+    options = dict(MEMORIZE_OPTIONS if memorize_options is None else memorize_options)
     result = {"episodes": len(files), "history": history, "frames": frames, "memorization_steps": steps,
+              "memorization_lr": lr, "memorization_batch": batch_size, "memorize_options": options,
               "lora_rank": rank, "seed": seed, "variants": list(variants), "protocols": {}}
     out = Path(out) if out is not None else None
 
@@ -162,7 +178,9 @@ def evaluate_maze(
              for s in rng.integers(history, len(ep["frames"]) - frames + 1, windows_per_episode)]
     revisits = []
     for e, ep in enumerate(episodes):
-        ok = [s for s in revisit_frames(ep["track"], min_gap) if history <= s <= len(ep["frames"]) - frames]
+        # the place's last sighting lies inside the window's history: what a memory of it can recall
+        ok = [s for s in revisit_frames(ep["track"], min_gap, max_gap=history)
+              if history <= s <= len(ep["frames"]) - frames]
         revisits += [(e, int(s)) for s in (rng.choice(ok, min(len(ok), windows_per_episode), replace=False)
                                             if ok else [])]
     for name, starts in (("fixed", fixed), ("revisits", revisits)):
@@ -172,10 +190,13 @@ def evaluate_maze(
             result["protocols"][name] = {"windows": 0, "note": f"no revisit after a gap of more than {min_gap} frames"}
             continue
         batch = _windows(episodes, sorted(starts), history, frames)
-        preds, seconds = predict_windows(make_world(rank), batch, variants, steps, lr, batch_size, seed, progress)
+        preds, seconds = predict_windows(make_world(rank), batch, variants, steps, lr, batch_size, seed, progress,
+                                         options)
+        last = batch["frames"][:, -1:].expand_as(batch["truth"])  # reference: nothing moves
         result["protocols"][name] = {
             "windows": len(starts), "starts": sorted(starts),
             "variants": {v: _score(p, batch["truth"]) for v, p in preds.items()},
+            "copy_last_frame": _score(last, batch["truth"]),
             "seconds_per_window": {k: t / len(starts) for k, t in seconds.items()}}
         if out is not None:
             shown = [v for v in ("base", "come") if v in preds] or list(preds)[:1]
@@ -194,7 +215,7 @@ def evaluate_maze(
             world = make_world(rank)
             its = world.stream(full["frames"], full["action"], full["pose"], start=history, window=stream_window,
                                updates=stream_updates, horizon=frames, iterations=iterations, variant=v, lr=lr,
-                               batch_size=batch_size, seed=seed)
+                               batch_size=batch_size, seed=seed, **options)
             curves[v] = [float(np.mean([window_psnr(p, t) for p, t in zip(it["prediction"], it["truth"])]))
                          for it in its]
         result["protocols"]["streaming"] = {"episodes": len(usable), "window": stream_window,
@@ -210,7 +231,8 @@ def evaluate_maze(
         for r in tqdm(capacity_ranks, desc="capacity", unit="rank", disable=not progress):
             for h in capacity_histories:
                 batch = _windows(episodes, starts, h, frames)
-                preds, _ = predict_windows(make_world(r), batch, ("ltm",), steps, lr, batch_size, seed)
+                preds, _ = predict_windows(make_world(r), batch, ("ltm",), steps, lr, batch_size, seed,
+                                           memorize_options=options)
                 grid[f"rank{r}_history{h}"] = {"rank": r, "history": h,
                                                "psnr": _score(preds["ltm"], batch["truth"])["psnr"]}
         result["protocols"]["capacity"] = {"windows": len(starts), "grid": grid}
@@ -256,7 +278,7 @@ def format_maze_table(result: dict) -> str:
             continue
         lines += [f"\n{name}: {r['windows']} windows, history {result['history']}, {result['frames']} frames predicted",
                   "| variant | PSNR (dB) | SSIM |", "|---|---|---|"]
-        for v, s in r["variants"].items():
+        for v, s in [*r["variants"].items(), ("(copy last frame)", r["copy_last_frame"])]:
             p, q = s["psnr"], s["ssim"]
             lines.append(f"| {v} | {p['mean']:.2f} [{p['ci95'][0]:.2f}, {p['ci95'][1]:.2f}] | {q['mean']:.3f} |")
     r = result["protocols"].get("streaming")

@@ -1,0 +1,74 @@
+"""Memory Maze: how the LTM's memorization settings change CoME on revisit windows.
+
+    python benchmarks/maze_memorization.py --ckpt runs/maze-x0 --data /tmp/maze_dev --episodes 3 \
+        --settings 1e-3:constant:8:25,3e-3:constant:16:50,1e-2:constant:16:50,1e-2:cosine:16:50
+
+Picks ``--windows`` revisit windows per episode of the data's eval split (a return to a place
+whose last sighting lies inside the ``--history`` frames, as ``come eval maze`` does), memorizes
+each window's history with every setting ``lr:schedule:batch:steps`` (one fresh memory per
+setting) and rolls out ``--frames`` frames with the base model, with CoME at each contrast weight
+of ``--weights`` and with the naive product. Prints one JSON line per setting (mean PSNR per
+variant, the memorization loss over its first and last 5 steps, seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+from come.checkpoint import load_model
+from come.data.episodes import episode_files
+from come.protocols.maze import _score, _windows, load_maze_episode, revisit_frames
+from come.world import ExpertWeights, WorldModel
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ckpt", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--episodes", type=int, default=3)
+    p.add_argument("--windows", type=int, default=2, help="revisit windows per episode")
+    p.add_argument("--history", type=int, default=200)
+    p.add_argument("--frames", type=int, default=8)
+    p.add_argument("--settings", default="1e-2:cosine:16:50", help="comma-separated lr:schedule:batch:steps")
+    p.add_argument("--weights", default="1.0,1.5", help="comma-separated LTM contrast weights")
+    p.add_argument("--rank", type=int, default=32)
+    p.add_argument("--ddim-steps", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+
+    _, cfg = load_model(args.ckpt)
+    eps = [load_maze_episode(f, cfg) for f in episode_files(args.data, "test")[: args.episodes]]
+    rng = np.random.default_rng(args.seed)
+    starts = []
+    for e, ep in enumerate(eps):
+        ok = [s for s in revisit_frames(ep["track"], 100, max_gap=args.history)
+              if args.history <= s <= len(ep["frames"]) - args.frames]
+        starts += [(e, int(s)) for s in rng.choice(ok, min(len(ok), args.windows), replace=False)]
+    batch = _windows(eps, sorted(starts), args.history, args.frames)
+    print(json.dumps({"windows": sorted(starts)}), flush=True)
+    for setting in args.settings.split(","):
+        lr, schedule, size, steps = setting.split(":")
+        base, base_cfg = load_model(args.ckpt)
+        world = WorldModel(base, base_cfg, rank=args.rank, steps=args.ddim_steps)
+        world.observe(batch["frames"], batch["action"], batch["pose"])
+        t0 = time.time()
+        curves = world.memorize(steps=int(steps), lr=float(lr), batch_size=int(size), seed=args.seed,
+                                lr_schedule=schedule)
+        row = {"setting": setting, "memorize_s": round(time.time() - t0, 1),
+               "loss_first_last": [round(float(np.mean([c[:5] for c in curves])), 5),
+                                   round(float(np.mean([c[-5:] for c in curves])), 5)]}
+        runs = [("base", None)] + [("come", float(w)) for w in args.weights.split(",")] + [("poe", None)]
+        for variant, w in runs:
+            if w is not None:
+                world.weights = ExpertWeights(ltm=w)
+            pred = world.imagine(batch["future_action"], batch["future_pose"], variant=variant, seed=args.seed)
+            row[variant if w is None else f"come_w{w}"] = round(_score(pred, batch["truth"])["psnr"]["mean"], 2)
+        print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()
