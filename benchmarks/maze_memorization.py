@@ -21,7 +21,7 @@ import numpy as np
 
 from come.checkpoint import load_model
 from come.data.episodes import episode_files
-from come.protocols.maze import _score, _windows, load_maze_episode, revisit_frames
+from come.protocols.maze import _score, _windows, load_maze_episode, revisit_starts
 from come.world import ExpertWeights, WorldModel
 
 
@@ -42,12 +42,7 @@ def main():
 
     _, cfg = load_model(args.ckpt)
     eps = [load_maze_episode(f, cfg) for f in episode_files(args.data, "test")[: args.episodes]]
-    rng = np.random.default_rng(args.seed)
-    starts = []
-    for e, ep in enumerate(eps):
-        ok = [s for s in revisit_frames(ep["track"], 100, max_gap=args.history)
-              if args.history <= s <= len(ep["frames"]) - args.frames]
-        starts += [(e, int(s)) for s in rng.choice(ok, min(len(ok), args.windows), replace=False)]
+    starts = revisit_starts(eps, args.history, args.frames, 100, args.windows, np.random.default_rng(args.seed))
     batch = _windows(eps, sorted(starts), args.history, args.frames)
     print(json.dumps({"windows": sorted(starts)}), flush=True)
     for setting in args.settings.split(","):

@@ -296,15 +296,16 @@ def eval_maze(
     """Memory Maze protocols: fixed context, revisits, streaming and the capacity sweep (PSNR, SSIM)."""
     from .checkpoint import load_model
     from .data.episodes import episode_files
+    from .memory import LR_SCHEDULES, WINDOW_WEIGHTINGS
     from .protocols.maze import PROTOCOLS, evaluate_maze, format_maze_table
     from .runtime import use_bf16
     from .world import VARIANTS, ExpertWeights, WorldModel
 
     chosen = tuple(p.strip() for p in protocols.split(",") if p.strip())
-    if weighting not in ("change", "surprise"):
-        raise UserError(f"--weighting: choose change or surprise, got '{weighting}'")
-    if lr_schedule not in ("cosine", "constant"):
-        raise UserError(f"--lr-schedule: choose cosine or constant, got '{lr_schedule}'")
+    if weighting not in WINDOW_WEIGHTINGS:
+        raise UserError(f"--weighting: choose from {', '.join(WINDOW_WEIGHTINGS)}, got '{weighting}'")
+    if lr_schedule not in LR_SCHEDULES:
+        raise UserError(f"--lr-schedule: choose from {', '.join(LR_SCHEDULES)}, got '{lr_schedule}'")
     if not chosen or any(p not in PROTOCOLS for p in chosen):
         raise UserError(f"--protocols: choose from {', '.join(PROTOCOLS)}, got '{protocols}'")
     available = [v for v in VARIANTS if (v != "stm" or stm) and (v != "sltm" or sltm)]

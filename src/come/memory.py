@@ -16,6 +16,7 @@ as a few-MB safetensors file.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Sequence
 
@@ -34,6 +35,15 @@ BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in a mixed-adapter bat
 ADAPTER_INIT_SEED = 0  # every adapter starts from the same random LoRA A (B is zero): runs are reproducible
 # learning-rate factor at step i of n
 LR_SCHEDULES = {"constant": lambda i, n: 1.0, "cosine": lambda i, n: 0.5 * (1 + math.cos(math.pi * i / max(n, 1)))}
+WINDOW_WEIGHTINGS = ("change", "surprise")  # how memorize draws the history's windows
+
+
+@contextmanager
+def _adapter_init_generator():
+    """peft draws LoRA A from the global generator: draw it from a fixed one, and leave the global one alone."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(ADAPTER_INIT_SEED)
+        yield
 
 
 def change_weights(frames: torch.Tensor, window: int, boost: float, first: int = 0) -> np.ndarray:
@@ -89,8 +99,7 @@ class LoRAMemory:
         self.adapter = adapter
         targets = targets or getattr(network, "memory_targets", DEFAULT_TARGETS)
         self.config = LoraConfig(r=rank, lora_alpha=alpha or rank, target_modules=list(targets), lora_dropout=0.0)
-        with torch.random.fork_rng(devices=[]):  # peft draws LoRA A from the global generator
-            torch.manual_seed(ADAPTER_INIT_SEED)
+        with _adapter_init_generator():
             self.model = get_peft_model(network, self.config, adapter_name=adapter)
         self.model.eval()
         self._initial = {adapter: self._state(adapter)}
@@ -101,8 +110,7 @@ class LoRAMemory:
     def adapter_for(self, name: str) -> str:
         """Make sure adapter ``name`` exists (one per episode of a batch); returns it."""
         if name not in self._initial:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(ADAPTER_INIT_SEED)
+            with _adapter_init_generator():
                 self.model.add_adapter(name, self.config)
             self._initial[name] = self._state(name)
         return name
@@ -179,7 +187,7 @@ class LoRAMemory:
         elif weighting == "surprise":
             probs = self.surprise_weights(frames, action, pose, context, future, boost, seed, first=first)
         else:
-            raise ValueError(f"unknown window weighting '{weighting}' (choose from change, surprise)")
+            raise ValueError(f"unknown window weighting '{weighting}' (choose from {', '.join(WINDOW_WEIGHTINGS)})")
         rng = np.random.default_rng(seed)
         gen = torch.Generator().manual_seed(seed)
         self.model.set_adapter(adapter)

@@ -73,6 +73,20 @@ def revisit_frames(track: np.ndarray, min_gap: int = 100, radius: float = 0.5,
     return frames
 
 
+def revisit_starts(episodes: list[dict], history: int, frames: int, min_gap: int, per_episode: int,
+                   rng: np.random.Generator) -> list[tuple[int, int]]:
+    """Up to ``per_episode`` revisit windows (episode index, first predicted frame) per episode of
+    :func:`load_maze_episode`, drawn with ``rng``: a window has ``history`` frames before it and
+    ``frames`` after, and the place's last sighting lies inside its history (what a memory of the
+    history can recall)."""
+    starts = []
+    for e, ep in enumerate(episodes):
+        ok = [s for s in revisit_frames(ep["track"], min_gap, max_gap=history)
+              if history <= s <= len(ep["frames"]) - frames]
+        starts += [(e, int(s)) for s in (rng.choice(ok, min(len(ok), per_episode), replace=False) if ok else [])]
+    return starts
+
+
 def load_maze_episode(path: Path, cfg, pose_encoder: PoseEncoder | None = None) -> dict[str, torch.Tensor]:
     """Frames, actions, absolute poses (dataset's, or the pose encoder's from the first true pose) and
     the true (x, y, yaw) track, all at the model's frame skip and resolution."""
@@ -177,13 +191,7 @@ def evaluate_maze(
 
     fixed = [(e, int(s)) for e, ep in enumerate(episodes)
              for s in rng.integers(history, len(ep["frames"]) - frames + 1, windows_per_episode)]
-    revisits = []
-    for e, ep in enumerate(episodes):
-        # the place's last sighting lies inside the window's history: what a memory of it can recall
-        ok = [s for s in revisit_frames(ep["track"], min_gap, max_gap=history)
-              if history <= s <= len(ep["frames"]) - frames]
-        revisits += [(e, int(s)) for s in (rng.choice(ok, min(len(ok), windows_per_episode), replace=False)
-                                            if ok else [])]
+    revisits = revisit_starts(episodes, history, frames, min_gap, windows_per_episode, rng)
     for name, starts in (("fixed", fixed), ("revisits", revisits)):
         if name not in protocols:
             continue
