@@ -1,4 +1,4 @@
-"""Memory Maze: how the LTM's memorization settings change CoME on revisit windows.
+"""Memory Maze: how the memorization settings change CoME on revisit windows.
 
     python benchmarks/maze_memorization.py --ckpt runs/maze-x0 --data /tmp/maze_dev --episodes 3 \
         --settings 1e-3:constant:8:25,3e-3:constant:16:50,1e-2:constant:16:50,1e-2:cosine:16:50
@@ -9,6 +9,14 @@ each window's history with every setting ``lr:schedule:batch:steps`` (one fresh 
 setting) and rolls out ``--frames`` frames with the base model, with CoME at each contrast weight
 of ``--weights`` and with the naive product. Prints one JSON line per setting (mean PSNR per
 variant, the memorization loss over its first and last 5 steps, seconds).
+
+With ``--sltm RUN`` (a maze-sltm run) the spatial expert is memorized too, and each weight also
+scores the LTM alone (``ltm_w``), the SLTM alone with each baseline of ``--sltm-nulls``
+(``sltm_<null>_w``) and CoME with both (``come_<null>_w``). ``--pose-dropout`` drops the pose of
+that share of the memorized windows.
+
+    python benchmarks/maze_memorization.py --ckpt runs/maze-x0 --sltm runs/maze-sltm --data /tmp/maze_dev \
+        --episodes 3 --weights 1.0
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ import numpy as np
 from come.checkpoint import load_model
 from come.data.episodes import episode_files
 from come.protocols.maze import _score, _windows, load_maze_episode, revisit_starts
-from come.world import ExpertWeights, WorldModel
+from come.world import SLTM_NULLS, ExpertWeights, WorldModel
 
 
 def main():
@@ -37,8 +45,12 @@ def main():
     p.add_argument("--weights", default="1.0,1.5", help="comma-separated LTM contrast weights")
     p.add_argument("--rank", type=int, default=32)
     p.add_argument("--ddim-steps", type=int, default=10)
+    p.add_argument("--sltm", default=None, help="a spatial expert run (maze-sltm)")
+    p.add_argument("--sltm-nulls", default="pose_drop,adapters_off", help=f"comma-separated, of {SLTM_NULLS}")
+    p.add_argument("--pose-dropout", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
+    nulls = args.sltm_nulls.split(",")
 
     _, cfg = load_model(args.ckpt)
     eps = [load_maze_episode(f, cfg) for f in episode_files(args.data, "test")[: args.episodes]]
@@ -48,20 +60,27 @@ def main():
     for setting in args.settings.split(","):
         lr, schedule, size, steps = setting.split(":")
         base, base_cfg = load_model(args.ckpt)
-        world = WorldModel(base, base_cfg, rank=args.rank, steps=args.ddim_steps)
+        world = WorldModel(base, base_cfg, sltm=load_model(args.sltm) if args.sltm else None, rank=args.rank,
+                           steps=args.ddim_steps)
         world.observe(batch["frames"], batch["action"], batch["pose"])
         t0 = time.time()
         curves = world.memorize(steps=int(steps), lr=float(lr), batch_size=int(size), seed=args.seed,
-                                lr_schedule=schedule)
+                                lr_schedule=schedule, p_pose_dropout=args.pose_dropout)
         row = {"setting": setting, "memorize_s": round(time.time() - t0, 1),
                "loss_first_last": [round(float(np.mean([c[:5] for c in curves])), 5),
                                    round(float(np.mean([c[-5:] for c in curves])), 5)]}
-        runs = [("base", None)] + [("come", float(w)) for w in args.weights.split(",")] + [("poe", None)]
-        for variant, w in runs:
-            if w is not None:
-                world.weights = ExpertWeights(ltm=w)
+        runs = [("base", "base", None, None)]  # (column, variant, weight, sltm null)
+        for w in map(float, args.weights.split(",")):
+            if args.sltm:
+                runs += [(f"ltm_w{w}", "ltm", w, None)]
+                runs += [(f"{v}_{null}_w{w}", v, w, null) for null in nulls for v in ("sltm", "come")]
+            else:
+                runs += [(f"come_w{w}", "come", w, None)]
+        for column, variant, w, null in runs + [("poe", "poe", None, None)]:
+            world.weights = ExpertWeights(ltm=w or 1.0, sltm=w or 1.0)
+            world.sltm_null = null or "pose_drop"
             pred = world.imagine(batch["future_action"], batch["future_pose"], variant=variant, seed=args.seed)
-            row[variant if w is None else f"come_w{w}"] = round(_score(pred, batch["truth"])["psnr"]["mean"], 2)
+            row[column] = round(_score(pred, batch["truth"])["psnr"]["mean"], 2)
         print(json.dumps(row), flush=True)
 
 

@@ -108,6 +108,30 @@ def test_train_reads_a_maze_folder(maze_data, tmp_path):
     assert list((tmp_path / "run" / "samples").glob("*.mp4"))
 
 
+def test_maze_stm_warm_starts_from_the_base_preset(maze_data, tmp_path):
+    from come.checkpoint import load_model
+    from come.models.dit import LAYOUT_FIELDS, PRESETS
+    from come.presets import train_config
+    from come.train import train
+
+    def shrunk(name):
+        return {**PRESETS[name], "width": 32, "depth": 1, "heads": 2, "global_layers": []}
+
+    stm_cfg = train_config("maze-stm")
+    assert stm_cfg.context == 32 and stm_cfg.clip_frames <= stm_cfg.model["max_frames"]
+    assert {k: v for k, v in shrunk("maze-stm").items() if k not in LAYOUT_FIELDS} == \
+        {k: v for k, v in shrunk("maze-tiny").items() if k not in LAYOUT_FIELDS}
+    base = train_config("maze-tiny", model=shrunk("maze-tiny"), steps=1, batch_size=2, warmup=1, sample_every=100)
+    train(base, maze_data, tmp_path / "base", progress=False)
+    # a 32-frame context needs clips of 33 frames: the tiny episodes have 41
+    stm = train_config("maze-stm", model=shrunk("maze-stm"), steps=1, batch_size=2, warmup=1, lr=1e-12,
+                       sample_every=100)
+    train(stm, maze_data, tmp_path / "stm", init=tmp_path / "base", progress=False)
+    start, grown = load_model(tmp_path / "base")[0], load_model(tmp_path / "stm")[0]
+    assert grown.config.window == 4 and grown.pos_time.shape[0] == 33
+    torch.testing.assert_close(grown.blocks[0].mlp.fc1.weight, start.blocks[0].mlp.fc1.weight, atol=1e-6, rtol=0)
+
+
 def test_shortest_path_on_a_hand_made_layout():
     path = maze.shortest_path(LAYOUT, (2, 2), (4, 4))  # (x, y); (4, 3) is a wall
     assert path == [(2, 2), (2, 3), (2, 4), (3, 4), (4, 4)]

@@ -72,14 +72,16 @@ def test_every_protocol_end_to_end(maze_runs, tmp_path):
         "--history", "32", "--frames", "2", "--steps", "2", "--rank", "4", "--windows", "1", "--min-gap", "20",
         "--iterations", "2", "--capacity-ranks", "2,4", "--capacity-histories", "10,32", "--ddim-steps", "2",
         "--batch-size", "3", "--weighting", "surprise", "--context-dropout", "0.5", "--lr-schedule", "constant",
-        "--updates", "2",
+        "--updates", "2", "--sltm-null", "pose_drop", "--w-sltm", "1.5", "--pose-dropout", "0.3",
         "--json", str(tmp_path / "maze.json"), "--out", str(tmp_path / "out")])
     assert res.exit_code == 0, res.output
     result = json.loads((tmp_path / "maze.json").read_text())
     protocols = result["protocols"]
-    assert result["variants"] == ["base", "ltm", "stm", "sltm", "come", "poe", "hg"]
+    assert result["variants"] == ["base", "ltm", "stm", "sltm", "stm+ltm", "come", "poe", "hg"]
     assert result["memorization_batch"] == 3
-    assert result["memorize_options"] == {"weighting": "surprise", "p_context_dropout": 0.5, "lr_schedule": "constant"}
+    assert result["memorize_options"] == {"weighting": "surprise", "p_context_dropout": 0.5, "p_pose_dropout": 0.3,
+                                          "lr_schedule": "constant"}
+    assert result["sltm_null"] == "pose_drop" and result["sltm_weight"] == 1.5
     for name in ("fixed", "revisits"):
         assert protocols[name]["windows"] == 2
         for v in result["variants"]:
@@ -98,6 +100,7 @@ def test_every_protocol_end_to_end(maze_runs, tmp_path):
     # memory changes the prediction: the LTM differs from the base model alone
     fixed = protocols["fixed"]["variants"]
     assert fixed["ltm"]["per_window_psnr"] != fixed["base"]["per_window_psnr"]
+    assert fixed["sltm"]["per_window_psnr"] != fixed["base"]["per_window_psnr"]
 
 
 def test_eval_maze_bad_input_is_one_line(maze_runs, cards_data, micro_run):
@@ -114,6 +117,7 @@ def test_eval_maze_bad_input_is_one_line(maze_runs, cards_data, micro_run):
     assert "absolute pose" in error("--sltm", str(r["stm"]))
     assert "--weighting" in error("--weighting", "random")
     assert "--lr-schedule" in error("--lr-schedule", "linear")
+    assert "--sltm-null" in error("--sltm-null", "noise")
     res = CliRunner().invoke(app, ["eval", "maze", "--ckpt", str(micro_run), "--data", str(r["data"])])
     assert res.exit_code == 2 and "not a Memory Maze model" in res.output
 
@@ -123,13 +127,16 @@ def test_the_cli_memorizes_as_the_protocol_does():
     import inspect
 
     from come import cli
-    from come.protocols.maze import LTM_WEIGHT, MEMORIZE_BATCH, MEMORIZE_LR, MEMORIZE_OPTIONS, MEMORIZE_STEPS
+    from come.protocols.maze import (LTM_WEIGHT, MEMORIZE_BATCH, MEMORIZE_LR, MEMORIZE_OPTIONS, MEMORIZE_STEPS,
+                                     SLTM_NULL)
 
     params = inspect.signature(cli.eval_maze).parameters
     assert params["steps"].default.default == MEMORIZE_STEPS
     assert params["w_ltm"].default.default == LTM_WEIGHT
+    assert params["sltm_null"].default.default == SLTM_NULL
     assert params["lr_schedule"].default.default == MEMORIZE_OPTIONS["lr_schedule"]
     assert params["lr"].default.default == MEMORIZE_LR
     assert params["batch_size"].default.default == MEMORIZE_BATCH
     assert params["weighting"].default.default == MEMORIZE_OPTIONS["weighting"]
     assert params["context_dropout"].default.default == MEMORIZE_OPTIONS["p_context_dropout"]
+    assert params["pose_dropout"].default.default == MEMORIZE_OPTIONS["p_pose_dropout"]

@@ -66,6 +66,21 @@ def test_memorization_is_reproducible_and_leaves_the_global_generator_alone():
         assert torch.equal(memorized[0][k], memorized[1][k]), k
 
 
+def test_pose_dropout_in_memorization_hides_the_pose():
+    """With every window's pose dropped the memory cannot depend on the poses given; without dropout it does."""
+    frames, action, pose = _episode(20)
+    other = pose.flip(0)
+
+    def memorized(p, dropout):
+        mem = LoRAMemory(_net(), rank=4, targets=("qkv", "pose_embed.0"))
+        mem.memorize(frames, action, p, steps=3, lr=1e-2, batch_size=2, p_pose_dropout=dropout)
+        return mem._state(mem.adapter)
+
+    for dropout, same in ((1.0, True), (0.0, False)):
+        a, b = memorized(pose, dropout), memorized(other, dropout)
+        assert all(torch.equal(a[k], b[k]) for k in a) == same, dropout
+
+
 def test_base_weights_untouched_and_errors(tmp_path):
     net = _net()
     ref = {k: v.clone() for k, v in net.state_dict().items()}

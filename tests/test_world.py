@@ -51,6 +51,21 @@ def test_every_variant_imagines_the_right_shape():
     assert not torch.allclose(outs["base"], outs["sltm"])
 
 
+def test_the_spatial_expert_offers_both_baselines():
+    frames, action, pose, fa, fp, _ = _batch()
+    outs = {}
+    for null in ("pose_drop", "adapters_off"):
+        base, sltm = _net(4, 0), _net(4, 2, pose_in_image=False)
+        world = WorldModel(base, _cfg(base, 2), sltm=(sltm, _cfg(sltm, 2)), rank=4, steps=2, sltm_null=null)
+        world.observe(frames, action, pose)
+        world.memorize(steps=3, batch_size=2, lr=1e-2)
+        assert world.experts("sltm")[1][0].null == null
+        outs[null] = world.imagine(fa, fp, variant="sltm")
+    assert not torch.allclose(outs["pose_drop"], outs["adapters_off"])
+    with pytest.raises(ValueError, match="unknown sltm_null 'noise'"):
+        WorldModel(base, _cfg(base, 2), sltm=(_net(4, 2, pose_in_image=False), _cfg(sltm, 2)), sltm_null="noise")
+
+
 def _places(seed, n_frames, places=4):
     """Synthetic poses: the agent hops between ``places`` places, each with its own map pose
     (x, y, cos yaw, sin yaw) and its own colour; the frame shows the colour of where the agent is."""

@@ -269,7 +269,7 @@ def eval_maze(
     sltm: Optional[Path] = typer.Option(None, help="Spatial memory model run (absolute pose, e.g. preset maze-sltm)."),
     pose_encoder: Optional[Path] = typer.Option(None, help="Pose encoder run (preset maze-pose): infer the SLTM's poses from frames and actions instead of reading them from the dataset."),
     protocols: str = typer.Option("fixed,revisits", help="Comma-separated: fixed, revisits, streaming, capacity."),
-    variants: Optional[str] = typer.Option(None, help="Comma-separated variants [default: every one the given models allow: base, ltm, stm, sltm, come, poe, hg]."),
+    variants: Optional[str] = typer.Option(None, help="Comma-separated variants [default: every one the given models allow: base, ltm, stm, sltm, stm+ltm, come, poe, hg]."),
     episodes: int = typer.Option(4, min=1, help="Held-out episodes."),
     history: int = typer.Option(200, min=1, help="History frames before each predicted window (and streaming's start)."),
     frames: int = typer.Option(8, min=1, help="Frames predicted per window (per streaming iteration)."),
@@ -281,7 +281,11 @@ def eval_maze(
     batch_size: int = typer.Option(16, min=1, help="Windows of the history per memorization step."),
     weighting: str = typer.Option("change", help="How memorization draws the history's windows: change (frame change) or surprise (the base model's own loss)."),
     context_dropout: float = typer.Option(0.0, min=0.0, max=1.0, help="Share of memorized windows whose context is dropped."),
+    pose_dropout: float = typer.Option(0.0, min=0.0, max=1.0, help="Share of memorized windows whose pose is dropped (the SLTM's)."),
     w_ltm: float = typer.Option(1.0, help="Contrast weight of the long-term memory expert."),
+    w_stm: float = typer.Option(1.0, help="Contrast weight of the short-term memory expert."),
+    w_sltm: float = typer.Option(1.0, help="Contrast weight of the spatial memory expert."),
+    sltm_null: str = typer.Option("adapters_off", help="The SLTM's baseline: pose_drop (its memorized adapters without the pose) or adapters_off (the pose without the memory)."),
     windows: int = typer.Option(2, min=1, help="Windows per episode (fixed and revisits)."),
     min_gap: int = typer.Option(100, min=1, help="Revisits: frames since the place was last seen."),
     iterations: int = typer.Option(11, min=1, help="Streaming iterations."),
@@ -299,21 +303,23 @@ def eval_maze(
     from .memory import LR_SCHEDULES, WINDOW_WEIGHTINGS
     from .protocols.maze import PROTOCOLS, evaluate_maze, format_maze_table
     from .runtime import use_bf16
-    from .world import VARIANTS, ExpertWeights, WorldModel
+    from .world import SLTM_NULLS, STM_VARIANTS, VARIANTS, ExpertWeights, WorldModel
 
     chosen = tuple(p.strip() for p in protocols.split(",") if p.strip())
     if weighting not in WINDOW_WEIGHTINGS:
         raise UserError(f"--weighting: choose from {', '.join(WINDOW_WEIGHTINGS)}, got '{weighting}'")
     if lr_schedule not in LR_SCHEDULES:
         raise UserError(f"--lr-schedule: choose from {', '.join(LR_SCHEDULES)}, got '{lr_schedule}'")
+    if sltm_null not in SLTM_NULLS:
+        raise UserError(f"--sltm-null: choose from {', '.join(SLTM_NULLS)}, got '{sltm_null}'")
     if not chosen or any(p not in PROTOCOLS for p in chosen):
         raise UserError(f"--protocols: choose from {', '.join(PROTOCOLS)}, got '{protocols}'")
-    available = [v for v in VARIANTS if (v != "stm" or stm) and (v != "sltm" or sltm)]
+    available = [v for v in VARIANTS if (v not in STM_VARIANTS or stm) and (v != "sltm" or sltm)]
     names = tuple(v.strip() for v in variants.split(",") if v.strip()) if variants else tuple(available)
     missing = [v for v in names if v not in available]
     if missing or not names:
         raise UserError(f"--variants: {', '.join(missing) or '(none given)'} not available (with these models: "
-                        f"{', '.join(available)}; stm needs --stm, sltm needs --sltm)")
+                        f"{', '.join(available)}; stm and stm+ltm need --stm, sltm needs --sltm)")
     _, cfg = load_model(ckpt)
     if cfg.model.get("action_dim") != 6:
         raise UserError(f"{ckpt}: not a Memory Maze model (its actions have {cfg.model.get('action_dim')} dims, not 6)")
@@ -331,15 +337,17 @@ def eval_maze(
         base, base_cfg = load_model(ckpt)
         return WorldModel(base, base_cfg, stm=load_model(stm) if stm else None,
                           sltm=load_model(sltm) if sltm else None, rank=lora_rank, steps=ddim_steps, bf16=bf16,
-                          weights=ExpertWeights(ltm=w_ltm))
+                          weights=ExpertWeights(ltm=w_ltm, stm=w_stm, sltm=w_sltm), sltm_null=sltm_null)
 
     files = episode_files(data, "test")[:episodes]
-    options = {"weighting": weighting, "p_context_dropout": context_dropout, "lr_schedule": lr_schedule}
+    options = {"weighting": weighting, "p_context_dropout": context_dropout, "p_pose_dropout": pose_dropout,
+               "lr_schedule": lr_schedule}
     result = evaluate_maze(make_world, files, cfg, chosen, names, history, frames, steps, lr, batch_size, rank=rank,
                            min_gap=min_gap, windows_per_episode=windows, stream_updates=updates, iterations=iterations,
                            capacity_ranks=ranks, capacity_histories=histories, pose_encoder=encoder,
                            memorize_options=options, seed=seed, out=out)
-    result |= {"ltm_weight": w_ltm, "ddim_steps": ddim_steps,
+    result |= {"ltm_weight": w_ltm, "stm_weight": w_stm, "sltm_weight": w_sltm, "sltm_null": sltm_null,
+               "ddim_steps": ddim_steps,
                "checkpoint": str(ckpt), "stm": str(stm) if stm else None, "sltm": str(sltm) if sltm else None,
                "pose_encoder": str(pose_encoder) if pose_encoder else None, "data": str(data)}
     typer.echo(format_maze_table(result))
@@ -356,7 +364,7 @@ def eval_cards_recall(
     episodes: int = typer.Option(50, min=1, help="Zig-zag recall episodes, generated from --seed."),
     seed: int = typer.Option(0, help="Seed of the episodes and of all sampling and memorization noise."),
     steps: int = typer.Option(20, min=0, help="Memorization steps of the long-term memory (LoRA) per episode."),
-    variants: str = typer.Option("base,ltm,come,poe,hg", help="Comma-separated: base, ltm, stm, come, poe, hg."),
+    variants: str = typer.Option("base,ltm,come,poe,hg", help="Comma-separated: base, ltm, stm, stm+ltm, come, poe, hg."),
     rank: int = typer.Option(32, min=1, help="LoRA rank of the long-term memory."),
     lr: float = typer.Option(1e-1, help="Memorization learning rate (AdamW)."),
     batch_size: int = typer.Option(64, min=1, help="Windows of the history per memorization step."),
@@ -382,14 +390,14 @@ def eval_cards_recall(
     from .checkpoint import load_model
     from .protocols.recall import evaluate_recall, format_recall_table, recall_sweeps
     from .runtime import use_bf16
-    from .world import MEMORY_VARIANTS, VARIANTS, ExpertWeights, WorldModel
+    from .world import MEMORY_VARIANTS, STM_VARIANTS, VARIANTS, ExpertWeights, WorldModel
 
     names = tuple(v.strip() for v in variants.split(",") if v.strip())
     unknown = [v for v in names if v not in VARIANTS]
     if unknown or not names:
         raise UserError(f"--variants: unknown {', '.join(unknown) or '(none given)'} (choose from {', '.join(VARIANTS)})")
-    if "stm" in names and stm is None:
-        raise UserError("--variants stm needs --stm RUN (a short-term memory model)")
+    if stm is None and any(v in STM_VARIANTS for v in names):
+        raise UserError("--variants stm and stm+ltm need --stm RUN (a short-term memory model)")
     if "sltm" in names:
         raise UserError("--variants sltm: the spatial expert needs map poses (Memory Maze); Memory Cards has none")
 

@@ -142,6 +142,7 @@ class LoRAMemory:
         boost: float = 4.0,
         weighting: str = "change",
         p_context_dropout: float = 0.0,
+        p_pose_dropout: float = 0.0,
         high_fraction: float = 0.0,
         high_min: int = 700,
         max_weight: float | None = None,
@@ -161,7 +162,9 @@ class LoRAMemory:
         ``"surprise"`` it is the base model's own loss on the window at high noise (what it
         cannot predict without memory: a revealed object, not a cursor move).
         ``p_context_dropout`` noises the context of that share of the windows, so the
-        adapters must also draw the episode's frames without it; ``high_fraction`` is
+        adapters must also draw the episode's frames without it; ``p_pose_dropout`` drops the pose
+        of that share (a spatial expert whose baseline is its own adapters without the pose then
+        learns that baseline too); ``high_fraction`` is
         the share of windows noised at levels >= ``high_min`` only and ``max_weight`` caps
         the loss weight of the low levels and ``context_noise_max`` noises the context as in
         training (see :func:`diffusion_loss`; use the model's training settings,
@@ -206,7 +209,7 @@ class LoRAMemory:
                 batch = _windows(frames, action, pose, starts, window)
                 with autocast(bf16, frames.device):
                     loss = diffusion_loss(self.model, batch, context, scheduler, p_context_dropout=p_context_dropout,
-                                          p_pose_dropout=0.0, generator=gen, high_fraction=high_fraction,
+                                          p_pose_dropout=p_pose_dropout, generator=gen, high_fraction=high_fraction,
                                           high_min=high_min, max_weight=max_weight,
                                           context_noise_max=context_noise_max,
                                           drop_context=torch.from_numpy(starts < 0))

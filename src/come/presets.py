@@ -83,6 +83,9 @@ TRAIN_PRESETS: dict[str, dict] = {
     "maze-sltm": dict(model=MODEL_PRESETS["maze-sltm"], context=3, future=1, pose="absolute", batch_size=32,
                       steps=20000, lr=1e-3, high_level_fraction=0.5, high_level_min=800, max_loss_weight=5.0,
                       sample_every=1000),
+    # Short-term memory: 32 context frames, best warm-started from maze-tiny (come train --init).
+    "maze-stm": dict(model=MODEL_PRESETS["maze-stm"], context=32, future=1, batch_size=8, steps=2000, lr=5e-4,
+                     high_level_fraction=0.5, high_level_min=800, max_loss_weight=5.0, sample_every=500),
     # The SLTM's pose encoder: per-step motion from frame pairs and actions; a clip is context+future frames.
     "maze-pose": dict(network="pose-encoder", model=dict(resolution=32, action_dim=6, width=32, hidden=128,
                                                          motion_scale=[0.1, 0.02, 0.2]),

@@ -8,7 +8,7 @@
 Variants (the ablation table): ``base`` (prior alone), ``ltm`` (+ long-term
 memory: adapters on vs off), ``stm`` (+ short-term memory: long context vs
 noised), ``sltm`` (+ spatial memory: a pose-conditioned model with its own
-memorized adapters, pose given vs dropped), ``come`` (every expert available,
+memorized adapters, pose given vs dropped), ``stm+ltm`` (both), ``come`` (every expert available,
 contrastive), ``poe`` (the naive product of the same experts) and ``hg``
 (history guidance HG-v on the base).
 
@@ -31,8 +31,11 @@ from .memory import LoRAMemory
 from .models.dit import VideoDiT
 from .presets import TrainConfig
 
-VARIANTS = ("base", "ltm", "stm", "sltm", "come", "poe", "hg")
-MEMORY_VARIANTS = ("ltm", "sltm", "come", "poe")  # the variants that need memorize()
+VARIANTS = ("base", "ltm", "stm", "sltm", "stm+ltm", "come", "poe", "hg")
+MEMORY_VARIANTS = ("ltm", "sltm", "stm+ltm", "come", "poe")  # the variants that need memorize()
+STM_VARIANTS = ("stm", "stm+ltm")  # the variants that need a short-term memory model
+# the spatial expert's baseline: its memorized adapters with the pose dropped, or the pose kept and the adapters off
+SLTM_NULLS = ("pose_drop", "adapters_off")
 
 
 @dataclass
@@ -59,8 +62,11 @@ class WorldModel:
         steps: int = 20,
         bf16: bool = False,
         targets: tuple[str, ...] | None = None,
+        sltm_null: str = "pose_drop",
     ):
-        self.cfg = base_cfg
+        if sltm_null not in SLTM_NULLS:
+            raise ValueError(f"unknown sltm_null '{sltm_null}' (choose from {', '.join(SLTM_NULLS)})")
+        self.cfg, self.sltm_null = base_cfg, sltm_null
         self.memory = LoRAMemory(base, rank=rank, targets=targets)
         self.base = DiTDenoiser(self.memory.model)
         self.stm = DiTDenoiser(stm[0].eval()) if stm is not None else None
@@ -142,22 +148,22 @@ class WorldModel:
         experts = []
         if variant in MEMORY_VARIANTS and not self.memorized:
             raise ValueError(f"variant '{variant}' needs memorize() first")
-        if variant in ("ltm", "come", "poe"):
+        if variant in ("ltm", "stm+ltm", "come", "poe"):
             experts.append(Expert("ltm", self.base, k, weight=w.ltm, adapter=self.episode_adapters,
                                   null="adapters_off"))
-        if variant in ("stm", "come", "poe"):
+        if variant in ("stm", "stm+ltm", "come", "poe"):
             if self.stm is None:
-                if variant == "stm":
-                    raise ValueError("variant 'stm' needs a short-term memory model")
+                if variant in STM_VARIANTS:
+                    raise ValueError(f"variant '{variant}' needs a short-term memory model")
             else:
                 experts.append(Expert("stm", self.stm, min(self.stm_context, len(self.frames[0])), weight=w.stm))
         if variant in ("sltm", "come", "poe"):
             if self.sltm is None:
                 if variant == "sltm":
                     raise ValueError("variant 'sltm' needs a spatial memory model")
-            else:  # its own memorized adapters; its baseline: the same adapters with the pose dropped
+            else:  # its own memorized adapters, against the same adapters without the pose (or the pose unmemorized)
                 experts.append(Expert("sltm", self.sltm, self.sltm_cfg.context, weight=w.sltm,
-                                      adapter=self.episode_adapters, null="pose_drop"))
+                                      adapter=self.episode_adapters, null=self.sltm_null))
         return prior, experts, ("poe" if variant == "poe" else "contrastive")
 
     @torch.no_grad()

@@ -351,6 +351,10 @@ PRESETS: dict[str, dict] = {
                       prediction="x0"),
     "maze-sltm": dict(resolution=32, patch=4, width=192, depth=6, heads=4, max_frames=4, action_dim=6, pose_dim=4,
                       pose_in_image=False, prediction="x0"),
+    # Memory Maze, short-term memory: maze-tiny with 32 context frames (2112 tokens), a sliding window of 4
+    # frames and two global layers; differs from maze-tiny only in its layout, so it warm-starts from it.
+    "maze-stm": dict(resolution=32, patch=4, width=192, depth=6, heads=4, max_frames=33, action_dim=6,
+                     window=4, global_layers=[2, 5], prediction="x0"),
     # Larger backbones for GPU users (DiT-S / DiT-B widths), 64x64.
     "dit-s": dict(resolution=64, patch=8, width=384, depth=12, heads=6, max_frames=16),
     "dit-b": dict(resolution=64, patch=8, width=768, depth=12, heads=12, max_frames=16),
