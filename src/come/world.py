@@ -8,7 +8,8 @@
 Variants (the ablation table): ``base`` (prior alone), ``ltm`` (+ long-term
 memory: adapters on vs off), ``stm`` (+ short-term memory: long context vs
 noised), ``sltm`` (+ spatial memory: a pose-conditioned model with its own
-memorized adapters, pose given vs dropped), ``stm+ltm`` (both), ``come`` (every expert available,
+memorized adapters, pose given vs dropped or adapters off: ``sltm_null``), ``stm+ltm``
+(both), ``come`` (every expert available,
 contrastive), ``poe`` (the naive product of the same experts) and ``hg``
 (history guidance HG-v on the base).
 

@@ -51,7 +51,8 @@ MEMORIZE_LR = 1e-2
 MEMORIZE_BATCH = 16
 MEMORIZE_OPTIONS = {"weighting": "change", "p_context_dropout": 0.0, "p_pose_dropout": 0.0, "lr_schedule": "cosine"}
 LTM_WEIGHT = 1.0  # contrast weight of the LTM on Memory Maze: 1.5 was worse on every dev setting
-# the SLTM's baseline on Memory Maze: its adapters off scored +0.5 dB on dev revisits, the pose dropped -0.4 dB
+# the SLTM's baseline on Memory Maze: with its adapters off it scored +0.5 dB on dev revisits, with the pose
+# dropped -0.4 dB (held out, -0.2 dB at w=0.5: no memory helps yet; BENCHMARKS.md, "the spatial expert")
 SLTM_NULL = "adapters_off"
 
 
