@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import torch
 
@@ -49,6 +51,19 @@ def test_every_variant_imagines_the_right_shape():
     assert not torch.allclose(outs["base"], outs["come"])
     assert not torch.allclose(outs["come"], outs["poe"])
     assert not torch.allclose(outs["base"], outs["sltm"])
+    assert [e.name for e in world.experts("stm+ltm")[1]] == ["ltm", "stm"]
+    assert [e.name for e in world.experts("come")[1]] == ["ltm", "stm", "sltm"]
+
+
+def test_stm_variants_need_a_short_term_memory():
+    base = _net(4, 0)
+    world = WorldModel(base, _cfg(base, 2), rank=4, steps=2)
+    frames, action, pose, *_ = _batch()
+    world.observe(frames, action, pose)
+    world.memorize(steps=1, batch_size=2)
+    for variant in ("stm", "stm+ltm"):
+        with pytest.raises(ValueError, match=re.escape(f"variant '{variant}' needs a short-term memory model")):
+            world.experts(variant)
 
 
 def test_the_spatial_expert_offers_both_baselines():
