@@ -51,6 +51,8 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     nulls = args.sltm_nulls.split(",")
+    if any(n not in SLTM_NULLS for n in nulls):
+        p.error(f"--sltm-nulls: choose from {', '.join(SLTM_NULLS)}, got '{args.sltm_nulls}'")
 
     _, cfg = load_model(args.ckpt)
     eps = [load_maze_episode(f, cfg) for f in episode_files(args.data, "test")[: args.episodes]]
