@@ -13,7 +13,7 @@ variant, the memorization loss over its first and last 5 steps, seconds).
 With ``--sltm RUN`` (a maze-sltm run) the spatial expert is memorized too, and each weight also
 scores the LTM alone (``ltm_w``), the SLTM alone with each baseline of ``--sltm-nulls``
 (``sltm_<null>_w``) and CoME with both (``come_<null>_w``). ``--pose-dropout`` drops the pose of
-that share of the memorized windows.
+that share of the memorized windows, ``--context-dropout`` their context frames.
 
     python benchmarks/maze_memorization.py --ckpt runs/maze-x0 --sltm runs/maze-sltm --data /tmp/maze_dev \
         --episodes 3 --weights 1.0
@@ -48,6 +48,7 @@ def main():
     p.add_argument("--sltm", default=None, help="a spatial expert run (maze-sltm)")
     p.add_argument("--sltm-nulls", default="pose_drop,adapters_off", help=f"comma-separated, of {SLTM_NULLS}")
     p.add_argument("--pose-dropout", type=float, default=0.0)
+    p.add_argument("--context-dropout", type=float, default=0.0, help="share of memorized windows drawn without context")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     nulls = args.sltm_nulls.split(",")
@@ -67,7 +68,8 @@ def main():
         world.observe(batch["frames"], batch["action"], batch["pose"])
         t0 = time.time()
         curves = world.memorize(steps=int(steps), lr=float(lr), batch_size=int(size), seed=args.seed,
-                                lr_schedule=schedule, p_pose_dropout=args.pose_dropout)
+                                lr_schedule=schedule, p_pose_dropout=args.pose_dropout,
+                                p_context_dropout=args.context_dropout)
         row = {"setting": setting, "memorize_s": round(time.time() - t0, 1),
                "loss_first_last": [round(float(np.mean([c[:5] for c in curves])), 5),
                                    round(float(np.mean([c[-5:] for c in curves])), 5)]}

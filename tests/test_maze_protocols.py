@@ -13,7 +13,7 @@ from come.cli import app
 from come.data.episodes import save_episode
 from come.models.dit import DiTConfig, VideoDiT
 from come.presets import TrainConfig
-from come.protocols.maze import revisit_frames
+from come.protocols.maze import nearest_pose_frames, revisit_frames
 
 from test_maze import _public_episode
 
@@ -64,6 +64,17 @@ def maze_runs(tmp_path_factory):
             "sltm": _run(root, "sltm", 2, 1, max_frames=3, pose_dim=4, pose_in_image=False)}
 
 
+def test_nearest_pose_frames_recall_the_frame_seen_from_there():
+    history = torch.arange(4.0)[:, None, None, None].expand(4, 3, 2, 2)  # frame i is filled with i
+    track = np.array([[0.0, 0.0, 0.0], [3.0, 0.0, 0.0], [3.0, 0.0, math.pi], [0.0, 3.0, math.pi / 2]])
+    future = np.array([[3.1, 0.1, 0.1],  # near frame 1's place, same heading
+                       [2.9, 0.0, -3.1],  # the same place facing back: frame 2 (heading wraps around)
+                       [0.2, 2.5, 1.5]])
+    got = nearest_pose_frames(history, track, future)
+    assert got.shape == (3, 3, 2, 2)
+    assert got[:, 0, 0, 0].tolist() == [1.0, 2.0, 3.0]
+
+
 def test_every_protocol_end_to_end(maze_runs, tmp_path):
     r = maze_runs
     res = CliRunner().invoke(app, [
@@ -88,6 +99,7 @@ def test_every_protocol_end_to_end(maze_runs, tmp_path):
             assert np.isfinite(protocols[name]["variants"][v]["psnr"]["mean"])
         copy = protocols[name]["copy_last_frame"]["per_window_psnr"]
         assert len(copy) == 2 and copy != protocols[name]["variants"]["base"]["per_window_psnr"]
+        assert len(protocols[name]["nearest_pose_frame"]["per_window_psnr"]) == 2
         assert (tmp_path / "out" / f"{name}.png").stat().st_size > 0
         assert (tmp_path / "out" / f"{name}_00.mp4").stat().st_size > 0
     assert all(s >= 32 for _, s in protocols["revisits"]["starts"])
@@ -96,7 +108,7 @@ def test_every_protocol_end_to_end(maze_runs, tmp_path):
     assert protocols["streaming"]["updates"] == 2 and result["ltm_weight"] == 1.0
     assert (tmp_path / "out" / "streaming.png").stat().st_size > 0
     assert len(protocols["capacity"]["grid"]) == 4 and "rank2_history10" in protocols["capacity"]["grid"]
-    assert "| come |" in res.output and "(copy last frame)" in res.output and "streaming" in res.output
+    assert "| come |" in res.output and "(copy last frame)" in res.output and "(nearest-pose" in res.output and "streaming" in res.output
     # memory changes the prediction: the LTM differs from the base model alone
     fixed = protocols["fixed"]["variants"]
     assert fixed["ltm"]["per_window_psnr"] != fixed["base"]["per_window_psnr"]

@@ -90,6 +90,16 @@ def revisit_starts(episodes: list[dict], history: int, frames: int, min_gap: int
     return starts
 
 
+def window_starts(episodes: list[dict], history: int, frames: int, min_gap: int, per_episode: int,
+                  seed: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """The fixed-context and the revisit windows (episode index, first predicted frame) of
+    :func:`evaluate_maze`, both sorted: ``per_episode`` random ones, and up to that many revisits."""
+    rng = np.random.default_rng(seed)
+    fixed = [(e, int(s)) for e, ep in enumerate(episodes)
+             for s in rng.integers(history, len(ep["frames"]) - frames + 1, per_episode)]
+    return sorted(fixed), sorted(revisit_starts(episodes, history, frames, min_gap, per_episode, rng))
+
+
 def load_maze_episode(path: Path, cfg, pose_encoder: PoseEncoder | None = None) -> dict[str, torch.Tensor]:
     """Frames, actions, absolute poses (dataset's, or the pose encoder's from the first true pose) and
     the true (x, y, yaw) track, all at the model's frame skip and resolution."""
@@ -118,6 +128,26 @@ def _windows(episodes: list[dict], starts: list[tuple[int, int]], history: int, 
     return {"frames": cut("frames", -history, 0), "action": cut("action", -history, 0),
             "pose": cut("pose", -history, 0), "future_action": cut("action", 0, frames),
             "future_pose": cut("pose", 0, frames), "truth": cut("frames", 0, frames)}
+
+
+def nearest_pose_frames(history: torch.Tensor, history_track: np.ndarray, future_track: np.ndarray,
+                        turn_cost: float = 0.5) -> torch.Tensor:
+    """For each future pose, the history frame seen from the nearest true pose: distance in cells plus
+    ``turn_cost`` per radian of heading. A memory that only recalls (no model) scores this."""
+    dist = np.linalg.norm(history_track[None, :, :2] - future_track[:, None, :2], axis=2)
+    turn = np.abs((history_track[None, :, 2] - future_track[:, None, 2] + np.pi) % (2 * np.pi) - np.pi)
+    return history[torch.from_numpy(np.argmin(dist + turn_cost * turn, axis=1))]
+
+
+def _references(episodes: list[dict], starts: list[tuple[int, int]], batch: dict, history: int) -> dict:
+    """Scores of two model-free references: the last history frame held still, and the history frame
+    nearest in true pose to each future frame (what the history can say about the place)."""
+    frames = batch["truth"].shape[1]
+    nearest = torch.stack([
+        nearest_pose_frames(h, episodes[e]["track"][s - history : s], episodes[e]["track"][s : s + frames])
+        for h, (e, s) in zip(batch["frames"], starts)])
+    last = batch["frames"][:, -1:].expand_as(batch["truth"])
+    return {"copy_last_frame": _score(last, batch["truth"]), "nearest_pose_frame": _score(nearest, batch["truth"])}
 
 
 def _score(pred: torch.Tensor, truth: torch.Tensor) -> dict:
@@ -185,16 +215,13 @@ def evaluate_maze(
     short = [f.name for f, e in zip(files, episodes) if len(e["frames"]) < need]
     if short:
         raise EpisodeError(f"{', '.join(short)}: fewer than history {history} + {frames} frames")
-    rng = np.random.default_rng(seed)
     options = dict(MEMORIZE_OPTIONS if memorize_options is None else memorize_options)
     result = {"episodes": len(files), "history": history, "frames": frames, "memorization_steps": steps,
               "memorization_lr": lr, "memorization_batch": batch_size, "memorize_options": options,
               "lora_rank": rank, "seed": seed, "variants": list(variants), "protocols": {}}
     out = Path(out) if out is not None else None
 
-    fixed = [(e, int(s)) for e, ep in enumerate(episodes)
-             for s in rng.integers(history, len(ep["frames"]) - frames + 1, windows_per_episode)]
-    revisits = revisit_starts(episodes, history, frames, min_gap, windows_per_episode, rng)
+    fixed, revisits = window_starts(episodes, history, frames, min_gap, windows_per_episode, seed)
     for name, starts in (("fixed", fixed), ("revisits", revisits)):
         if name not in protocols:
             continue
@@ -202,14 +229,13 @@ def evaluate_maze(
             note = f"no revisit after a gap of more than {min_gap} frames to a place seen in the last {history}"
             result["protocols"][name] = {"windows": 0, "note": note}
             continue
-        batch = _windows(episodes, sorted(starts), history, frames)
+        batch = _windows(episodes, starts, history, frames)
         preds, seconds = predict_windows(make_world(rank), batch, variants, steps, lr, batch_size, seed, progress,
                                          options)
-        last = batch["frames"][:, -1:].expand_as(batch["truth"])  # reference: nothing moves
         result["protocols"][name] = {
-            "windows": len(starts), "starts": sorted(starts),
+            "windows": len(starts), "starts": starts,
             "variants": {v: _score(p, batch["truth"]) for v, p in preds.items()},
-            "copy_last_frame": _score(last, batch["truth"]),
+            **_references(episodes, starts, batch, history),
             "seconds_per_window": {k: t / len(starts) for k, t in seconds.items()}}
         if out is not None:
             shown = [v for v in ("base", "come") if v in preds] or list(preds)[:1]
@@ -291,7 +317,8 @@ def format_maze_table(result: dict) -> str:
             continue
         lines += [f"\n{name}: {r['windows']} windows, history {result['history']}, {result['frames']} frames predicted",
                   "| variant | PSNR (dB) | SSIM |", "|---|---|---|"]
-        for v, s in [*r["variants"].items(), ("(copy last frame)", r["copy_last_frame"])]:
+        for v, s in [*r["variants"].items(), ("(copy last frame)", r["copy_last_frame"]),
+                     ("(nearest-pose history frame)", r["nearest_pose_frame"])]:
             p, q = s["psnr"], s["ssim"]
             lines.append(f"| {v} | {p['mean']:.2f} [{p['ci95'][0]:.2f}, {p['ci95'][1]:.2f}] | {q['mean']:.3f} |")
     r = result["protocols"].get("streaming")
