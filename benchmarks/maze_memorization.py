@@ -48,7 +48,8 @@ def main():
     p.add_argument("--sltm", default=None, help="a spatial expert run (maze-sltm)")
     p.add_argument("--sltm-nulls", default="pose_drop,adapters_off", help=f"comma-separated, of {SLTM_NULLS}")
     p.add_argument("--pose-dropout", type=float, default=0.0)
-    p.add_argument("--context-dropout", type=float, default=0.0, help="share of memorized windows drawn without context")
+    p.add_argument("--context-dropout", type=float, default=0.0,
+                   help="share of memorized windows drawn without context")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     nulls = args.sltm_nulls.split(",")

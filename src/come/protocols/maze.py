@@ -3,7 +3,8 @@
 All run a :class:`~come.world.WorldModel` (base model, and the STM, SLTM and long-term
 memory where given) on held-out episodes and score predicted frames against the true
 ones with PSNR (of the window's mean squared error) and SSIM; context frames are never
-scored.
+scored. Two model-free references are scored beside them: the last history frame held
+still, and for each frame the history frame seen from the nearest true pose.
 
 * **fixed** (the paper's Table 2): at a random position of each episode, the model
   gets the previous ``history`` frames (memorized by the LTM/SLTM, the STM sees
