@@ -13,6 +13,8 @@ horizon changes which revisits fit) and scores three model-free predictions of e
   so it is an optimistic bound on what recalling one remembered frame could score.
 
 Prints one JSON line per horizon. The run's config gives the frame skip and resolution only.
+``--picks memorization`` scores instead the revisit windows of ``benchmarks/maze_memorization.py``
+and ``benchmarks/maze_replay.py`` (their dev figures are on those).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import torch
 from come.checkpoint import load_config
 from come.data.episodes import episode_files
 from come.metrics.image import window_psnr
-from come.protocols.maze import _windows, load_maze_episode, nearest_pose_frames, window_starts
+from come.protocols.maze import _windows, load_maze_episode, nearest_pose_frames, revisit_starts, window_starts
 
 
 def best_history_frames(history: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
@@ -44,14 +46,21 @@ def main():
     p.add_argument("--frames", default="8,32", help="comma-separated horizons")
     p.add_argument("--windows", type=int, default=2, help="windows per episode")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--picks", choices=("eval", "memorization"), default="eval",
+                   help="whose windows: come eval maze's (fixed and revisits), or the memorization benchmarks' "
+                        "(revisits)")
     args = p.parse_args()
 
     cfg = load_config(args.ckpt)
     eps = [load_maze_episode(f, cfg) for f in episode_files(args.data, "test")[: args.episodes]]
     for frames in map(int, args.frames.split(",")):
-        fixed, revisits = window_starts(eps, args.history, frames, 100, args.windows, args.seed)
+        if args.picks == "eval":
+            picked = zip(("fixed", "revisits"), window_starts(eps, args.history, frames, 100, args.windows, args.seed))
+        else:
+            rng = np.random.default_rng(args.seed)
+            picked = [("revisits", sorted(revisit_starts(eps, args.history, frames, 100, args.windows, rng)))]
         row = {"frames": frames}
-        for name, starts in (("fixed", fixed), ("revisits", revisits)):
+        for name, starts in picked:
             batch = _windows(eps, starts, args.history, frames)
             scores = {"copy_last": [], "nearest_pose": [], "oracle_frame": []}
             for h, truth, (e, s) in zip(batch["frames"], batch["truth"], starts):
