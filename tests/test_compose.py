@@ -213,3 +213,46 @@ def test_experts_see_the_context_at_the_historys_level():
     torch.testing.assert_close(passes[(2, 100)], seen[:, -2:])  # the prior: last 2 frames, noised at 100
     torch.testing.assert_close(passes[(4, 100)], seen[:, -4:])  # the expert's memory
     torch.testing.assert_close(passes[(4, 999)], h.context_noise[:, -4:])  # its null: pure noise
+
+    # a null that keeps the prior's frames: the older frames are noise, the last two what the prior sees
+    calls.clear()
+    keep = Expert("stm", spy, context=4, weight=1.0, null="noise", null_keep=2)
+    composed_eps_fn(prior, [keep], h, s)(torch.randn(2, 2, 3, 16, 16), 500)
+    (ctx, lv), = [c for c in calls if c[0].shape[1] == 4]
+    null = ctx[2:]  # the batch holds the conditional pass, then the null pass
+    assert lv[2:].tolist() == [[999, 999, 100, 100]] * 2
+    torch.testing.assert_close(null[:, :2], h.context_noise[:, 2:4])
+    torch.testing.assert_close(null[:, 2:], seen[:, -2:])
+    with pytest.raises(ValueError, match="null_keep"):
+        Expert("x", spy, context=4, null="adapters_off", adapter="a", null_keep=2)
+
+
+def test_place_expert_contrasts_its_views_with_none():
+    from test_places import _place_model
+
+    s, net = make_scheduler(), _place_model()
+    g = torch.Generator().manual_seed(3)
+    h = History(torch.rand(2, 5, 3, 16, 16, generator=g) * 2 - 1, torch.randn(2, 6, 6, generator=g))
+    h.views, h.view_pose = torch.rand(2, 2, 3, 16, 16, generator=g) * 2 - 1, torch.randn(2, 2, 4, generator=g)
+    d = DiTDenoiser(net)
+    prior = Expert("base", d, context=3)
+    place = Expert("place", d, context=3, weight=1.0, views=True, null="views_drop")
+    x, t = torch.randn(2, 1, 3, 16, 16, generator=g), 400
+    stats = {}
+    got = composed_eps_fn(prior, [place], h, s, stats=stats)(x, t)
+    assert stats == {"passes": 2, "forwards": 1}  # its null is the prior's pass: no views
+    ctx = torch.cat([h.frames[:, -3:], x], dim=1)
+    lv = torch.tensor([[0, 0, 0, t]] * 2)
+    ab = alpha_bar(s, torch.full((2, 1), t))
+    with torch.no_grad():
+        seen = to_eps(net(ctx, lv, h.action[:, 2:], None, context=3, views=h.views, view_pose=h.view_pose)[:, 3:],
+                      x, ab, "v")
+        blind = to_eps(net(ctx, lv, h.action[:, 2:], None, context=3)[:, 3:], x, ab, "v")
+    torch.testing.assert_close(got, seen, atol=1e-4, rtol=1e-4)  # w = 1: the model with its views
+    place.weight = 2.0
+    torch.testing.assert_close(composed_eps_fn(prior, [place], h, s)(x, t), 2 * seen - blind, atol=1e-4, rtol=1e-4)
+    h.views = None
+    with pytest.raises(ValueError, match="has none"):
+        composed_eps_fn(prior, [place], h, s)
+    with pytest.raises(ValueError, match="views_drop"):
+        Expert("p", d, context=3, null="views_drop")

@@ -40,7 +40,8 @@ def test_revisit_frames_are_returns_after_a_gap():
 def _run(root, name, context, future, **model):
     cfg = TrainConfig(preset=name, model=DiTConfig(**{**dict(resolution=32, patch=8, width=32, depth=1, heads=2,
                                                              action_dim=6), **model}).to_dict(),
-                      context=context, future=future, pose="absolute" if model.get("pose_dim") else None)
+                      context=context, future=future,
+                      pose="absolute" if model.get("pose_dim") or model.get("views") else None)
     torch.manual_seed(len(name))
     net = VideoDiT(DiTConfig(**cfg.model))
     with torch.no_grad():  # adaLN-Zero starts as the identity; give the conditioning some effect
@@ -61,7 +62,8 @@ def maze_runs(tmp_path_factory):
     return {"data": root / "data",
             "base": _run(root, "base", 2, 1, max_frames=3),
             "stm": _run(root, "stm", 6, 1, max_frames=8, window=2, global_layers=[0]),
-            "sltm": _run(root, "sltm", 2, 1, max_frames=3, pose_dim=4, pose_in_image=False)}
+            "sltm": _run(root, "sltm", 2, 1, max_frames=3, pose_dim=4, pose_in_image=False),
+            "place": _run(root, "place", 2, 1, max_frames=3, views=2)}
 
 
 def test_nearest_pose_frames_recall_the_frame_seen_from_there():
@@ -79,6 +81,7 @@ def test_every_protocol_end_to_end(maze_runs, tmp_path):
     r = maze_runs
     res = CliRunner().invoke(app, [
         "eval", "maze", "--ckpt", str(r["base"]), "--stm", str(r["stm"]), "--sltm", str(r["sltm"]),
+        "--place", str(r["place"]), "--w-place", "1.5",
         "--data", str(r["data"]), "--protocols", "fixed,revisits,streaming,capacity", "--episodes", "2",
         "--history", "32", "--frames", "2", "--steps", "2", "--rank", "4", "--windows", "1", "--min-gap", "20",
         "--iterations", "2", "--capacity-ranks", "2,4", "--capacity-histories", "10,32", "--ddim-steps", "2",
@@ -88,7 +91,8 @@ def test_every_protocol_end_to_end(maze_runs, tmp_path):
     assert res.exit_code == 0, res.output
     result = json.loads((tmp_path / "maze.json").read_text())
     protocols = result["protocols"]
-    assert result["variants"] == ["base", "ltm", "stm", "sltm", "stm+ltm", "come", "poe", "hg"]
+    assert result["variants"] == ["base", "ltm", "stm", "sltm", "place", "stm+ltm", "come", "poe", "hg"]
+    assert result["place_weight"] == 1.5 and result["place"] == str(r["place"])
     assert result["memorization_batch"] == 3
     assert result["memorize_options"] == {"weighting": "surprise", "p_context_dropout": 0.5, "p_pose_dropout": 0.3,
                                           "lr_schedule": "constant"}
@@ -114,6 +118,7 @@ def test_every_protocol_end_to_end(maze_runs, tmp_path):
     fixed = protocols["fixed"]["variants"]
     assert fixed["ltm"]["per_window_psnr"] != fixed["base"]["per_window_psnr"]
     assert fixed["sltm"]["per_window_psnr"] != fixed["base"]["per_window_psnr"]
+    assert fixed["place"]["per_window_psnr"] != fixed["base"]["per_window_psnr"]
 
 
 def test_eval_maze_bad_input_is_one_line(maze_runs, cards_data, micro_run):
@@ -126,6 +131,8 @@ def test_eval_maze_bad_input_is_one_line(maze_runs, cards_data, micro_run):
 
     assert "--protocols" in error("--protocols", "fixed,magic")
     assert "sltm needs --sltm" in error("--variants", "base,sltm")
+    assert "place needs --place" in error("--variants", "base,place")
+    assert "takes place views" in error("--place", str(r["sltm"]))
     assert "fewer than history" in error("--history", "500")
     assert "absolute pose" in error("--sltm", str(r["stm"]))
     assert "--weighting" in error("--weighting", "random")

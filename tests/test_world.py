@@ -7,6 +7,7 @@ from come.data.cards import generate_episode
 from come.data.clips import cursor_pose, frames_to_tensor
 from come.models.dit import DiTConfig, VideoDiT
 from come.presets import TrainConfig
+from come.data.places import relative_view_pose
 from come.world import VARIANTS, WorldModel
 
 
@@ -187,3 +188,32 @@ def test_stream_keeps_learning_across_iterations():
     assert all(torch.equal(p, q) for p, q in zip(learned, world.memory.parameters("episode0")))  # ...and kept
     with pytest.raises(ValueError, match="streaming"):
         world.stream(frames, action, pose, start=10, horizon=2, iterations=20)
+
+
+def test_place_memory_sees_the_views_nearest_each_frame():
+    base = _net(4, 0, pose_dim=0, action_dim=6)
+    place = _net(4, 3, pose_dim=0, action_dim=6, views=2)
+    with torch.no_grad():
+        place.view_anchor.weight.normal_(0, 0.1)  # (zero at initialisation)
+    cfg = TrainConfig(preset="test", model=base.config.to_dict(), context=2, future=1)
+    world = WorldModel(base, cfg, place=(place, cfg), rank=4, steps=2)
+    g = torch.Generator().manual_seed(0)
+    N, F = 12, 2
+    yaw = torch.arange(N + F) * 0.5  # walking a circle: frame 13 is back near frame 0's pose
+    pose = torch.stack([torch.cos(yaw), torch.sin(yaw), torch.cos(yaw + 1.57), torch.sin(yaw + 1.57)], -1)[None]
+    frames = torch.rand(1, N, 3, 32, 32, generator=g) * 2 - 1
+    action = torch.randn(1, N + F, 6, generator=g)
+    with pytest.raises(ValueError, match="absolute poses"):
+        world.observe(frames, action[:, :N])
+    with pytest.raises(ValueError, match="a history of 3 frames has 1"):
+        world.observe(frames[:, :3], action[:, :3], pose[:, :3])
+    world.observe(frames, action[:, :N], pose[:, :N])
+    views, rel = world.place_views_for(pose[:, N + 1])
+    torch.testing.assert_close(views[0, 0], frames[0, 0])  # the frame seen from the nearest pose, not a recent one
+    torch.testing.assert_close(rel[0, 0], relative_view_pose(pose[0, 0], pose[0, N + 1]))
+    outs = {v: world.imagine(action[:, N:], pose[:, N:], variant=v) for v in ("base", "place")}
+    assert not torch.allclose(outs["base"], outs["place"])
+    world.memorize(steps=1, batch_size=2)
+    assert [e.name for e in world.experts("come")[1]] == ["ltm", "place"]
+    with pytest.raises(ValueError, match="takes place views"):
+        WorldModel(base, cfg, place=(base, cfg))

@@ -25,6 +25,9 @@ data_app = typer.Typer(no_args_is_help=True, help="Generate datasets (one compre
 app.add_typer(data_app, name="data")
 
 
+SHIPPED_MAZE = Path(__file__).parent / "assets" / "maze-place"  # base model and place memory in one network
+
+
 class UserError(Exception):
     """Bad input from the user: reported as one line, exit code 2."""
 
@@ -263,13 +266,14 @@ def eval_pose(
 @eval_app.command("maze")
 @_guard
 def eval_maze(
-    ckpt: Path = typer.Option(..., help="Base model: a Memory Maze run folder (e.g. preset maze-tiny)."),
+    ckpt: Optional[Path] = typer.Option(None, help="Base model: a Memory Maze run folder (e.g. preset maze-tiny) [default: the shipped maze-place, which is also the place memory]."),
     data: Path = typer.Option(..., help="Memory Maze dataset folder; its eval/ (or test/) split is used."),
+    place: Optional[Path] = typer.Option(None, help="Place memory model run (preset maze-place): given the history frames seen from the nearest poses [default: the shipped maze-place when --ckpt is not given]."),
     stm: Optional[Path] = typer.Option(None, help="Short-term memory model run (a longer context window)."),
     sltm: Optional[Path] = typer.Option(None, help="Spatial memory model run (absolute pose, e.g. preset maze-sltm)."),
     pose_encoder: Optional[Path] = typer.Option(None, help="Pose encoder run (preset maze-pose): infer the SLTM's poses from frames and actions instead of reading them from the dataset."),
     protocols: str = typer.Option("fixed,revisits", help="Comma-separated: fixed, revisits, streaming, capacity."),
-    variants: Optional[str] = typer.Option(None, help="Comma-separated variants [default: every one the given models allow: base, ltm, stm, sltm, stm+ltm, come, poe, hg]."),
+    variants: Optional[str] = typer.Option(None, help="Comma-separated variants [default: every one the given models allow: base, ltm, stm, sltm, place, stm+ltm, come, poe, hg]."),
     episodes: int = typer.Option(4, min=1, help="Held-out episodes."),
     history: int = typer.Option(200, min=1, help="History frames before each predicted window (and streaming's start)."),
     frames: int = typer.Option(8, min=1, help="Frames predicted per window (per streaming iteration)."),
@@ -285,6 +289,7 @@ def eval_maze(
     w_ltm: float = typer.Option(1.0, help="Contrast weight of the long-term memory expert."),
     w_stm: float = typer.Option(1.0, help="Contrast weight of the short-term memory expert."),
     w_sltm: float = typer.Option(1.0, help="Contrast weight of the spatial memory expert."),
+    w_place: float = typer.Option(1.0, help="Contrast weight of the place memory expert."),
     sltm_null: str = typer.Option("adapters_off", help="The SLTM's baseline: pose_drop (its memorized adapters without the pose) or adapters_off (the pose without the memory)."),
     windows: int = typer.Option(2, min=1, help="Windows per episode (fixed and revisits)."),
     min_gap: int = typer.Option(100, min=1, help="Revisits: frames since the place was last seen."),
@@ -305,6 +310,9 @@ def eval_maze(
     from .runtime import use_bf16
     from .world import SLTM_NULLS, STM_VARIANTS, VARIANTS, ExpertWeights, WorldModel
 
+    if ckpt is None:
+        ckpt = SHIPPED_MAZE
+        place = place or SHIPPED_MAZE
     chosen = tuple(p.strip() for p in protocols.split(",") if p.strip())
     if weighting not in WINDOW_WEIGHTINGS:
         raise UserError(f"--weighting: choose from {', '.join(WINDOW_WEIGHTINGS)}, got '{weighting}'")
@@ -314,17 +322,20 @@ def eval_maze(
         raise UserError(f"--sltm-null: choose from {', '.join(SLTM_NULLS)}, got '{sltm_null}'")
     if not chosen or any(p not in PROTOCOLS for p in chosen):
         raise UserError(f"--protocols: choose from {', '.join(PROTOCOLS)}, got '{protocols}'")
-    available = [v for v in VARIANTS if (v not in STM_VARIANTS or stm) and (v != "sltm" or sltm)]
+    available = [v for v in VARIANTS if (v not in STM_VARIANTS or stm) and (v != "sltm" or sltm)
+                 and (v != "place" or place)]
     names = tuple(v.strip() for v in variants.split(",") if v.strip()) if variants else tuple(available)
     missing = [v for v in names if v not in available]
     if missing or not names:
         raise UserError(f"--variants: {', '.join(missing) or '(none given)'} not available (with these models: "
-                        f"{', '.join(available)}; stm and stm+ltm need --stm, sltm needs --sltm)")
+                        f"{', '.join(available)}; stm and stm+ltm need --stm, sltm needs --sltm, place needs --place)")
     _, cfg = load_model(ckpt)
     if cfg.model.get("action_dim") != 6:
         raise UserError(f"{ckpt}: not a Memory Maze model (its actions have {cfg.model.get('action_dim')} dims, not 6)")
     if sltm is not None and load_model(sltm)[1].pose != "absolute":
         raise UserError(f"{sltm}: the spatial expert must be trained on the absolute pose (preset maze-sltm)")
+    if place is not None and not load_model(place)[1].model.get("views"):
+        raise UserError(f"{place}: the place memory must be a model that takes place views (preset maze-place)")
     encoder = load_model(pose_encoder, network="pose-encoder")[0] if pose_encoder is not None else None
     try:
         ranks = tuple(int(v) for v in capacity_ranks.split(","))
@@ -336,8 +347,9 @@ def eval_maze(
     def make_world(lora_rank: int) -> WorldModel:
         base, base_cfg = load_model(ckpt)
         return WorldModel(base, base_cfg, stm=load_model(stm) if stm else None,
-                          sltm=load_model(sltm) if sltm else None, rank=lora_rank, steps=ddim_steps, bf16=bf16,
-                          weights=ExpertWeights(ltm=w_ltm, stm=w_stm, sltm=w_sltm), sltm_null=sltm_null)
+                          sltm=load_model(sltm) if sltm else None, place=load_model(place) if place else None,
+                          rank=lora_rank, steps=ddim_steps, bf16=bf16,
+                          weights=ExpertWeights(ltm=w_ltm, stm=w_stm, sltm=w_sltm, place=w_place), sltm_null=sltm_null)
 
     files = episode_files(data, "test")[:episodes]
     options = {"weighting": weighting, "p_context_dropout": context_dropout, "p_pose_dropout": pose_dropout,
@@ -346,9 +358,10 @@ def eval_maze(
                            min_gap=min_gap, windows_per_episode=windows, stream_updates=updates, iterations=iterations,
                            capacity_ranks=ranks, capacity_histories=histories, pose_encoder=encoder,
                            memorize_options=options, seed=seed, out=out)
-    result |= {"ltm_weight": w_ltm, "stm_weight": w_stm, "sltm_weight": w_sltm, "sltm_null": sltm_null,
-               "ddim_steps": ddim_steps,
+    result |= {"ltm_weight": w_ltm, "stm_weight": w_stm, "sltm_weight": w_sltm, "place_weight": w_place,
+               "sltm_null": sltm_null, "ddim_steps": ddim_steps,
                "checkpoint": str(ckpt), "stm": str(stm) if stm else None, "sltm": str(sltm) if sltm else None,
+               "place": str(place) if place else None,
                "pose_encoder": str(pose_encoder) if pose_encoder else None, "data": str(data)}
     typer.echo(format_maze_table(result))
     if json_out is not None:

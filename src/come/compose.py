@@ -31,7 +31,7 @@ from .diffusion.sampling import EpsFn, autocast, noise_context
 from .diffusion.schedule import alpha_bar, to_eps
 from .memory import BASE_ADAPTER
 
-NULL_KINDS = ("noise", "adapters_off", "pose_drop")
+NULL_KINDS = ("noise", "adapters_off", "pose_drop", "views_drop")
 RULES = ("contrastive", "poe")
 
 
@@ -44,14 +44,16 @@ class Denoiser(Protocol):
     noised at the history's ``context_level``, or pure noise at the maximum level when dropped) and the rest noisy at
     ``levels`` (B,T) (integer levels of the shared diffusers schedule), actions
     (B,T,A) and poses (B,T,P) or None; ``adapter_names`` is None or one peft
-    adapter name per sample (``"__base__"`` for none). It returns its prediction
-    for every frame, of kind ``prediction`` ('v', 'eps' or 'x0').
+    adapter name per sample (``"__base__"`` for none); ``views`` is None or the place views
+    ``(frames (B,R,C,H,W), relative poses (B,R,4), keep (B,) bool)`` of a place memory. It returns its
+    prediction for every frame, of kind ``prediction`` ('v', 'eps' or 'x0').
     """
 
     prediction: str
     max_frames: int
 
-    def __call__(self, x, levels, action, pose, context: int, adapter_names: list[str] | None = None): ...
+    def __call__(self, x, levels, action, pose, context: int, adapter_names: list[str] | None = None,
+                 views=None): ...
 
 
 class DiTDenoiser:
@@ -65,12 +67,15 @@ class DiTDenoiser:
         self.max_frames = base.config.max_frames
         self.has_adapters = hasattr(network, "peft_config")
 
-    def __call__(self, x, levels, action, pose, context, adapter_names=None):
+    def __call__(self, x, levels, action, pose, context, adapter_names=None, views=None):
         names = adapter_names or [BASE_ADAPTER] * len(x)
+        place = {} if views is None else dict(zip(("views", "view_pose", "view_keep"), views))
         if not self.has_adapters:
             if any(n != BASE_ADAPTER for n in names):
                 raise ValueError(f"adapters {sorted(set(names) - {BASE_ADAPTER})} requested on a network without any")
-            return self.network(x, levels, action, pose, context=context)
+            return self.network(x, levels, action, pose, context=context, **place)
+        if place:
+            raise ValueError("place views on a network with test-time adapters are not supported")
         missing = set(names) - {BASE_ADAPTER} - set(self.network.peft_config)
         if missing:
             raise ValueError(f"adapters {sorted(missing)} do not exist (has: {sorted(self.network.peft_config)})")
@@ -85,9 +90,15 @@ class Expert:
     ``context``: the last ``k`` history frames (int) or explicit history indices
     (a sequence; negative counts from the end, as for HG-t subsequences).
     ``null``: 'noise' (context frames replaced by pure noise at the maximum
-    level), 'adapters_off' (same context, adapter off) or 'pose_drop' (pose zeroed).
+    level), 'adapters_off' (same context, adapter off), 'pose_drop' (pose zeroed) or
+    'views_drop' (the place views left out).
+    ``views``: the conditional pass sees the history's place views (a place memory).
     ``adapter``: the peft adapter active on the conditional pass (None: none),
     or one adapter name per episode of the batch (each episode its own memory).
+    ``null_keep``: with null 'noise', the last ``null_keep`` context frames stay as they are on the
+    null pass. A long-context expert (the STM) whose null keeps the prior's own frames contrasts only
+    what its older frames add; with every frame noised its null also loses the last frame the prior
+    already draws from, and the contrast adds that frame a second time.
     """
 
     name: str
@@ -98,6 +109,8 @@ class Expert:
     adapter: str | Sequence[str] | None = None
     use_pose: bool = True
     gamma: float = 1.0
+    null_keep: int = 0
+    views: bool = False
 
     def __post_init__(self):
         if self.adapter is not None and not isinstance(self.adapter, str):
@@ -106,10 +119,14 @@ class Expert:
             raise ValueError(f"expert '{self.name}': null must be one of {NULL_KINDS}, got '{self.null}'")
         if not math.isfinite(self.weight) or not math.isfinite(self.gamma):
             raise ValueError(f"expert '{self.name}': weight {self.weight} and gamma {self.gamma} must be finite")
+        if self.null == "views_drop" and not self.views:
+            raise ValueError(f"expert '{self.name}': null 'views_drop' needs place views on its conditional pass")
         if self.null == "adapters_off" and self.adapter is None:
             raise ValueError(f"expert '{self.name}': null 'adapters_off' needs an adapter on its conditional pass")
         if isinstance(self.context, int) and self.context < 1:
             raise ValueError(f"expert '{self.name}': context must be at least one frame")
+        if self.null_keep < 0 or (self.null_keep and self.null != "noise"):
+            raise ValueError(f"expert '{self.name}': null_keep {self.null_keep} needs null 'noise' and must be >= 0")
 
     def indices(self, n_history: int) -> tuple[int, ...]:
         """History indices this expert sees, in time order."""
@@ -166,9 +183,10 @@ class _Pass:
 
     net: int  # id of the denoiser
     indices: tuple[int, ...]
-    noised: bool
+    noised: int  # leading context frames replaced by pure noise
     adapter: str | tuple[str, ...] | None
     pose: bool
+    views: bool = False
 
 
 @dataclass
@@ -180,6 +198,8 @@ class History:
     pose: torch.Tensor | None = None
     context_noise: torch.Tensor | None = field(default=None, repr=False)  # noise for dropped or noised context
     context_level: int = 0  # level at which the experts see the context (0: clean; a model's context_noise_level)
+    views: torch.Tensor | None = None  # place views (B,R,C,H,W) for the frames being generated
+    view_pose: torch.Tensor | None = None  # where they were seen from, relative to those frames (B,R,4)
 
     def __post_init__(self):
         if self.frames.ndim != 5:
@@ -189,15 +209,17 @@ class History:
 def _passes(expert: Expert, n_history: int, with_null: bool) -> tuple[_Pass, _Pass | None]:
     idx = expert.indices(n_history)
     net = id(expert.denoiser)
-    cond = _Pass(net, idx, False, expert.adapter, expert.use_pose)
+    cond = _Pass(net, idx, 0, expert.adapter, expert.use_pose, expert.views)
     if not with_null:
         return cond, None
     if expert.null == "noise":
-        null = _Pass(net, idx, True, expert.adapter, expert.use_pose)
+        null = _Pass(net, idx, max(len(idx) - expert.null_keep, 0), expert.adapter, expert.use_pose, expert.views)
     elif expert.null == "adapters_off":
-        null = _Pass(net, idx, False, None, expert.use_pose)
+        null = _Pass(net, idx, 0, None, expert.use_pose, expert.views)
+    elif expert.null == "views_drop":
+        null = _Pass(net, idx, 0, expert.adapter, expert.use_pose, False)
     else:
-        null = _Pass(net, idx, False, expert.adapter, False)
+        null = _Pass(net, idx, 0, expert.adapter, False, expert.views)
     return cond, null
 
 
@@ -222,6 +244,8 @@ def composed_eps_fn(
     nets = {id(e.denoiser): e.denoiser for e in members}
     for e in members:
         e.indices(N)
+        if e.views and history.views is None:
+            raise ValueError(f"expert '{e.name}' sees place views; the history has none")
     if history.action.shape[1] < N + 1:
         raise ValueError(f"actions cover {history.action.shape[1]} frames; the history alone has {N}")
     noise = history.context_noise
@@ -255,10 +279,11 @@ def composed_eps_fn(
             clips, levels, actions, poses, adapters = [], [], [], [], []
             for p in passes:
                 idx = list(p.indices)
-                ctx = (noise if p.noised else seen)[:, idx]
+                ctx = torch.cat([noise[:, idx[:p.noised]], seen[:, idx[p.noised:]]], dim=1)
                 clips.append(torch.cat([ctx, x], dim=1))
                 lv = torch.full((B, k + F), t, dtype=torch.long, device=x.device)
-                lv[:, :k] = num_levels - 1 if p.noised else history.context_level
+                lv[:, :k] = history.context_level
+                lv[:, :p.noised] = num_levels - 1
                 levels.append(lv)
                 actions.append(torch.cat([history.action[:, idx], history.action[:, future]], dim=1))
                 if history.pose is not None:
@@ -270,9 +295,15 @@ def composed_eps_fn(
                     adapters += list(p.adapter)
                 else:
                     adapters += [p.adapter or BASE_ADAPTER] * B
+            views = None
+            if any(p.views for p in passes):  # one batch: the views masked out where a pass leaves them out
+                keep = torch.tensor([p.views for p in passes], device=x.device).repeat_interleave(B)
+                views = (history.views.repeat(len(passes), 1, 1, 1, 1), history.view_pose.repeat(len(passes), 1, 1),
+                         keep)
+            place = {} if views is None else {"views": views}  # a denoiser without a place memory never sees it
             with autocast(bf16, x.device):
                 out = net(torch.cat(clips), torch.cat(levels), torch.cat(actions),
-                          torch.cat(poses) if poses else None, k, adapters)
+                          torch.cat(poses) if poses else None, k, adapters, **place)
             out = out[:, k:].float()
             ab = alpha_bar(scheduler, torch.full((B * len(passes), F), t, device=x.device))
             eps = to_eps(out, x.repeat(len(passes), 1, 1, 1, 1), ab, net.prediction)

@@ -30,6 +30,8 @@ class TrainConfig:
     ema_decay: float = 0.999
     p_context_dropout: float = 0.1
     p_pose_dropout: float = 0.1
+    p_view_dropout: float = 0.5  # place memory: share of clips trained without their views (the base model)
+    view_gap: int = 40  # place memory: views end 0 to this many frames before the clip (come.data.clips)
     high_level_fraction: float = 0.0  # share of clips whose future frames are noised at levels >= high_level_min
     high_level_min: int = 700
     max_loss_weight: float | None = None  # cap on the clean-frame weight SNR+1 of the v-MSE (None: no cap)
@@ -83,6 +85,10 @@ TRAIN_PRESETS: dict[str, dict] = {
     "maze-sltm": dict(model=MODEL_PRESETS["maze-sltm"], context=3, future=1, pose="absolute", batch_size=32,
                       steps=20000, lr=1e-3, high_level_fraction=0.5, high_level_min=800, max_loss_weight=5.0,
                       sample_every=1000),
+    # Place memory and base model in one network: half the clips keep their views (come.data.places).
+    "maze-place": dict(model=MODEL_PRESETS["maze-place"], context=3, future=1, pose="absolute", batch_size=32,
+                       steps=20000, lr=1e-3, high_level_fraction=0.5, high_level_min=800, max_loss_weight=5.0,
+                       p_pose_dropout=0.0, sample_every=1000),
     # Short-term memory: 32 context frames, best warm-started from maze-tiny (come train --init).
     "maze-stm": dict(model=MODEL_PRESETS["maze-stm"], context=32, future=1, batch_size=8, steps=2000, lr=5e-4,
                      high_level_fraction=0.5, high_level_min=800, max_loss_weight=5.0, sample_every=500),

@@ -124,8 +124,9 @@ def train(cfg: TrainConfig, data: str | Path, out: str | Path, resume: bool = Fa
     bf16 = use_bf16(cfg.precision, device)
     world = cfg.network == "dit"
     resolution, action_dim = cfg.model.get("resolution", 32), cfg.model.get("action_dim")
+    views = cfg.model.get("views", 0) if world else 0
     train_data = ClipDataset(data, "train", cfg.clip_frames, resolution, cfg.frame_skip, cfg.pose,
-                             action_dim, progress=progress)
+                             action_dim, progress=progress, views=views, view_gap=cfg.view_gap)
     test_folder = split_folder(data, "test")  # test/, or eval/ in the public Memory Maze dataset
     has_test = test_folder is not None and any(test_folder.glob("*.npz"))
     sample_data = (ClipDataset(data, "test", cfg.clip_frames, resolution, cfg.frame_skip, cfg.pose,
@@ -167,7 +168,7 @@ def train(cfg: TrainConfig, data: str | Path, out: str | Path, resume: bool = Fa
                 loss = diffusion_loss(model, batch, cfg.context, scheduler, cfg.p_context_dropout,
                                       cfg.p_pose_dropout, generator=gen, high_fraction=cfg.high_level_fraction,
                                       high_min=cfg.high_level_min, max_weight=cfg.max_loss_weight,
-                                      context_noise_max=cfg.context_noise_max)
+                                      context_noise_max=cfg.context_noise_max, p_view_dropout=cfg.p_view_dropout)
             else:
                 loss = motion_loss(model(batch["frames"], batch["action"]), batch["pose"],
                                    accelerator.unwrap_model(model).scale)

@@ -8,7 +8,9 @@
 Variants (the ablation table): ``base`` (prior alone), ``ltm`` (+ long-term
 memory: adapters on vs off), ``stm`` (+ short-term memory: long context vs
 noised), ``sltm`` (+ spatial memory: a pose-conditioned model with its own
-memorized adapters, pose given vs dropped or adapters off: ``sltm_null``), ``stm+ltm``
+memorized adapters, pose given vs dropped or adapters off: ``sltm_null``), ``place`` (+ place
+memory: a model given the history frames seen from the poses nearest each frame it generates,
+views given vs left out; no memorization), ``stm+ltm``
 (both), ``come`` (every expert available,
 contrastive), ``poe`` (the naive product of the same experts) and ``hg``
 (history guidance HG-v on the base).
@@ -26,13 +28,14 @@ import torch
 from tqdm import tqdm
 
 from .compose import DiTDenoiser, Expert, History, composed_eps_fn, history_guidance
+from .data.places import nearest_views, relative_view_pose
 from .diffusion.sampling import sample_ddim
 from .diffusion.schedule import make_scheduler
 from .memory import LoRAMemory
 from .models.dit import VideoDiT
 from .presets import TrainConfig
 
-VARIANTS = ("base", "ltm", "stm", "sltm", "stm+ltm", "come", "poe", "hg")
+VARIANTS = ("base", "ltm", "stm", "sltm", "place", "stm+ltm", "come", "poe", "hg")
 MEMORY_VARIANTS = ("ltm", "sltm", "stm+ltm", "come", "poe")  # the variants that need memorize()
 STM_VARIANTS = ("stm", "stm+ltm")  # the variants that need a short-term memory model
 # the spatial expert's baseline: its memorized adapters with the pose dropped, or the pose kept and the adapters off
@@ -46,6 +49,7 @@ class ExpertWeights:
     ltm: float = 1.5
     stm: float = 1.0
     sltm: float = 1.0
+    place: float = 1.0
     hg: float = 1.5
 
 
@@ -64,6 +68,7 @@ class WorldModel:
         bf16: bool = False,
         targets: tuple[str, ...] | None = None,
         sltm_null: str = "pose_drop",
+        place: tuple[VideoDiT, TrainConfig] | None = None,
     ):
         if sltm_null not in SLTM_NULLS:
             raise ValueError(f"unknown sltm_null '{sltm_null}' (choose from {', '.join(SLTM_NULLS)})")
@@ -77,6 +82,10 @@ class WorldModel:
         self.spatial = LoRAMemory(sltm[0], rank=rank, adapter="sltm") if sltm is not None else None
         self.sltm = DiTDenoiser(self.spatial.model) if sltm is not None else None
         self.sltm_cfg = sltm[1] if sltm is not None else None
+        if place is not None and not place[0].config.views:
+            raise ValueError("the place memory must be a model that takes place views (views > 0)")
+        self.place = DiTDenoiser(place[0].eval()) if place is not None else None
+        self.place_views = place[0].config.views if place is not None else 0
         self.weights = weights or ExpertWeights()
         self.steps, self.bf16 = steps, bf16
         self.scheduler = make_scheduler(base.config.num_train_timesteps)
@@ -98,6 +107,12 @@ class WorldModel:
             raise ValueError(f"keep_memory needs the same {len(self.frames)} episodes, got {len(frames)}")
         if self.spatial is not None and pose is None:
             raise ValueError("the spatial expert (sltm) needs the history's poses")
+        if self.place is not None:
+            if pose is None or pose.shape[-1] != 4:
+                raise ValueError("the place memory needs the history's absolute poses (x, y, cos yaw, sin yaw)")
+            if frames.shape[1] - self.cfg.context < self.place_views:
+                raise ValueError(f"the place memory takes {self.place_views} views from before the base context; "
+                                 f"a history of {frames.shape[1]} frames has {frames.shape[1] - self.cfg.context}")
         self.frames, self.action, self.pose = frames, action, pose
         if not keep_memory:
             for memory, _ in self.memories:
@@ -157,7 +172,15 @@ class WorldModel:
                 if variant in STM_VARIANTS:
                     raise ValueError(f"variant '{variant}' needs a short-term memory model")
             else:
-                experts.append(Expert("stm", self.stm, min(self.stm_context, len(self.frames[0])), weight=w.stm))
+                # its null keeps the prior's own frames: the contrast is what the older frames add
+                experts.append(Expert("stm", self.stm, min(self.stm_context, len(self.frames[0])), weight=w.stm,
+                                      null_keep=k))
+        if variant in ("place", "come", "poe"):
+            if self.place is None:
+                if variant == "place":
+                    raise ValueError("variant 'place' needs a place memory model")
+            else:
+                experts.append(Expert("place", self.place, k, weight=w.place, views=True, null="views_drop"))
         if variant in ("sltm", "come", "poe"):
             if self.sltm is None:
                 if variant == "sltm":
@@ -186,12 +209,26 @@ class WorldModel:
             history = History(frames, all_action[:, : N + f], None if all_pose is None else all_pose[:, : N + f],
                               context_noise=torch.randn(frames.shape, generator=gen).to(frames.device),
                               context_level=self.cfg.context_noise_level)
+            if any(e.views for e in experts):
+                history.views, history.view_pose = self.place_views_for(all_pose[:, N + f - 1])
             eps_fn = composed_eps_fn(prior, experts, history, self.scheduler, rule, self.bf16, stats)
             x = torch.randn((B, f) + frames.shape[2:], generator=gen).to(frames.device)
             frames = torch.cat([frames, sample_ddim(eps_fn, x, self.scheduler, self.steps)], dim=1)
             bar.update(f)
         bar.close()
         return frames[:, self.frames.shape[1]:]
+
+    def place_views_for(self, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The place views (B,R,C,H,W) for frames to be seen from ``target`` (B,4), with their relative
+        poses (B,R,4): the observed frames before the base context nearest in pose (come.data.places),
+        as in training, where they come from before the clip."""
+        end = self.frames.shape[1] - self.cfg.context
+        views, poses = [], []
+        for frames, pose, t in zip(self.frames, self.pose, target):
+            idx = torch.from_numpy(nearest_views(pose[:end].cpu().numpy(), t[None].cpu().numpy(), self.place_views)[0])
+            views.append(frames[idx])
+            poses.append(relative_view_pose(pose[idx], t))
+        return torch.stack(views), torch.stack(poses)
 
     def stream(
         self,

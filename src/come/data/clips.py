@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from .cards import GRID
 from .episodes import EpisodeError, episode_files, load_episode
+from .places import nearest_views, relative_view_pose
 
 
 def cursor_pose(ep: dict, skip: int = 1) -> np.ndarray:
@@ -124,7 +125,14 @@ def skip_actions(action: np.ndarray, skip: int) -> np.ndarray:
 
 
 class ClipDataset:
-    """Episodes held in memory, sampled as random clips with a seeded numpy generator."""
+    """Episodes held in memory, sampled as random clips with a seeded numpy generator.
+
+    With ``views`` > 0 (a place memory; needs the ``absolute`` pose) each clip also carries the
+    ``views`` frames of its episode seen from the poses nearest its last frame's, among the frames
+    that end a random 0 to ``view_gap`` frames before the clip (a model rolling out 1 to ``view_gap``
+    frames past its history meets such views), their poses relative to that frame, and
+    ``view_keep`` False where the episode has too few earlier frames.
+    """
 
     def __init__(
         self,
@@ -136,9 +144,14 @@ class ClipDataset:
         pose: str | None = None,
         action_dim: int | None = None,
         progress: bool = False,
+        views: int = 0,
+        view_gap: int = 40,
     ):
         if pose is not None:
             check_pose_source(pose)  # before loading any episode
+        if views and pose != "absolute":
+            raise ValueError(f"place views are retrieved by the absolute pose; pose source is '{pose}'")
+        self.views, self.view_gap = views, view_gap
         self.clip_frames, self.resolution, self.frame_skip, self.pose = clip_frames, resolution, frame_skip, pose
         self.files = episode_files(folder, split)
         self.frames: list[torch.Tensor] = []
@@ -186,4 +199,20 @@ class ClipDataset:
         }
         if self.poses:
             batch["pose"] = torch.stack([self.poses[e][s] for e, s in zip(eps, sl)])
+        if self.views:
+            batch.update(self._views(eps, starts, rng))
         return batch
+
+    def _views(self, eps, starts, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        """Place views of each clip (see the class docstring)."""
+        frames, poses, keep = [], [], []
+        for e, s in zip(eps, starts):
+            target = self.poses[e][s + self.clip_frames - 1]
+            end = s - int(rng.integers(0, self.view_gap + 1))
+            ok = end >= self.views
+            idx = nearest_views(self.poses[e][:end].numpy(), target[None].numpy(), self.views)[0] if ok else [0] * self.views
+            frames.append(self.frames[e][list(idx)])
+            poses.append(relative_view_pose(self.poses[e][list(idx)], target))
+            keep.append(ok)
+        return {"views": uint8_to_tensor(torch.stack(frames)), "view_pose": torch.stack(poses),
+                "view_keep": torch.tensor(keep)}

@@ -64,6 +64,7 @@ def diffusion_loss(
     max_weight: float | None = None,
     context_noise_max: int = 0,
     drop_context: torch.Tensor | None = None,
+    p_view_dropout: float = 0.0,
 ) -> torch.Tensor:
     """Mean weighted v-MSE over the future frames of a batch of clips.
 
@@ -72,7 +73,9 @@ def diffusion_loss(
     caps the clean-frame weight ``SNR + 1`` of the v-MSE (the v-MSE is the
     clean-frame MSE times ``1 / (1 - alpha_bar)``, over 1000 at the lowest levels).
     ``drop_context`` (B,) bool drops the context of those clips whatever ``p_context_dropout`` draws
-    (memorization: windows whose context lies before the history's first frame).
+    (memorization: windows whose context lies before the history's first frame). A batch with place
+    ``views`` drops them in a ``p_view_dropout`` share of the clips, so the place memory is also
+    its own base model (its contrastive baseline).
     """
     frames = batch["frames"]
     B, T = frames.shape[:2]
@@ -86,7 +89,11 @@ def diffusion_loss(
     if pose is not None and p_pose_dropout > 0:
         keep = (torch.rand(B, generator=generator) >= p_pose_dropout).to(device)
         pose = pose * keep[:, None, None]
-    pred = model(x_t, levels, batch["action"], pose, context=context).float()
+    views = {}
+    if "views" in batch:
+        keep = batch["view_keep"].to(device) & (torch.rand(B, generator=generator) >= p_view_dropout).to(device)
+        views = {"views": batch["views"], "view_pose": batch["view_pose"], "view_keep": keep}
+    pred = model(x_t, levels, batch["action"], pose, context=context, **views).float()
     target = velocity(frames, noise, ab)
     mse = (pred - target).pow(2).mean(dim=(2, 3, 4))  # (B,T)
     weight = torch.ones_like(mse)

@@ -62,6 +62,7 @@ class DiTConfig:
     local_action: bool = False  # also give each token its frame's action times "the cursor is here" (needs pose)
     residual: bool = True  # future frames are denoised as the change from the last context frame
     prediction: str = "v"  # what the last layer predicts: "v", or "x0" (converted to v, which forward returns)
+    views: int = 0  # place memory: history frames seen from the nearest poses, given as extra tokens
     num_train_timesteps: int = 1000
 
     def __post_init__(self):
@@ -73,6 +74,8 @@ class DiTConfig:
             raise ValueError("local_action needs a pose in image coordinates (pose_dim > 0 and pose_in_image)")
         if self.prediction not in ("v", "x0"):
             raise ValueError(f"prediction must be 'v' or 'x0', got '{self.prediction}'")
+        if self.views < 0:
+            raise ValueError(f"views must be >= 0, got {self.views}")
         if any(not 0 <= i < self.depth for i in self.global_layers):
             raise ValueError(f"global_layers {self.global_layers} must lie in [0, {self.depth})")
         self.global_layers = list(self.global_layers)
@@ -86,6 +89,7 @@ class DiTConfig:
 
 
 POSE_RBF_SCALES = (0.1, 0.25, 0.5)
+VIEW_POSE_DIM = 4  # come.data.places.relative_view_pose: forward, left, cos and sin of the turn
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -209,6 +213,10 @@ class VideoDiT(nn.Module):
         self.register_buffer("token_index", torch.arange(cfg.tokens_per_frame), persistent=False)
         self.blocks = nn.ModuleList(DiTBlock(w, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth))
         self.final = FinalLayer(w, patch_dim)
+        if cfg.views:  # the place memory: where each view was seen from, which slot, and its zero-init path
+            self.view_pose_embed = nn.Sequential(nn.Linear(VIEW_POSE_DIM, w), nn.SiLU(), nn.Linear(w, w))
+            self.view_slot = nn.Parameter(torch.randn(cfg.views, w) * 0.02)
+            self.view_anchor = nn.Linear(patch_dim, w)
         ab = make_scheduler(cfg.num_train_timesteps).alphas_cumprod.float()
         self.register_buffer("alphas_cumprod", ab, persistent=False)
         self._init_weights()
@@ -225,6 +233,7 @@ class VideoDiT(nn.Module):
         zero = [self.final.ada, self.final.linear]
         zero += [self.anchor_embed] if self.anchor_embed is not None else []
         zero += [self.pose_token[-1]] if self.pose_token is not None else []
+        zero += [self.view_anchor] if self.config.views else []
         for m in zero:
             nn.init.zeros_(m.weight)
             nn.init.zeros_(m.bias)
@@ -255,13 +264,27 @@ class VideoDiT(nn.Module):
         p, n = self.config.patch, self.config.resolution // self.config.patch
         return rearrange(x, "b t (h w) (p1 p2 c) -> b t c (h p1) (w p2)", h=n, w=n, p1=p, p2=p)
 
-    def attention_mask(self, frames: int, layer: int, device) -> torch.Tensor | None:
-        """Boolean (tokens, tokens) mask for ``layer``; None means full attention."""
+    def attention_mask(self, frames: int, layer: int, device, views: int = 0) -> torch.Tensor | None:
+        """Boolean (tokens, tokens) mask for ``layer`` over ``frames`` clip frames then ``views`` place
+        views (which every token sees, and which see every token); None means full attention."""
         cfg = self.config
         if cfg.window is None or layer in cfg.global_layers or cfg.window >= frames:
             return None
-        f = torch.arange(frames, device=device).repeat_interleave(cfg.tokens_per_frame)
-        return (f[:, None] - f[None, :]).abs() < cfg.window
+        f = torch.arange(frames + views, device=device).repeat_interleave(cfg.tokens_per_frame)
+        view = f >= frames
+        return ((f[:, None] - f[None, :]).abs() < cfg.window) | view[:, None] | view[None, :]
+
+    def view_tokens(self, views: torch.Tensor, view_pose: torch.Tensor, place: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tokens (B,R,N,D) and conditioning (B,R,D) of the place views (B,R,C,H,W), clean frames seen
+        from ``view_pose`` (B,R,4) relative to the frame to generate."""
+        R = views.shape[1]
+        if R != self.config.views:
+            raise ValueError(f"{R} place views given; this model takes {self.config.views}")
+        h = self.patch_embed(self.patchify(views)) + place[:, None] + self.view_slot[:R, None]
+        clean = torch.zeros(views.shape[:2], device=views.device)
+        c = self.t_embed(timestep_embedding(clean, self.config.width)) + self.view_pose_embed(view_pose)
+        return h, c
 
     def forward(
         self,
@@ -270,13 +293,20 @@ class VideoDiT(nn.Module):
         action: torch.Tensor,
         pose: torch.Tensor | None = None,
         context: int = 0,
+        views: torch.Tensor | None = None,
+        view_pose: torch.Tensor | None = None,
+        view_keep: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Predict v for every frame.
 
         x: (B,T,C,H,W) frames, clean for context and noised for the rest; t: (B,T)
         noise level per frame (0 = clean); action: (B,T,A); pose: (B,T,P) or None
         (no pose information, the same as an all-zero pose); context: number of leading context frames, the
-        last of which feeds the anchor path.
+        last of which feeds the anchor path. A place memory (``config.views`` > 0) also takes ``views``
+        (B,R,C,H,W), history frames seen from near the pose of the last frame, with ``view_pose`` (B,R,4)
+        (:func:`come.data.places.relative_view_pose`); ``view_keep`` (B,) bool drops the views of the
+        samples where it is False (their tokens are masked out: the same output as no views at all).
+        Without views a place memory is exactly its own base model.
         """
         cfg = self.config
         B, T = x.shape[:2]
@@ -306,10 +336,28 @@ class VideoDiT(nn.Module):
             c = c + self.pose_embed(pose)
             if self.pose_token is not None:
                 h = h + self.pose_token(self.pose_features(pose, action))
-        n = cfg.tokens_per_frame
-        h = h.reshape(B, T * n, -1)
+        n, R = cfg.tokens_per_frame, 0
+        key_mask = None
+        if views is not None:
+            if not cfg.views:
+                raise ValueError("place views given to a model without a place memory (views = 0)")
+            keep = torch.ones(B, dtype=torch.bool, device=x.device) if view_keep is None else view_keep.bool()
+            hv, cv = self.view_tokens(views.to(h.dtype), view_pose.to(h.dtype), place)
+            anchor_view = self.view_anchor(self.patchify(views[:, :1].to(h.dtype)))  # the nearest view
+            future = (torch.arange(T, device=x.device) >= context).to(h.dtype)
+            h = h + anchor_view * (future.view(1, T, 1, 1) * keep.to(h.dtype).view(B, 1, 1, 1))
+            R = views.shape[1]
+            h, c = torch.cat([h, hv], dim=1), torch.cat([c, cv], dim=1)
+            if view_keep is not None:
+                key_mask = torch.cat([torch.ones(B, T * n, dtype=torch.bool, device=x.device),
+                                      keep[:, None].expand(B, R * n)], dim=1)[:, None, None, :]
+        h = h.reshape(B, (T + R) * n, -1)
         for i, block in enumerate(self.blocks):
-            h = block(h, c, self.attention_mask(T, i, x.device))
+            mask = self.attention_mask(T, i, x.device, R)
+            if key_mask is not None:
+                mask = key_mask if mask is None else mask & key_mask
+            h = block(h, c, mask)
+        h, c = h[:, : T * n], c[:, :T]
         out = self.unpatchify(self.final(h, c).reshape(B, T, n, -1))
         if cfg.prediction == "x0":  # v = (sqrt(ab) x_t - x0) / sqrt(1 - ab); a clean (level 0) frame: -x0
             noisy = (t > 0).view(B, T, 1, 1, 1)
@@ -351,6 +399,10 @@ PRESETS: dict[str, dict] = {
                       prediction="x0"),
     "maze-sltm": dict(resolution=32, patch=4, width=192, depth=6, heads=4, max_frames=4, action_dim=6, pose_dim=4,
                       pose_in_image=False, prediction="x0"),
+    # Memory Maze, place memory: maze-tiny that also sees 2 history frames seen from the poses nearest the frame
+    # it generates (come.data.places); without them it is its own base model.
+    "maze-place": dict(resolution=32, patch=4, width=192, depth=6, heads=4, max_frames=4, action_dim=6, views=2,
+                       prediction="x0"),
     # Memory Maze, short-term memory: maze-tiny with 32 context frames (2112 tokens), a sliding window of 4
     # frames and two global layers; differs from maze-tiny only in its layout, so it warm-starts from it.
     "maze-stm": dict(resolution=32, patch=4, width=192, depth=6, heads=4, max_frames=33, action_dim=6,
