@@ -33,6 +33,8 @@ def _history(B=2, N=6, F=2):
 
 def test_compose_eps_formulas():
     p, c1, n1, c2, n2 = (torch.full((1,), v) for v in (1.0, 3.0, 2.0, 10.0, 4.0))
+    with pytest.raises(ValueError, match="gamma"):  # a temperature is the naive product's, never silently dropped
+        compose_eps(p, [c1], [n1], [1.0], gammas=[3.0])
     assert compose_eps(p, [c1, c2], [n1, n2], [2.0, 0.5]).item() == 1 + 2 * (3 - 2) + 0.5 * (10 - 4)
     assert compose_eps(p, [c1, c2], [None, None], [1, 1], rule="poe").item() == 1 + 3 + 10
     assert compose_eps(None, [c1, c2], [None, None], [1, 1], rule="poe", gammas=[2, 0.5]).item() == 6 + 5
@@ -161,13 +163,16 @@ def test_history_guidance_expands_to_dfot_formulas():
         return composed_eps_fn(Expert("p", net, ctx), [Expert("n", net, ctx, weight=-1.0)], h, s)(x, 400)
 
     with torch.no_grad():
-        e_h, e_null, e_s, e_null_s = cond(4), null(4), cond((0, 2, 5)), null((0, 2, 5))
+        e_h, e_null, e_s, e_null_all = cond(4), null(4), cond((0, 2, 5)), null((0, 2, 3, 4, 5))
+        assert (e_s - e_h).abs().amax() > 1e-3 and (e_null_all - e_null).abs().amax() > 1e-3  # it reads its context
         prior, experts = history_guidance(net, 4, weight=2.0)  # HG-v
         got = composed_eps_fn(prior, experts, h, s)(x, 400)
         torch.testing.assert_close(got, e_null + 2.0 * (e_h - e_null), atol=1e-5, rtol=1e-4)
         prior, experts = history_guidance(net, 4, subsets=[(2, 3, 4, 5), (0, 2, 5)], weights=[1.5, 0.5])  # HG-t
         got = composed_eps_fn(prior, experts, h, s)(x, 400)
-        torch.testing.assert_close(got, e_null + 1.5 * (e_h - e_null) + 0.5 * (e_s - e_null_s), atol=1e-5, rtol=1e-4)
+        # one null for every subsequence (DFoT): the frames of all of them replaced by noise
+        want = e_null_all + 1.5 * (e_h - e_null_all) + 0.5 * (e_s - e_null_all)
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
 
 
 def test_base_pass_ignores_the_active_adapter_and_missing_adapter_is_named():

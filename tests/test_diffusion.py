@@ -48,6 +48,24 @@ def test_ddim_with_exact_eps_recovers_a_point_mass():
     assert len(calls) == 10 and calls[0] == 999 and calls == sorted(calls, reverse=True)
 
 
+def test_an_x0_network_ends_at_its_x0_at_any_step_count():
+    """Level 0 is clean in the schedule and in the sampler: 1000 steps reach t = 0 (never evaluated),
+    and step counts that do not divide 1000 land on level 0, which must not leave noise."""
+    s = make_scheduler()
+    assert float(s.alphas_cumprod[0]) == 1.0
+    x0 = torch.rand(2, 1, 3, 4, 4) * 1.6 - 0.8
+    for steps in (1000, 700, 7, 10):
+        seen = []
+
+        def eps_fn(x, t):
+            seen.append(t)
+            return to_eps(x0, x, alpha_bar(s, torch.tensor(t)), "x0")  # an oracle x0 network
+
+        out = sample_ddim(eps_fn, torch.randn(2, 1, 3, 4, 4, generator=torch.Generator().manual_seed(0)), s, steps)
+        torch.testing.assert_close(out, x0, atol=1e-4, rtol=1e-4)
+        assert 0 not in seen and seen[0] == 999
+
+
 def test_levels_context_clean_or_dropped():
     g = torch.Generator().manual_seed(0)
     lv = sample_levels(2000, 6, 2, 1000, 0.1, g)

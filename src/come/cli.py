@@ -25,9 +25,6 @@ data_app = typer.Typer(no_args_is_help=True, help="Generate datasets (one compre
 app.add_typer(data_app, name="data")
 
 
-SHIPPED_MAZE = Path(__file__).parent / "assets" / "maze-place"  # base model and place memory in one network
-
-
 class UserError(Exception):
     """Bad input from the user: reported as one line, exit code 2."""
 
@@ -311,6 +308,8 @@ def eval_maze(
     from .world import SLTM_NULLS, STM_VARIANTS, VARIANTS, ExpertWeights, WorldModel
 
     if ckpt is None:
+        from .demo import SHIPPED_MAZE
+
         ckpt = SHIPPED_MAZE
         place = place or SHIPPED_MAZE
     chosen = tuple(p.strip() for p in protocols.split(",") if p.strip())
@@ -486,22 +485,35 @@ def toy(
 @_guard
 def demo(
     out: Path = typer.Option(Path("demo_out"), help="Folder for the demo's videos, pictures and JSON."),
-    ckpt: Optional[Path] = typer.Option(None, help="Run folder to show instead of the shipped cards-tiny checkpoint."),
-    episodes: int = typer.Option(4, min=1, help="Zig-zag recall episodes."),
+    env: str = typer.Option("cards", help="cards (Memory Cards recall) or maze (Memory Maze revisits; needs the 'maze' extra)."),
+    ckpt: Optional[Path] = typer.Option(None, help="Run folder to show instead of the shipped cards-tiny checkpoint (cards)."),
+    episodes: Optional[int] = typer.Option(None, min=1, help="Episodes [default: 4 zig-zag recall episodes; maze: 2 walks]."),
     steps: int = typer.Option(50, min=1, help="Memorization steps of the long-term memory per episode."),
     seed: int = typer.Option(1234, help="Seed of the episodes and of all noise."),
     train_steps: Optional[int] = typer.Option(None, min=1, help="Train a fresh model this many steps instead of using the shipped one."),
 ):
-    """Memory Cards recall: the base model alone against CoME (base + long-term memory).
+    """Memory Cards recall, or Memory Maze revisits: the base model alone against CoME.
 
-    Each episode shows every card once, covers them all, then uncovers them again; the
-    model must draw what lies under each card. Prints the recall table and writes
-    OUT/recall_*.mp4 (truth | base | CoME), OUT/recall_frames.png, OUT/recall.png and
-    OUT/recall.json. Takes a few minutes on 2 CPU cores.
+    cards: each episode shows every card once, covers them all, then uncovers them again;
+    the model must draw what lies under each card (CoME: base + long-term memory). Prints
+    the recall table and writes OUT/recall_*.mp4 (truth | base | CoME), OUT/recall_frames.png,
+    OUT/recall.png and OUT/recall.json.
+
+    maze: walks new episodes in the real Memory Maze, then predicts 32 frames where the agent
+    comes back to a place it saw in the last 200 (base, the place memory, CoME), with the
+    shipped maze-place. Prints the table and writes OUT/revisits_00.mp4 (truth | base | CoME),
+    OUT/revisits.png and OUT/maze.json. Each takes a few minutes on 2 CPU cores.
     """
-    from .demo import run_demo
+    from .demo import run_demo, run_maze_demo
 
-    run_demo(out, ckpt, episodes, train_steps, steps, seed, echo=typer.echo)
+    if env == "maze":
+        if ckpt is not None or train_steps is not None:
+            raise UserError("--ckpt and --train-steps are for --env cards; the maze demo shows the shipped maze-place")
+        run_maze_demo(out, episodes or 2, seed=seed, echo=typer.echo)
+    elif env == "cards":
+        run_demo(out, ckpt, episodes or 4, train_steps, steps, seed, echo=typer.echo)
+    else:
+        raise UserError(f"--env: choose cards or maze, got '{env}'")
 
 
 def main():

@@ -93,6 +93,8 @@ class Expert:
     level), 'adapters_off' (same context, adapter off), 'pose_drop' (pose zeroed) or
     'views_drop' (the place views left out).
     ``views``: the conditional pass sees the history's place views (a place memory).
+    ``null_context``: the history its null pass sees, when not its own (HG-t: one null for every
+    subsequence), as ``context``.
     ``adapter``: the peft adapter active on the conditional pass (None: none),
     or one adapter name per episode of the batch (each episode its own memory).
     ``null_keep``: with null 'noise', the last ``null_keep`` context frames stay as they are on the
@@ -111,6 +113,7 @@ class Expert:
     gamma: float = 1.0
     null_keep: int = 0
     views: bool = False
+    null_context: int | Sequence[int] | None = None
 
     def __post_init__(self):
         if self.adapter is not None and not isinstance(self.adapter, str):
@@ -125,18 +128,21 @@ class Expert:
             raise ValueError(f"expert '{self.name}': null 'adapters_off' needs an adapter on its conditional pass")
         if isinstance(self.context, int) and self.context < 1:
             raise ValueError(f"expert '{self.name}': context must be at least one frame")
+        if self.null_context is not None and self.null != "noise":
+            raise ValueError(f"expert '{self.name}': null_context needs null 'noise'")
         if self.null_keep < 0 or (self.null_keep and self.null != "noise"):
             raise ValueError(f"expert '{self.name}': null_keep {self.null_keep} needs null 'noise' and must be >= 0")
 
-    def indices(self, n_history: int) -> tuple[int, ...]:
-        """History indices this expert sees, in time order."""
-        if isinstance(self.context, int):
-            if self.context > n_history:
-                raise ValueError(f"expert '{self.name}' sees the last {self.context} frames; the history has {n_history}")
-            return tuple(range(n_history - self.context, n_history))
-        idx = tuple(sorted(i % n_history for i in self.context))
-        if not idx or any(not -n_history <= i < n_history for i in self.context):
-            raise ValueError(f"expert '{self.name}': context indices {list(self.context)} fall outside a history of {n_history}")
+    def indices(self, n_history: int, null: bool = False) -> tuple[int, ...]:
+        """History indices this expert sees (on its null pass if ``null``), in time order."""
+        context = self.null_context if null and self.null_context is not None else self.context
+        if isinstance(context, int):
+            if context > n_history:
+                raise ValueError(f"expert '{self.name}' sees the last {context} frames; the history has {n_history}")
+            return tuple(range(n_history - context, n_history))
+        idx = tuple(sorted(i % n_history for i in context))
+        if not idx or any(not -n_history <= i < n_history for i in context):
+            raise ValueError(f"expert '{self.name}': context indices {list(context)} fall outside a history of {n_history}")
         return idx
 
 
@@ -161,6 +167,9 @@ def compose_eps(
         raise ValueError(f"expert weights must be finite, got {list(weights)}")
     gammas = [1.0] * len(cond) if gammas is None else list(gammas)
     if rule == "contrastive":
+        if any(g != 1 for g in gammas):
+            raise ValueError(f"gamma {list(gammas)} tempers an expert in the naive product (poe) only; "
+                             "the contrastive rule weighs each expert by its weight w")
         if prior is None:
             raise ValueError("the contrastive composition needs a prior eps_0")
         out = prior.clone()
@@ -213,7 +222,8 @@ def _passes(expert: Expert, n_history: int, with_null: bool) -> tuple[_Pass, _Pa
     if not with_null:
         return cond, None
     if expert.null == "noise":
-        null = _Pass(net, idx, max(len(idx) - expert.null_keep, 0), expert.adapter, expert.use_pose, expert.views)
+        nidx = expert.indices(n_history, null=True)
+        null = _Pass(net, nidx, max(len(nidx) - expert.null_keep, 0), expert.adapter, expert.use_pose, expert.views)
     elif expert.null == "adapters_off":
         null = _Pass(net, idx, 0, None, expert.use_pose, expert.views)
     elif expert.null == "views_drop":
@@ -333,12 +343,11 @@ def history_guidance(
     """History guidance of DFoT (Song et al. 2025, "History-Guided Video Diffusion") as (prior, experts).
 
     HG-v (``subsets`` None): ``eps(null) + w (eps(h) - eps(null))``.
-    HG-t: ``eps(null) + sum_i w_i (eps(h_Si) - eps(null))`` over history subsequences ``S_i``.
-    Both are written in the composition's own terms, ``null`` being each view's
-    frames replaced by pure noise: the prior is the first view ``eps(h_S1)`` and
-    that view enters again with weight ``w_1 - 1``, which expands to the formulas
-    above (tested). ``context`` is the history the HG-v view sees (last k frames
-    or indices).
+    HG-t: ``eps(null) + sum_i w_i (eps(h_Si) - eps(null))`` over history subsequences ``S_i``, with one
+    ``null`` shared by every term: all the frames of the subsequences replaced by pure noise.
+    Both are written in the composition's own terms: the prior is the first view ``eps(h_S1)`` and
+    that view enters again with weight ``w_1 - 1``, which expands to the formulas above (tested).
+    ``context`` is the history the HG-v view sees (last k frames or indices).
     """
     if subsets is None:
         views, ws = [context], [weight]
@@ -349,7 +358,10 @@ def history_guidance(
         ws = list(weights) if weights is not None else [weight / len(views)] * len(views)
         if len(ws) != len(views):
             raise ValueError("HG-t needs one weight per history subsequence")
+    shared = None
+    if subsets is not None:
+        shared = sorted({i for v in views for i in v})
     prior = Expert("hg-prior", denoiser, views[0])
-    experts = [Expert("hg-0", denoiser, views[0], weight=ws[0] - 1, null="noise")]
-    experts += [Expert(f"hg-{i}", denoiser, v, weight=w, null="noise") for i, (v, w) in enumerate(zip(views[1:], ws[1:]), 1)]
+    experts = [Expert(f"hg-{i}", denoiser, v, weight=w - (i == 0), null="noise", null_context=shared)
+               for i, (v, w) in enumerate(zip(views, ws))]
     return prior, experts

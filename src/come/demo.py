@@ -1,4 +1,4 @@
-"""``come demo``: Memory Cards recall on a CPU in a few minutes.
+"""``come demo``: Memory Cards recall, or Memory Maze revisits, on a CPU in a few minutes.
 
 Generates zig-zag recall episodes (every card is shown once, then every card is
 uncovered again), loads the ``cards-tiny`` checkpoint shipped inside the package
@@ -6,6 +6,11 @@ uncovered again), loads the ``cards-tiny`` checkpoint shipped inside the package
 and draws the recall phase with the base model alone and with CoME (the base
 model plus its long-term memory, memorized on the episode). Prints the table and
 writes videos, pictures and JSON to the output folder.
+
+With ``--env maze`` it walks new Memory Maze episodes in the real environment, loads the shipped
+``maze-place`` (the base model, and the place memory when given the history frames seen from the
+nearest poses) and predicts the windows where the agent comes back to a place it saw, with the base
+model alone and with CoME.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ from .protocols.recall import evaluate_recall, format_recall_table
 from .world import WorldModel
 
 SHIPPED = Path(__file__).parent / "assets" / "cards-tiny"
+SHIPPED_MAZE = Path(__file__).parent / "assets" / "maze-place"  # base model and place memory in one network
 DEMO_VARIANTS = ("base", "come")
+MAZE_DEMO_VARIANTS = ("base", "place", "come")
 
 
 def run_demo(out: Path, ckpt: Path | None = None, episodes: int = 4, train_steps: int | None = None,
@@ -48,4 +55,33 @@ def run_demo(out: Path, ckpt: Path | None = None, episodes: int = 4, train_steps
     (out / "recall.md").write_text(table + "\n")
     echo(f"wrote {out}/recall_*.mp4 (truth | base | CoME), {out}/recall_frames.png (last frames), "
          f"{out}/recall.png and {out}/recall.json")
+    return result
+
+
+def run_maze_demo(out: Path, episodes: int = 2, frames: int = 32, seed: int = 4321, progress: bool = True,
+                  echo=print) -> dict:
+    """Memory Maze revisits with the shipped models into ``out``; returns the protocol's result."""
+    from .data.episodes import episode_files
+    from .data.maze import generate_dataset
+    from .protocols.maze import evaluate_maze, format_maze_table
+    from .runtime import use_bf16
+
+    out = Path(out)
+    echo(f"walking {episodes} Memory Maze episodes (seed {seed}; about 40 s each on one core)")
+    generate_dataset(out / "data", episodes, seed, split="eval", workers=min(2, episodes))
+    base, cfg = load_model(SHIPPED_MAZE)
+    echo(f"model: {SHIPPED_MAZE}")
+    bf16 = use_bf16("auto", "cpu")
+
+    def make_world(rank: int) -> WorldModel:
+        return WorldModel(load_model(SHIPPED_MAZE)[0], cfg, place=load_model(SHIPPED_MAZE), rank=rank, steps=10,
+                          bf16=bf16)
+
+    result = evaluate_maze(make_world, episode_files(out / "data", "test"), cfg, ("revisits",), MAZE_DEMO_VARIANTS,
+                           frames=frames, seed=seed, out=out, progress=progress)
+    table = format_maze_table(result)
+    echo(table)
+    (out / "maze.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "maze.md").write_text(table + "\n")
+    echo(f"wrote {out}/revisits_00.mp4 (truth | base | CoME), {out}/revisits.png and {out}/maze.json")
     return result

@@ -48,8 +48,12 @@ def sample_ddim(
     scheduler.set_timesteps(steps)
     timesteps = [int(t) for t in scheduler.timesteps]
     for i, t in enumerate(timesteps):
+        if t == 0:  # (667 steps or more) level 0 is a clean frame: the last step's clean estimate is the sample
+            x = clean
+            break
         eps = eps_fn(x, t).float()
-        x = scheduler.step(eps, t, x, eta=0.0).prev_sample
+        step = scheduler.step(eps, t, x, eta=0.0)
+        x, clean = step.prev_sample, step.pred_original_sample
         if langevin_steps and i + 1 < len(timesteps) and timesteps[i + 1] > 0:
             x = langevin(eps_fn, x, timesteps[i + 1], scheduler, langevin_steps, langevin_size, generator)
         if callback is not None:

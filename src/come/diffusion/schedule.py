@@ -12,8 +12,13 @@ from diffusers import DDIMScheduler
 
 
 def make_scheduler(num_train_timesteps: int = 1000) -> DDIMScheduler:
-    """Deterministic DDIM (eta=0) over eps predictions; trailing spacing starts at the noisiest level."""
-    return DDIMScheduler(
+    """Deterministic DDIM (eta=0) over eps predictions; trailing spacing starts at the noisiest level.
+
+    Level 0 is a clean frame everywhere (``alphas_cumprod[0]`` = 1): a network is given clean context
+    frames at level 0, and a DDIM step that lands on level 0 (step counts that do not divide the
+    levels) then ends clean too, where diffusers' own table (0.99996) leaves a little noise.
+    """
+    scheduler = DDIMScheduler(
         num_train_timesteps=num_train_timesteps,
         beta_schedule="squaredcos_cap_v2",
         prediction_type="epsilon",
@@ -22,10 +27,12 @@ def make_scheduler(num_train_timesteps: int = 1000) -> DDIMScheduler:
         set_alpha_to_one=True,
         timestep_spacing="trailing",
     )
+    scheduler.alphas_cumprod[0] = 1.0
+    return scheduler
 
 
 def alpha_bar(schedule: DDIMScheduler | torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """alpha_bar(t) for integer levels ``t`` of any shape (level 0 is treated as perfectly clean).
+    """alpha_bar(t) for integer levels ``t`` of any shape (level 0 is perfectly clean).
 
     ``schedule`` is a scheduler or its ``alphas_cumprod`` tensor (as a network keeps it).
     """
