@@ -1,3 +1,5 @@
+import pytest
+
 import torch
 
 from come.data.cards import generate_episode
@@ -58,3 +60,19 @@ def test_flip_masks_by_kind():
     assert m["uncovering"].nonzero().tolist() == [[0, 1, 1], [1, 0, 0]]
     assert m["uncovering_seen"].nonzero().tolist() == [[1, 0, 0]]
     assert m["covering"].nonzero().tolist() == [[2, 0, 0]]
+
+
+def test_intervals_hold_at_small_n():
+    from come.metrics.intervals import interval_text, mean_ci95, proportion_ci95
+
+    one = mean_ci95([0.188])
+    assert one == {"mean": 0.188, "ci95": None, "n": 1} and interval_text(one) == "n=1, no interval"
+    two = mean_ci95([1.0, 3.0])  # t with 1 degree of freedom: 12.71 * sqrt(2) / sqrt(2) either side
+    assert two["n"] == 2 and abs(two["ci95"][1] - 2.0 - 12.706) < 1e-2
+    for k, n in ((0, 1), (1, 1), (1, 2), (2, 2), (0, 32)):
+        p = proportion_ci95(k, n)
+        lo, hi = p["ci95"]
+        assert 0.0 <= lo <= k / n <= hi <= 1.0 and hi - lo > 0, (k, n, p)  # never negative, never zero-width
+    assert abs(proportion_ci95(1, 2)["ci95"][0] - 0.0945) < 1e-3  # Wilson: 0.5 of 2 is [0.095, 0.905]
+    with pytest.raises(ValueError):
+        proportion_ci95(3, 2)

@@ -115,3 +115,18 @@ def test_run_toy_samples_match_the_grid_and_write_outputs(tmp_path):
         assert all(abs(a - b) < 0.06 for a, b in zip(r["grid_mass"], r["sample_mass"])), (rule, r)
     assert result["rules"]["contrastive"]["sample_mass"][0] > 0.85
     assert result["rules"]["naive"]["sample_mass"][1] > 0.35
+    assert not any(r["sampler_failed"] for r in result["rules"].values())
+
+
+def test_a_failed_sampler_is_flagged_not_reported(tmp_path):
+    from typer.testing import CliRunner
+
+    from come.cli import app
+
+    # 3 DDIM steps and no corrector: the naive product's summed eps scales the samples up to the clip
+    res = CliRunner().invoke(app, ["toy", "--out", str(tmp_path), "--samples", "500", "--steps", "3",
+                                   "--langevin-steps", "0"])
+    assert res.exit_code == 0, res.output
+    naive = json.loads((tmp_path / "toy.json").read_text())["rules"]["naive"]
+    assert naive["sampler_failed"] and naive["at_clip"] > 0.1
+    assert "SAMPLER FAILED" in res.output

@@ -477,6 +477,10 @@ def toy(
         typer.echo(f"{rule:<12} {'grid':<8}" + "".join(f"{m:>9.3f}" for m in r["grid_mass"]))
         typer.echo(f"{'':<12} {'sampled':<8}" + "".join(f"{m:>9.3f}" for m in r["sample_mass"])
                    + f"{r['total_variation']:>8.3f}")
+        if r["sampler_failed"]:
+            typer.echo(f"{'':<12} SAMPLER FAILED: {r['at_clip']:.1%} of samples at the clip, total variation "
+                       f"{r['total_variation']:.3f}; these sampled masses describe the failure, not the rule "
+                       "(more --steps or --langevin-steps)")
     typer.echo(f"mass per mode (columns: mode centres); TV: histogram vs grid density, 100 bins. "
                f"wrote {out / 'toy.png'} and {out / 'toy.json'}")
 

@@ -37,6 +37,11 @@ from .diffusion.sampling import sample_ddim
 from .diffusion.schedule import alpha_bar, make_scheduler
 from .plotting import pyplot, save_figure
 
+# A sampler failed when its samples pile up at the clip (|x| >= 0.999, where DDIM clips x0) or its histogram
+# is far from the density it should sample: its masses then describe the failure, not the rule.
+MAX_AT_CLIP = 0.01
+MAX_TOTAL_VARIATION = 0.1
+
 
 @dataclass(frozen=True)
 class GaussianMixture:
@@ -182,10 +187,13 @@ def run_toy(
             x = sample_ddim(eps_fn, x, scheduler, steps, callback=lambda _: bar.update(),
                             langevin_steps=langevin_steps, langevin_size=langevin_size, generator=gen)
         drawn[rule] = x
+        tv, at_clip = total_variation(x, density, grid), float((x.abs() >= 0.999).double().mean())
         result["rules"][rule] = {
             "grid_mass": mode_masses(density, grid, centres),
             "sample_mass": mode_masses(x, None, centres),
-            "total_variation": total_variation(x, density, grid),
+            "total_variation": tv,
+            "at_clip": at_clip,
+            "sampler_failed": at_clip > MAX_AT_CLIP or tv > MAX_TOTAL_VARIATION,
         }
     result["experts"] = [{"means": e.means, "stds": e.stds, "masses": e.masses} for e in experts]
     if out is not None:

@@ -35,11 +35,11 @@ from tqdm import tqdm
 from ..data.clips import frames_to_tensor, pose_track, skip_actions, tensor_to_frames
 from ..data.episodes import EpisodeError, episode_files, load_episode
 from ..metrics.image import ssim, window_psnr
+from ..metrics.intervals import error_bars, interval_text, mean_ci95
 from ..models.pose_encoder import PoseEncoder, infer_track, to_absolute_pose
 from ..plotting import pyplot, save_figure
 from ..video import side_by_side, write_video
 from .pose import true_track
-from .rollouts import mean_ci95
 
 PROTOCOLS = ("fixed", "revisits", "streaming", "capacity")
 # How the protocols memorize by default (also the defaults of 'come eval maze'), chosen on revisit
@@ -284,8 +284,7 @@ def plot_bars(variants: dict, title: str, path: Path) -> None:
     plt = pyplot()
     names = list(variants)
     means = [variants[n]["psnr"]["mean"] for n in names]
-    err = [[m - variants[n]["psnr"]["ci95"][0] for n, m in zip(names, means)],
-           [variants[n]["psnr"]["ci95"][1] - m for n, m in zip(names, means)]]
+    err = error_bars([variants[n]["psnr"] for n in names])
     fig, ax = plt.subplots(figsize=(1.1 * len(names) + 1.5, 3.2))
     ax.bar(names, means, yerr=err, capsize=3, color="tab:blue")
     ax.set_ylim(min(means) - 3, max(means) + 2)
@@ -321,7 +320,7 @@ def format_maze_table(result: dict) -> str:
         for v, s in [*r["variants"].items(), ("(copy last frame)", r["copy_last_frame"]),
                      ("(nearest-pose history frame)", r["nearest_pose_frame"])]:
             p, q = s["psnr"], s["ssim"]
-            lines.append(f"| {v} | {p['mean']:.2f} [{p['ci95'][0]:.2f}, {p['ci95'][1]:.2f}] | {q['mean']:.3f} |")
+            lines.append(f"| {v} | {p['mean']:.2f} {interval_text(p)} | {q['mean']:.3f} |")
     r = result["protocols"].get("streaming")
     if r is not None:
         its = r["iterations"]

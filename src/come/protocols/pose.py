@@ -28,7 +28,7 @@ from ..data.clips import frames_to_tensor, skip_actions
 from ..data.episodes import EpisodeError, episode_files, load_episode
 from ..models.pose_encoder import infer_track
 from ..plotting import pyplot, save_figure
-from .rollouts import mean_ci95
+from ..metrics.intervals import mean_ci95
 
 
 def _evo():

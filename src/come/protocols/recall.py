@@ -33,7 +33,7 @@ from ..presets import TrainConfig
 from ..plotting import pyplot, save_figure
 from ..video import side_by_side, write_video
 from ..world import MEMORY_VARIANTS
-from .rollouts import mean_ci95
+from ..metrics.intervals import error_bars, interval_text, mean_ci95, proportion_ci95
 
 # How the protocol memorizes (dev episodes of seeds 100 and 102, BENCHMARKS.md "A place memory" and
 # "Recall past 0.80"): windows
@@ -96,6 +96,12 @@ def recall_episode(seed: int, index: int, cfg: TrainConfig) -> dict[str, torch.T
     if pose is not None:
         out["history_pose"], out["pose"] = pose[:n], pose[n:]
     return out
+
+
+def cards_recalled(per_episode: list[float]) -> dict:
+    """Recall over all scored cards (16 an episode) with its Wilson 95% interval (``n``: cards)."""
+    cards = GRID * GRID
+    return proportion_ci95(round(sum(per_episode) * cards), cards * len(per_episode))
 
 
 def _stack(episodes: list[dict], key: str) -> torch.Tensor | None:
@@ -166,9 +172,10 @@ def evaluate_recall(
     result_variants = {}
     for name in variants:
         per_episode = [float(tile_recall(p[-1], t, tau)) for p, t in zip(predictions[name], truth_last)]
-        stats = mean_ci95(per_episode)
-        result_variants[name] = {"recall": stats["mean"], "ci95": stats["ci95"], "per_episode": per_episode}
-    chance_stats = mean_ci95(chance)
+        stats = cards_recalled(per_episode)
+        result_variants[name] = {"recall": stats["mean"], "ci95": stats["ci95"], "cards": stats["n"],
+                                 "per_episode": per_episode}
+    chance_stats = cards_recalled(chance)
     shown = [n for n in ("base", "come") if n in predictions] or list(predictions)[:1]
     if out is not None:
         out = Path(out)
@@ -217,8 +224,7 @@ def plot_recall(variants: dict, chance: float, path: Path) -> Path:
     plt = pyplot()
     names = list(variants)
     means = [variants[n]["recall"] for n in names]
-    err = [[m - variants[n]["ci95"][0] for n, m in zip(names, means)],
-           [variants[n]["ci95"][1] - m for n, m in zip(names, means)]]
+    err = error_bars([{"mean": variants[n]["recall"], "ci95": variants[n]["ci95"]} for n in names])
     fig, ax = plt.subplots(figsize=(1.2 * len(names) + 2, 3.2))
     ax.bar(names, means, yerr=err, capsize=4, color="#4c72b0")
     ax.axhline(chance, color="grey", ls="--", label=f"chance {chance:.2f}")
@@ -245,10 +251,10 @@ def plot_sweep(xs, curves: dict[str, list[float]], xlabel: str, path: Path) -> P
 
 def format_recall_table(result: dict) -> str:
     """Markdown table of a result from :func:`evaluate_recall`."""
-    lines = ["| variant | tile recall | 95% CI | s/episode |", "|---|---|---|---|"]
+    lines = ["| variant | tile recall | 95% CI (Wilson, n cards) | s/episode |", "|---|---|---|---|"]
     for name, v in result["variants"].items():
-        lo, hi = v["ci95"]
-        lines.append(f"| {name} | {v['recall']:.3f} | [{lo:.3f}, {hi:.3f}] | "
+        ci = interval_text({"ci95": v["ci95"], "n": v["cards"]}, 3)
+        lines.append(f"| {name} | {v['recall']:.3f} | {ci} | "
                      f"{result['seconds_per_episode'].get(name, float('nan')):.2f} |")
     lines.append(f"\ntau {result['tau']:.4f} (per-card MSE), chance {result['chance']:.3f} (random layout), "
                  f"{result['episodes']} episodes, seed {result['seed']}, {result['memorization_steps']} memorization "

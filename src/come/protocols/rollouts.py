@@ -12,7 +12,6 @@ visible in the context frames).
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
@@ -25,19 +24,12 @@ from ..data.clips import tensor_to_frames
 from ..data.episodes import episode_files
 from ..metrics.cards import card_mse, cursor_cell
 from ..metrics.image import ssim, window_psnr
+from ..metrics.intervals import interval_text, mean_ci95
 from ..runtime import use_bf16
 from ..sample import episode_tensors, rollout_window
 from ..video import side_by_side, write_video
 
 CARD_TAU = 0.01  # per-card MSE under which a card counts as right (a wrong object's card is >= 0.06 at 32x32)
-
-
-def mean_ci95(values) -> dict:
-    """Mean and normal-approximation 95% confidence interval."""
-    v = np.asarray(values, float)
-    m = float(v.mean())
-    h = 1.96 * float(v.std(ddof=1)) / math.sqrt(len(v)) if len(v) > 1 else 0.0
-    return {"mean": m, "ci95": [m - h, m + h]}
 
 
 def evaluate_rollouts(
@@ -130,8 +122,8 @@ def format_table(result: dict) -> str:
         cells = []
         for c in cols:
             if c in entry:
-                m, (lo, hi) = entry[c]["mean"], entry[c]["ci95"]
-                cells.append(f"{m:.3f} [{lo:.3f}, {hi:.3f}]" if c != "psnr" else f"{m:.2f} [{lo:.2f}, {hi:.2f}]")
+                digits = 2 if c == "psnr" else 3
+                cells.append(f"{entry[c]['mean']:.{digits}f} {interval_text(entry[c], digits)}")
             else:
                 cells.append("-")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
