@@ -14,6 +14,7 @@ from come.data.episodes import save_episode
 from come.models.dit import DiTConfig, VideoDiT
 from come.presets import TrainConfig
 from come.protocols.maze import nearest_pose_frames, revisit_frames
+from come.world import VARIANTS
 
 from test_maze import _public_episode
 
@@ -81,7 +82,7 @@ def test_every_protocol_end_to_end(maze_runs, tmp_path):
     r = maze_runs
     res = CliRunner().invoke(app, [
         "eval", "maze", "--ckpt", str(r["base"]), "--stm", str(r["stm"]), "--sltm", str(r["sltm"]),
-        "--place", str(r["place"]), "--w-place", "1.5",
+        "--place", str(r["place"]), "--w-place", "1.5", "--variants", ",".join(VARIANTS),
         "--data", str(r["data"]), "--protocols", "fixed,revisits,streaming,capacity", "--episodes", "2",
         "--history", "32", "--frames", "2", "--steps", "2", "--rank", "4", "--windows", "1", "--min-gap", "20",
         "--iterations", "2", "--capacity-ranks", "2,4", "--capacity-histories", "10,32", "--ddim-steps", "2",
@@ -140,6 +141,22 @@ def test_eval_maze_bad_input_is_one_line(maze_runs, cards_data, micro_run):
     assert "--sltm-null" in error("--sltm-null", "noise")
     res = CliRunner().invoke(app, ["eval", "maze", "--ckpt", str(micro_run), "--data", str(r["data"])])
     assert res.exit_code == 2 and "not a Memory Maze model" in res.output
+
+
+def test_missing_or_corrupt_shipped_weights_are_one_line(maze_runs, tmp_path, monkeypatch):
+    import shutil
+
+    import come.demo
+
+    shipped = tmp_path / "maze-place"
+    shutil.copytree(maze_runs["place"], shipped)
+    (shipped / "model.safetensors").write_bytes(b"not safetensors")
+    monkeypatch.setattr(come.demo, "SHIPPED_MAZE", shipped)
+    res = CliRunner().invoke(app, ["eval", "maze", "--data", str(maze_runs["data"])])
+    assert res.exit_code == 2 and "model.safetensors" in res.output and len(res.output.strip().splitlines()) == 1
+    (shipped / "model.safetensors").unlink()
+    res = CliRunner().invoke(app, ["eval", "maze", "--data", str(maze_runs["data"])])
+    assert res.exit_code == 2 and "model.safetensors" in res.output, res.output
 
 
 def test_the_cli_memorizes_as_the_protocol_does():

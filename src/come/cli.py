@@ -270,7 +270,7 @@ def eval_maze(
     sltm: Optional[Path] = typer.Option(None, help="Spatial memory model run (absolute pose, e.g. preset maze-sltm)."),
     pose_encoder: Optional[Path] = typer.Option(None, help="Pose encoder run (preset maze-pose): infer the SLTM's poses from frames and actions instead of reading them from the dataset."),
     protocols: str = typer.Option("fixed,revisits", help="Comma-separated: fixed, revisits, streaming, capacity."),
-    variants: Optional[str] = typer.Option(None, help="Comma-separated variants [default: every one the given models allow: base, ltm, stm, sltm, place, stm+ltm, come, poe, hg]."),
+    variants: Optional[str] = typer.Option(None, help="Comma-separated variants, of base, ltm, stm, sltm, place, stm+ltm, come, poe, hg [default: every memory variant the given models allow; poe (the naive product) and hg (history guidance) on request]."),
     episodes: int = typer.Option(4, min=1, help="Held-out episodes."),
     history: int = typer.Option(200, min=1, help="History frames before each predicted window (and streaming's start)."),
     frames: int = typer.Option(8, min=1, help="Frames predicted per window (per streaming iteration)."),
@@ -323,7 +323,8 @@ def eval_maze(
         raise UserError(f"--protocols: choose from {', '.join(PROTOCOLS)}, got '{protocols}'")
     available = [v for v in VARIANTS if (v not in STM_VARIANTS or stm) and (v != "sltm" or sltm)
                  and (v != "place" or place)]
-    names = tuple(v.strip() for v in variants.split(",") if v.strip()) if variants else tuple(available)
+    names = (tuple(v.strip() for v in variants.split(",") if v.strip()) if variants
+             else tuple(v for v in available if v not in ("poe", "hg")))
     missing = [v for v in names if v not in available]
     if missing or not names:
         raise UserError(f"--variants: {', '.join(missing) or '(none given)'} not available (with these models: "
