@@ -59,8 +59,9 @@ def run_demo(out: Path, ckpt: Path | None = None, episodes: int = 4, train_steps
 
 
 def run_maze_demo(out: Path, episodes: int = 2, frames: int = 32, seed: int = 4321, progress: bool = True,
-                  echo=print) -> dict:
-    """Memory Maze revisits with the shipped models into ``out``; returns the protocol's result."""
+                  echo=print, walk: int = 1000, history: int = 200, memorization_steps: int = 50) -> dict:
+    """Memory Maze revisits with the shipped models into ``out``: ``episodes`` walks of ``walk`` steps,
+    ``frames`` predicted after ``history``; returns the protocol's result."""
     from .data.episodes import episode_files
     from .data.maze import generate_dataset
     from .protocols.maze import evaluate_maze, format_maze_table
@@ -68,7 +69,7 @@ def run_maze_demo(out: Path, episodes: int = 2, frames: int = 32, seed: int = 43
 
     out = Path(out)
     echo(f"walking {episodes} Memory Maze episodes (seed {seed}; about 40 s each on one core)")
-    generate_dataset(out / "data", episodes, seed, split="eval", workers=min(2, episodes))
+    generate_dataset(out / "data", episodes, seed, steps=walk, split="eval", workers=min(2, episodes))
     base, cfg = load_model(SHIPPED_MAZE)
     echo(f"model: {SHIPPED_MAZE}")
     bf16 = use_bf16("auto", "cpu")
@@ -78,10 +79,14 @@ def run_maze_demo(out: Path, episodes: int = 2, frames: int = 32, seed: int = 43
                           bf16=bf16)
 
     result = evaluate_maze(make_world, episode_files(out / "data", "test"), cfg, ("revisits",), MAZE_DEMO_VARIANTS,
-                           frames=frames, seed=seed, out=out, progress=progress)
+                           history=history, frames=frames, steps=memorization_steps, seed=seed, out=out,
+                           progress=progress)
     table = format_maze_table(result)
     echo(table)
     (out / "maze.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "maze.md").write_text(table + "\n")
-    echo(f"wrote {out}/revisits_00.mp4 (truth | base | CoME), {out}/revisits.png and {out}/maze.json")
+    if result["protocols"]["revisits"]["windows"]:
+        echo(f"wrote {out}/revisits_00.mp4 (truth | base | CoME), {out}/revisits.png and {out}/maze.json")
+    else:
+        echo(f"wrote {out}/maze.json; these walks never came back to a place: try more --episodes or another --seed")
     return result

@@ -130,9 +130,10 @@ class WorldModel:
         return tuple(f"episode{b}" for b in range(len(self.frames)))
 
     def memorize(self, steps: int = 50, lr: float = 1e-3, batch_size: int = 8, seed: int = 0,
-                 progress: bool = False, **options) -> list[list[float]]:
-        """Memorize each episode of the history into its own adapter, in every memory (LTM, and SLTM
-        when there is one); returns the loss curves, per memory then per episode.
+                 progress: bool = False, recent: int | None = None, **options) -> list[list[float]]:
+        """Memorize each episode of the history (its last ``recent`` frames, if given) into its own adapter,
+        in every memory (LTM, and SLTM when there is one); returns the loss curves, per memory then per
+        episode.
 
         ``options`` go to :meth:`LoRAMemory.memorize` (``weighting``, ``boost``, ``p_context_dropout``,
         ``first_frames``, ``lr_schedule``, ``high_fraction``, ``high_min``, ``max_weight``,
@@ -142,12 +143,14 @@ class WorldModel:
         if self.frames is None:
             raise ValueError("observe() a history before memorize()")
         curves = []
+        part = slice(-recent if recent else None, None)
         for memory, cfg in self.memories:
             settings = {"high_fraction": cfg.high_level_fraction, "high_min": cfg.high_level_min,
                         "max_weight": cfg.max_loss_weight, "context_noise_max": cfg.context_noise_max, **options}
             for b, name in enumerate(self.episode_adapters):
                 curves.append(memory.memorize(
-                    self.frames[b], self.action[b], None if self.pose is None else self.pose[b], steps=steps, lr=lr,
+                    self.frames[b, part], self.action[b, part], None if self.pose is None else self.pose[b, part],
+                    steps=steps, lr=lr,
                     batch_size=batch_size, context=cfg.context, future=cfg.future, bf16=self.bf16,
                     seed=seed + b, progress=progress, adapter=name, **settings))
         self.memorized = True
@@ -249,10 +252,10 @@ class WorldModel:
     ) -> list[dict]:
         """Streaming memory over whole episodes (B,T,...): the memory keeps learning as frames arrive.
 
-        From frame ``start``, ``iterations`` times: observe the last ``window``
-        frames, memorize them for ``updates`` steps (the adapters carry over from
-        the previous iteration; skipped for variants without memory), predict the
-        next ``horizon`` frames, then move on by ``horizon`` observed frames.
+        From frame ``start``, ``iterations`` times: observe every frame so far (the place memory
+        retrieves from all of them), memorize the last ``window`` for ``updates`` steps (the
+        adapters carry over from the previous iteration; skipped for variants without memory),
+        predict the next ``horizon`` frames, then move on by ``horizon`` observed frames.
         ``options`` go to :meth:`memorize`.
         Returns per iteration ``position``, ``prediction`` and ``truth`` (B,h,C,H,W).
         """
@@ -264,11 +267,9 @@ class WorldModel:
         out = []
         for i in tqdm(range(iterations), desc=f"stream {variant}", unit="iter", disable=not progress):
             pos = start + i * horizon
-            lo = max(0, pos - window)
-            self.observe(frames[:, lo:pos], action[:, lo:pos], None if pose is None else pose[:, lo:pos],
-                         keep_memory=i > 0)
+            self.observe(frames[:, :pos], action[:, :pos], None if pose is None else pose[:, :pos], keep_memory=i > 0)
             if uses_memory:
-                self.memorize(steps=updates, lr=lr, batch_size=batch_size, seed=seed + i, **options)
+                self.memorize(steps=updates, lr=lr, batch_size=batch_size, seed=seed + i, recent=window, **options)
             nxt = slice(pos, pos + horizon)
             pred = self.imagine(action[:, nxt], None if pose is None else pose[:, nxt], variant=variant, seed=seed + i)
             out.append({"position": pos, "prediction": pred, "truth": frames[:, nxt]})
