@@ -45,7 +45,7 @@ def test_every_variant_imagines_the_right_shape():
     world.observe(frames, action, pose)
     world.memorize(steps=3, batch_size=2)
     outs = {}
-    for v in VARIANTS:
+    for v in (v for v in VARIANTS if v != "place"):  # a cards world has no place memory (its own test below)
         stats = {}
         outs[v] = world.imagine(fa, fp, variant=v, stats=stats)
         assert outs[v].shape == (2, 3, 3, 32, 32) and torch.isfinite(outs[v]).all()
