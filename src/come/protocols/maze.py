@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from ..data.clips import frames_to_tensor, pose_track, skip_actions, tensor_to_frames
 from ..data.episodes import EpisodeError, episode_files, load_episode
+from ..data.places import TURN_COST, nearest_views
 from ..metrics.image import ssim, window_psnr
 from ..metrics.intervals import error_bars, interval_text, mean_ci95
 from ..models.pose_encoder import PoseEncoder, infer_track, to_absolute_pose
@@ -132,12 +133,10 @@ def _windows(episodes: list[dict], starts: list[tuple[int, int]], history: int, 
 
 
 def nearest_pose_frames(history: torch.Tensor, history_track: np.ndarray, future_track: np.ndarray,
-                        turn_cost: float = 0.5) -> torch.Tensor:
+                        turn_cost: float = TURN_COST) -> torch.Tensor:
     """For each future pose, the history frame seen from the nearest true pose: distance in cells plus
     ``turn_cost`` per radian of heading. A memory that only recalls (no model) scores this."""
-    dist = np.linalg.norm(history_track[None, :, :2] - future_track[:, None, :2], axis=2)
-    turn = np.abs((history_track[None, :, 2] - future_track[:, None, 2] + np.pi) % (2 * np.pi) - np.pi)
-    return history[torch.from_numpy(np.argmin(dist + turn_cost * turn, axis=1))]
+    return history[torch.from_numpy(nearest_views(history_track, future_track, 1, turn_cost)[:, 0])]
 
 
 def _references(episodes: list[dict], starts: list[tuple[int, int]], batch: dict, history: int) -> dict:
