@@ -70,7 +70,7 @@ def run_maze_demo(out: Path, episodes: int = 2, frames: int = 32, seed: int = 43
     out = Path(out)
     echo(f"walking {episodes} Memory Maze episodes (seed {seed}; about 40 s each on one core)")
     generate_dataset(out / "data", episodes, seed, steps=walk, split="eval", workers=min(2, episodes))
-    base, cfg = load_model(SHIPPED_MAZE)
+    cfg = load_model(SHIPPED_MAZE)[1]  # (also checks the shipped weights before any work)
     echo(f"model: {SHIPPED_MAZE}")
     bf16 = use_bf16("auto", "cpu")
 
