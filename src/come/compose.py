@@ -140,7 +140,7 @@ class Expert:
             if context > n_history:
                 raise ValueError(f"expert '{self.name}' sees the last {context} frames; the history has {n_history}")
             return tuple(range(n_history - context, n_history))
-        idx = tuple(sorted(i % n_history for i in context))
+        idx = tuple(sorted({i % n_history for i in context}))  # (-1 and N-1 are one frame)
         if not idx or any(not -n_history <= i < n_history for i in context):
             raise ValueError(f"expert '{self.name}': context indices {list(context)} fall outside a history of {n_history}")
         return idx
