@@ -286,6 +286,26 @@ class VideoDiT(nn.Module):
         c = self.t_embed(timestep_embedding(clean, self.config.width)) + self.view_pose_embed(view_pose)
         return h, c
 
+    def add_views(self, h: torch.Tensor, c: torch.Tensor, place: torch.Tensor, context: int, views: torch.Tensor,
+                  view_pose: torch.Tensor, view_keep: torch.Tensor | None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The clip's tokens (B,T,N,D) and conditioning (B,T,D) followed by those of the place views, the
+        nearest view's patches added to the future frames' tokens, and the attention key mask (B,1,1,L)
+        that hides the views of the samples ``view_keep`` drops (None when it drops none)."""
+        if not self.config.views:
+            raise ValueError("place views given to a model without a place memory (views = 0)")
+        B, T, n = h.shape[:3]
+        keep = torch.ones(B, dtype=torch.bool, device=h.device) if view_keep is None else view_keep.bool()
+        hv, cv = self.view_tokens(views.to(h.dtype), view_pose.to(h.dtype), place)
+        nearest = self.view_anchor(self.patchify(views[:, :1].to(h.dtype)))
+        future = (torch.arange(T, device=h.device) >= context).to(h.dtype)
+        h = h + nearest * (future.view(1, T, 1, 1) * keep.to(h.dtype).view(B, 1, 1, 1))
+        key_mask = None
+        if view_keep is not None:
+            key_mask = torch.cat([torch.ones(B, T * n, dtype=torch.bool, device=h.device),
+                                  keep[:, None].expand(B, views.shape[1] * n)], dim=1)[:, None, None, :]
+        return torch.cat([h, hv], dim=1), torch.cat([c, cv], dim=1), key_mask
+
     def forward(
         self,
         x: torch.Tensor,
@@ -336,21 +356,10 @@ class VideoDiT(nn.Module):
             c = c + self.pose_embed(pose)
             if self.pose_token is not None:
                 h = h + self.pose_token(self.pose_features(pose, action))
-        n, R = cfg.tokens_per_frame, 0
-        key_mask = None
+        n, R, key_mask = cfg.tokens_per_frame, 0, None
         if views is not None:
-            if not cfg.views:
-                raise ValueError("place views given to a model without a place memory (views = 0)")
-            keep = torch.ones(B, dtype=torch.bool, device=x.device) if view_keep is None else view_keep.bool()
-            hv, cv = self.view_tokens(views.to(h.dtype), view_pose.to(h.dtype), place)
-            anchor_view = self.view_anchor(self.patchify(views[:, :1].to(h.dtype)))  # the nearest view
-            future = (torch.arange(T, device=x.device) >= context).to(h.dtype)
-            h = h + anchor_view * (future.view(1, T, 1, 1) * keep.to(h.dtype).view(B, 1, 1, 1))
+            h, c, key_mask = self.add_views(h, c, place, context, views, view_pose, view_keep)
             R = views.shape[1]
-            h, c = torch.cat([h, hv], dim=1), torch.cat([c, cv], dim=1)
-            if view_keep is not None:
-                key_mask = torch.cat([torch.ones(B, T * n, dtype=torch.bool, device=x.device),
-                                      keep[:, None].expand(B, R * n)], dim=1)[:, None, None, :]
         h = h.reshape(B, (T + R) * n, -1)
         for i, block in enumerate(self.blocks):
             mask = self.attention_mask(T, i, x.device, R)
