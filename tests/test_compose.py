@@ -245,7 +245,7 @@ def test_place_expert_contrasts_its_views_with_none():
     x, t = torch.randn(2, 1, 3, 16, 16, generator=g), 400
     stats = {}
     got = composed_eps_fn(prior, [place], h, s, stats=stats)(x, t)
-    assert stats == {"passes": 2, "forwards": 1}  # its null is the prior's pass: no views
+    assert stats == {"passes": 1, "forwards": 1}  # its null is the prior's pass, and at w = 1 they cancel
     ctx = torch.cat([h.frames[:, -3:], x], dim=1)
     lv = torch.tensor([[0, 0, 0, t]] * 2)
     ab = alpha_bar(s, torch.full((2, 1), t))
@@ -255,9 +255,36 @@ def test_place_expert_contrasts_its_views_with_none():
         blind = to_eps(net(ctx, lv, h.action[:, 2:], None, context=3)[:, 3:], x, ab, "v")
     torch.testing.assert_close(got, seen, atol=1e-4, rtol=1e-4)  # w = 1: the model with its views
     place.weight = 2.0
-    torch.testing.assert_close(composed_eps_fn(prior, [place], h, s)(x, t), 2 * seen - blind, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(composed_eps_fn(prior, [place], h, s, stats=stats)(x, t), 2 * seen - blind,
+                               atol=1e-4, rtol=1e-4)
+    assert stats == {"passes": 2, "forwards": 1}
+    # the same network under test-time adapters (a base that is its own place memory) sees the same views
+    lora = DiTDenoiser(_with_lora(net))
+    both = composed_eps_fn(Expert("base", lora, 3), [Expert("place", lora, 3, weight=2.0, views=True,
+                                                            null="views_drop")], h, s)(x, t)
+    torch.testing.assert_close(both, 2 * seen - blind, atol=1e-4, rtol=1e-4)
     h.views = None
     with pytest.raises(ValueError, match="has none"):
         composed_eps_fn(prior, [place], h, s)
     with pytest.raises(ValueError, match="views_drop"):
         Expert("p", d, context=3, null="views_drop")
+
+
+def test_cancelled_passes_are_not_evaluated():
+    """An expert at w = 1 against the prior's own pass is that expert alone: one pass, the same eps."""
+    s = make_scheduler()
+    d = DiTDenoiser(_with_lora(_net(4)))
+    h = _history()
+    x = torch.randn(2, 2, 3, 16, 16)
+    prior = Expert("base", d, context=2)
+    ltm = Expert("ltm", d, context=2, weight=1.0, adapter="ltm", null="adapters_off")
+    stats = {}
+    got = composed_eps_fn(prior, [ltm], h, s, stats=stats)(x, 300)
+    assert stats == {"passes": 1, "forwards": 1}
+    alone = composed_eps_fn(Expert("ltm", d, context=2, adapter="ltm"), [], h, s)(x, 300)
+    torch.testing.assert_close(got, alone)
+    ltm.weight = 1.5  # the prior and the null no longer cancel
+    expected = composed_eps_fn(prior, [], h, s)(x, 300) * -0.5 + 1.5 * alone
+    torch.testing.assert_close(composed_eps_fn(prior, [ltm], h, s, stats=stats)(x, 300), expected,
+                               atol=1e-5, rtol=1e-5)
+    assert stats == {"passes": 2, "forwards": 1}

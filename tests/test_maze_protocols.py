@@ -13,7 +13,7 @@ from come.cli import app
 from come.data.episodes import save_episode
 from come.models.dit import DiTConfig, VideoDiT
 from come.presets import TrainConfig
-from come.protocols.maze import nearest_pose_frames, revisit_frames
+from come.protocols.maze import differences_from_base, nearest_pose_frames, revisit_frames
 from come.world import VARIANTS
 
 from test_maze import _public_episode
@@ -82,7 +82,7 @@ def test_every_protocol_end_to_end(maze_runs, tmp_path):
     r = maze_runs
     res = CliRunner().invoke(app, [
         "eval", "maze", "--ckpt", str(r["base"]), "--stm", str(r["stm"]), "--sltm", str(r["sltm"]),
-        "--place", str(r["place"]), "--w-place", "1.5", "--variants", ",".join(VARIANTS),
+        "--place", str(r["place"]), "--w-place", "1.5", "--variants", ",".join(VARIANTS), "--come", "ltm,place,sltm",
         "--data", str(r["data"]), "--protocols", "fixed,revisits,streaming,capacity", "--episodes", "2",
         "--history", "32", "--frames", "2", "--steps", "2", "--rank", "4", "--windows", "1", "--min-gap", "20",
         "--iterations", "2", "--capacity-ranks", "2,4", "--capacity-histories", "10,32", "--ddim-steps", "2",
@@ -94,6 +94,7 @@ def test_every_protocol_end_to_end(maze_runs, tmp_path):
     protocols = result["protocols"]
     assert result["variants"] == ["base", "ltm", "stm", "sltm", "place", "stm+ltm", "come", "poe", "hg"]
     assert result["place_weight"] == 1.5 and result["place"] == str(r["place"])
+    assert result["come_experts"] == ["ltm", "place", "sltm"]
     assert result["memorization_batch"] == 3
     assert result["memorize_options"] == {"weighting": "surprise", "p_context_dropout": 0.5, "p_pose_dropout": 0.3,
                                           "lr_schedule": "constant"}
@@ -105,6 +106,10 @@ def test_every_protocol_end_to_end(maze_runs, tmp_path):
         copy = protocols[name]["copy_last_frame"]["per_window_psnr"]
         assert len(copy) == 2 and copy != protocols[name]["variants"]["base"]["per_window_psnr"]
         assert len(protocols[name]["nearest_pose_frame"]["per_window_psnr"]) == 2
+        vs = protocols[name]["vs_base"]
+        assert set(vs) == set(result["variants"]) - {"base"} | {"copy_last_frame", "nearest_pose_frame"}
+        ltm, base = (protocols[name]["variants"][v]["per_window_psnr"] for v in ("ltm", "base"))
+        assert vs["ltm"]["mean"] == pytest.approx(np.mean(np.subtract(ltm, base)))
         assert (tmp_path / "out" / f"{name}.png").stat().st_size > 0
         assert (tmp_path / "out" / f"{name}_00.mp4").stat().st_size > 0
     assert all(s >= 32 for _, s in protocols["revisits"]["starts"])
@@ -131,6 +136,7 @@ def test_eval_maze_bad_input_is_one_line(maze_runs, cards_data, micro_run):
         return res.output
 
     assert "--protocols" in error("--protocols", "fixed,magic")
+    assert "--come" in error("--come", "ltm,magic")
     assert "sltm needs --sltm" in error("--variants", "base,sltm")
     assert "place needs --place" in error("--variants", "base,place")
     assert "takes place views" in error("--place", str(r["sltm"]))
@@ -164,12 +170,13 @@ def test_the_cli_memorizes_as_the_protocol_does():
     import inspect
 
     from come import cli
-    from come.protocols.maze import (LTM_WEIGHT, MEMORIZE_BATCH, MEMORIZE_LR, MEMORIZE_OPTIONS, MEMORIZE_STEPS,
-                                     SLTM_NULL)
+    from come.protocols.maze import (COME_EXPERTS, LTM_WEIGHT, MEMORIZE_BATCH, MEMORIZE_LR, MEMORIZE_OPTIONS,
+                                     MEMORIZE_STEPS, SLTM_NULL)
 
     params = inspect.signature(cli.eval_maze).parameters
     assert params["steps"].default.default == MEMORIZE_STEPS
     assert params["w_ltm"].default.default == LTM_WEIGHT
+    assert params["come_experts"].default.default == ",".join(COME_EXPERTS)
     assert params["sltm_null"].default.default == SLTM_NULL
     assert params["lr_schedule"].default.default == MEMORIZE_OPTIONS["lr_schedule"]
     assert params["lr"].default.default == MEMORIZE_LR
@@ -177,3 +184,11 @@ def test_the_cli_memorizes_as_the_protocol_does():
     assert params["weighting"].default.default == MEMORIZE_OPTIONS["weighting"]
     assert params["context_dropout"].default.default == MEMORIZE_OPTIONS["p_context_dropout"]
     assert params["pose_dropout"].default.default == MEMORIZE_OPTIONS["p_pose_dropout"]
+
+
+def test_differences_from_base_pairs_windows():
+    scores = {"base": {"per_window_psnr": [10.0, 12.0, 14.0]}, "place": {"per_window_psnr": [11.0, 12.5, 13.0]}}
+    d = differences_from_base(scores)["place"]
+    assert d["mean"] == pytest.approx(0.5 / 3) and d["n"] == 3 and d["wins"] == 2
+    assert d["ci95"][0] < d["mean"] < d["ci95"][1]
+    assert differences_from_base({"place": scores["place"]}) == {}

@@ -1,3 +1,4 @@
+import copy
 import re
 
 import pytest
@@ -215,5 +216,24 @@ def test_place_memory_sees_the_views_nearest_each_frame():
     assert not torch.allclose(outs["base"], outs["place"])
     world.memorize(steps=1, batch_size=2)
     assert [e.name for e in world.experts("come")[1]] == ["ltm", "place"]
+    world.come_experts = ("stm", "place")  # the table: CoME composes the chosen experts the world has
+    assert [e.name for e in world.experts("come")[1]] == ["place"] and not world.needs_memory("come")
+    assert world.needs_memory("ltm") and world.members("place") == ("place",)
+    with pytest.raises(ValueError, match="needs a short-term memory model"):
+        world.members("stm+ltm")
+    with pytest.raises(ValueError, match="come_experts"):
+        WorldModel(place, cfg, come_experts=("ltm", "magic"))
     with pytest.raises(ValueError, match="takes place views"):
         WorldModel(base, cfg, place=(base, cfg))
+    # a base that is its own place memory is one network: the same frames, and one pass a step at w = 1
+    own_net, base_net, place_net = (copy.deepcopy(place) for _ in range(3))
+    own = WorldModel(own_net, cfg, place=(own_net, cfg), rank=4, steps=2)
+    apart = WorldModel(base_net, cfg, place=(place_net, cfg), rank=4, steps=2)
+    passes = {}
+    for name, w in (("own", own), ("apart", apart)):
+        w.observe(frames, action[:, :N], pose[:, :N])
+        stats = {}
+        outs[name] = w.imagine(action[:, N:], pose[:, N:], variant="place", stats=stats)
+        passes[name] = stats["passes"]
+    torch.testing.assert_close(outs["own"], outs["apart"], atol=1e-4, rtol=1e-4)
+    assert passes == {"own": 1, "apart": 3}  # apart: the prior, and the place memory with and without views

@@ -286,6 +286,7 @@ def eval_maze(
     w_ltm: float = typer.Option(1.0, help="Contrast weight of the long-term memory expert."),
     w_stm: float = typer.Option(1.0, help="Contrast weight of the short-term memory expert."),
     w_sltm: float = typer.Option(1.0, help="Contrast weight of the spatial memory expert."),
+    come_experts: str = typer.Option("stm,place,sltm", "--come", help="Experts that come and poe compose (those given), of ltm, stm, place, sltm; the long-term memory lowers CoME on Memory Maze, so it is left out by default."),
     w_place: float = typer.Option(1.0, help="Contrast weight of the place memory expert."),
     sltm_null: str = typer.Option("adapters_off", help="The SLTM's baseline: pose_drop (its memorized adapters without the pose) or adapters_off (the pose without the memory)."),
     windows: int = typer.Option(2, min=1, help="Windows per episode (fixed and revisits)."),
@@ -305,7 +306,7 @@ def eval_maze(
     from .memory import LR_SCHEDULES, WINDOW_WEIGHTINGS
     from .protocols.maze import PROTOCOLS, evaluate_maze, format_maze_table
     from .runtime import use_bf16
-    from .world import SLTM_NULLS, STM_VARIANTS, VARIANTS, ExpertWeights, WorldModel
+    from .world import EXPERTS, SLTM_NULLS, STM_VARIANTS, VARIANTS, ExpertWeights, WorldModel
 
     if ckpt is None:
         from .demo import SHIPPED_MAZE
@@ -329,6 +330,9 @@ def eval_maze(
     if missing or not names:
         raise UserError(f"--variants: {', '.join(missing) or '(none given)'} not available (with these models: "
                         f"{', '.join(available)}; stm and stm+ltm need --stm, sltm needs --sltm, place needs --place)")
+    composed = tuple(e.strip() for e in come_experts.split(",") if e.strip())
+    if not composed or not set(composed) <= set(EXPERTS):
+        raise UserError(f"--come: choose from {', '.join(EXPERTS)}, got '{come_experts}'")
     _, cfg = load_model(ckpt)
     if cfg.model.get("action_dim") != 6:
         raise UserError(f"{ckpt}: not a Memory Maze model (its actions have {cfg.model.get('action_dim')} dims, not 6)")
@@ -346,10 +350,12 @@ def eval_maze(
 
     def make_world(lora_rank: int) -> WorldModel:
         base, base_cfg = load_model(ckpt)
+        place_model = None if place is None else (base, base_cfg) if Path(place).resolve() == Path(ckpt).resolve() else load_model(place)
         return WorldModel(base, base_cfg, stm=load_model(stm) if stm else None,
-                          sltm=load_model(sltm) if sltm else None, place=load_model(place) if place else None,
+                          sltm=load_model(sltm) if sltm else None, place=place_model,
                           rank=lora_rank, steps=ddim_steps, bf16=bf16,
-                          weights=ExpertWeights(ltm=w_ltm, stm=w_stm, sltm=w_sltm, place=w_place), sltm_null=sltm_null)
+                          weights=ExpertWeights(ltm=w_ltm, stm=w_stm, sltm=w_sltm, place=w_place), sltm_null=sltm_null,
+                          come_experts=composed)
 
     files = episode_files(data, "test")[:episodes]
     options = {"weighting": weighting, "p_context_dropout": context_dropout, "p_pose_dropout": pose_dropout,
@@ -358,7 +364,7 @@ def eval_maze(
                            min_gap=min_gap, windows_per_episode=windows, stream_updates=updates, iterations=iterations,
                            capacity_ranks=ranks, capacity_histories=histories, pose_encoder=encoder,
                            memorize_options=options, seed=seed, out=out)
-    result |= {"ltm_weight": w_ltm, "stm_weight": w_stm, "sltm_weight": w_sltm, "place_weight": w_place,
+    result |= {"come_experts": list(composed), "ltm_weight": w_ltm, "stm_weight": w_stm, "sltm_weight": w_sltm, "place_weight": w_place,
                "sltm_null": sltm_null, "ddim_steps": ddim_steps,
                "checkpoint": str(ckpt), "stm": str(stm) if stm else None, "sltm": str(sltm) if sltm else None,
                "place": str(place) if place else None,

@@ -15,7 +15,8 @@ before composing, so v-, x0- and eps-predicting networks mix freely.
 :func:`compose_eps` is the one composition function; :func:`composed_eps_fn`
 builds the eps hook for :func:`come.diffusion.sampling.sample_ddim`, running all
 passes through one network in a step as one batched forward (LoRA on and off in
-one batch through peft's mixed-adapter batches) and identical passes once.
+one batch through peft's mixed-adapter batches), identical passes once, and passes whose terms
+cancel not at all.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from .diffusion.schedule import alpha_bar, to_eps
 from .memory import BASE_ADAPTER
 
 NULL_KINDS = ("noise", "adapters_off", "pose_drop", "views_drop")
+CANCELLED = 1e-9  # a pass whose factors sum below this is left out
 RULES = ("contrastive", "poe")
 
 
@@ -74,13 +76,11 @@ class DiTDenoiser:
             if any(n != BASE_ADAPTER for n in names):
                 raise ValueError(f"adapters {sorted(set(names) - {BASE_ADAPTER})} requested on a network without any")
             return self.network(x, levels, action, pose, context=context, **place)
-        if place:
-            raise ValueError("place views on a network with test-time adapters are not supported")
         missing = set(names) - {BASE_ADAPTER} - set(self.network.peft_config)
         if missing:
             raise ValueError(f"adapters {sorted(missing)} do not exist (has: {sorted(self.network.peft_config)})")
         # always name the adapters: without names peft would apply its active adapter to every sample
-        return self.network(x, levels, action, pose, context=context, adapter_names=list(names))
+        return self.network(x, levels, action, pose, context=context, adapter_names=list(names), **place)
 
 
 @dataclass
@@ -233,6 +233,23 @@ def _passes(expert: Expert, n_history: int, with_null: bool) -> tuple[_Pass, _Pa
     return cond, null
 
 
+def pass_coefficients(plan: Sequence[tuple[_Pass, _Pass | None]], experts: Sequence[Expert], has_prior: bool,
+                      rule: str) -> dict[_Pass, float]:
+    """The factor of each distinct pass in the composed eps, in first-use order. Passes whose terms
+    cancel (factor 0) need no network evaluation: an expert at ``w = 1`` whose null is the prior's
+    own pass (the LTM with its adapters off, a place memory without its views) is that expert alone."""
+    factors: dict[_Pass, float] = {}
+    pairs = plan[1:] if has_prior else plan
+    if has_prior:
+        factors[plan[0][0]] = 1.0
+    for (cond, null), e in zip(pairs, experts):
+        w = e.weight if rule == "contrastive" else e.gamma
+        factors[cond] = factors.get(cond, 0.0) + w
+        if null is not None:
+            factors[null] = factors.get(null, 0.0) - w
+    return factors
+
+
 def composed_eps_fn(
     prior: Expert | None,
     experts: Sequence[Expert],
@@ -245,7 +262,8 @@ def composed_eps_fn(
     """The eps hook that composes ``prior`` and ``experts`` at every step (see module docstring).
 
     ``stats``, if given, receives ``passes`` (distinct network evaluations per
-    step) and ``forwards`` (batched forward calls per step).
+    step, those that cancel left out: :func:`pass_coefficients`) and ``forwards`` (batched forward
+    calls per step).
     """
     frames = history.frames
     B, N = frames.shape[:2]
@@ -269,12 +287,13 @@ def composed_eps_fn(
         plan.append(_passes(prior, N, with_null=False))
     for e in experts:
         plan.append(_passes(e, N, with_null=(rule == "contrastive")))
-    distinct = list(dict.fromkeys(p for pair in plan for p in pair if p is not None))
+    coefficients = pass_coefficients(plan, experts, prior is not None, rule)
+    needed = [p for p, c in coefficients.items() if abs(c) > CANCELLED]
     groups: dict[tuple[int, int], list[_Pass]] = {}
-    for p in distinct:
+    for p in needed:
         groups.setdefault((p.net, len(p.indices)), []).append(p)
     if stats is not None:
-        stats["passes"], stats["forwards"] = len(distinct), len(groups)
+        stats["passes"], stats["forwards"] = len(needed), len(groups)
 
     def eps_fn(x: torch.Tensor, t: int) -> torch.Tensor:
         F = x.shape[1]
@@ -319,6 +338,8 @@ def composed_eps_fn(
             eps = to_eps(out, x.repeat(len(passes), 1, 1, 1, 1), ab, net.prediction)
             for i, p in enumerate(passes):
                 results[p] = eps[i * B : (i + 1) * B]
+        cancelled = torch.zeros_like(x)  # a pass whose terms cancel: any value gives the same sum
+        results.update({p: cancelled for p in coefficients if p not in results})
         prior_eps = results[plan[0][0]] if prior is not None else None
         pairs = plan[1:] if prior is not None else plan
         return compose_eps(

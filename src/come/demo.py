@@ -64,7 +64,7 @@ def run_maze_demo(out: Path, episodes: int = 2, frames: int = 32, seed: int = 43
     ``frames`` predicted after ``history``; returns the protocol's result."""
     from .data.episodes import episode_files
     from .data.maze import generate_dataset
-    from .protocols.maze import evaluate_maze, format_maze_table
+    from .protocols.maze import COME_EXPERTS, evaluate_maze, format_maze_table
     from .runtime import use_bf16
 
     out = Path(out)
@@ -75,8 +75,8 @@ def run_maze_demo(out: Path, episodes: int = 2, frames: int = 32, seed: int = 43
     bf16 = use_bf16("auto", "cpu")
 
     def make_world(rank: int) -> WorldModel:
-        return WorldModel(load_model(SHIPPED_MAZE)[0], cfg, place=load_model(SHIPPED_MAZE), rank=rank, steps=10,
-                          bf16=bf16)
+        base = load_model(SHIPPED_MAZE)[0]
+        return WorldModel(base, cfg, place=(base, cfg), rank=rank, steps=10, bf16=bf16, come_experts=COME_EXPERTS)
 
     result = evaluate_maze(make_world, episode_files(out / "data", "test"), cfg, ("revisits",), MAZE_DEMO_VARIANTS,
                            history=history, frames=frames, steps=memorization_steps, seed=seed, out=out,

@@ -10,10 +10,10 @@ memory: adapters on vs off), ``stm`` (+ short-term memory: long context vs
 noised), ``sltm`` (+ spatial memory: a pose-conditioned model with its own
 memorized adapters, pose given vs dropped or adapters off: ``sltm_null``), ``place`` (+ place
 memory: a model given the history frames seen from the poses nearest each frame it generates,
-views given vs left out; no memorization), ``stm+ltm``
-(both), ``come`` (every expert available,
+views given vs left out; no memorization; ``place=(base, cfg)`` makes the base its own place memory), ``stm+ltm``
+(both), ``come`` (every expert of ``come_experts`` the world has,
 contrastive), ``poe`` (the naive product of the same experts) and ``hg``
-(history guidance HG-v on the base).
+(history guidance HG-v on the base). ``VARIANT_EXPERTS`` is the table.
 
 One pose track serves every expert: a base model without a pose input ignores
 it (Memory Maze: the absolute pose, for the SLTM), a Memory Cards base reads it
@@ -35,11 +35,19 @@ from .memory import LoRAMemory
 from .models.dit import VideoDiT
 from .presets import TrainConfig
 
-VARIANTS = ("base", "ltm", "stm", "sltm", "place", "stm+ltm", "come", "poe", "hg")
-MEMORY_VARIANTS = ("ltm", "sltm", "stm+ltm", "come", "poe")  # the variants that need memorize()
-STM_VARIANTS = ("stm", "stm+ltm")  # the variants that need a short-term memory model
+EXPERTS = ("ltm", "stm", "place", "sltm")
+MEMORIZED = ("ltm", "sltm")  # the experts whose memory is fitted at test time (memorize())
+COMPOSITIONS = ("come", "poe")  # compose every expert of the world's come_experts that it has
+# The expert table: which experts each variant composes on top of the prior. A variant outside
+# COMPOSITIONS needs every expert it names; 'hg' is history guidance on the base model alone.
+VARIANT_EXPERTS = {"base": (), "ltm": ("ltm",), "stm": ("stm",), "sltm": ("sltm",), "place": ("place",),
+                   "stm+ltm": ("ltm", "stm"), "come": EXPERTS, "poe": EXPERTS, "hg": ()}
+VARIANTS = tuple(VARIANT_EXPERTS)
+MEMORY_VARIANTS = tuple(v for v, e in VARIANT_EXPERTS.items() if set(e) & set(MEMORIZED))  # may need memorize()
+STM_VARIANTS = tuple(v for v, e in VARIANT_EXPERTS.items() if "stm" in e and v not in COMPOSITIONS)
 # the spatial expert's baseline: its memorized adapters with the pose dropped, or the pose kept and the adapters off
 SLTM_NULLS = ("pose_drop", "adapters_off")
+MODEL_NAMES = {"ltm": "base", "stm": "short-term memory", "place": "place memory", "sltm": "spatial memory"}
 
 
 @dataclass
@@ -69,7 +77,11 @@ class WorldModel:
         targets: tuple[str, ...] | None = None,
         sltm_null: str = "pose_drop",
         place: tuple[VideoDiT, TrainConfig] | None = None,
+        come_experts: tuple[str, ...] = EXPERTS,
     ):
+        if not set(come_experts) <= set(EXPERTS):
+            raise ValueError(f"come_experts {list(come_experts)}: choose from {', '.join(EXPERTS)}")
+        self.come_experts = tuple(come_experts)
         if sltm_null not in SLTM_NULLS:
             raise ValueError(f"unknown sltm_null '{sltm_null}' (choose from {', '.join(SLTM_NULLS)})")
         self.cfg, self.sltm_null = base_cfg, sltm_null
@@ -84,7 +96,10 @@ class WorldModel:
         self.sltm_cfg = sltm[1] if sltm is not None else None
         if place is not None and not place[0].config.views:
             raise ValueError("the place memory must be a model that takes place views (views > 0)")
-        self.place = DiTDenoiser(place[0].eval()) if place is not None else None
+        # a base that is its own place memory is one network: the place memory's null is then the
+        # prior's own pass, and at w_place = 1 the place memory costs one pass
+        shared = place is not None and place[0] is base
+        self.place = self.base if shared else DiTDenoiser(place[0].eval()) if place is not None else None
         self.place_views = place[0].config.views if place is not None else 0
         self.weights = weights or ExpertWeights()
         self.steps, self.bf16 = steps, bf16
@@ -156,42 +171,45 @@ class WorldModel:
         self.memorized = True
         return curves
 
+    def members(self, variant: str) -> tuple[str, ...]:
+        """The experts a variant composes on top of the prior (the expert table, ``VARIANT_EXPERTS``)."""
+        if variant not in VARIANT_EXPERTS:
+            raise ValueError(f"unknown variant '{variant}' (choose from {', '.join(VARIANTS)})")
+        available = {"ltm": True, "stm": self.stm is not None, "place": self.place is not None,
+                     "sltm": self.sltm is not None}
+        if variant in COMPOSITIONS:
+            return tuple(e for e in VARIANT_EXPERTS[variant] if e in self.come_experts and available[e])
+        missing = [e for e in VARIANT_EXPERTS[variant] if not available[e]]
+        if missing:
+            raise ValueError(f"variant '{variant}' needs a {' and a '.join(MODEL_NAMES[e] for e in missing)} model")
+        return VARIANT_EXPERTS[variant]
+
+    def needs_memory(self, variant: str) -> bool:
+        """Whether a variant composes an expert that memorize() fits."""
+        return any(e in MEMORIZED for e in self.members(variant))
+
     def experts(self, variant: str) -> tuple[Expert, list[Expert], str]:
         """(prior, experts, rule) of a variant."""
-        if variant not in VARIANTS:
-            raise ValueError(f"unknown variant '{variant}' (choose from {', '.join(VARIANTS)})")
         w, k = self.weights, self.cfg.context
-        prior = Expert("base", self.base, k)
         if variant == "hg":
             return (*history_guidance(self.base, k, weight=w.hg), "contrastive")
-        experts = []
-        if variant in MEMORY_VARIANTS and not self.memorized:
+        names = self.members(variant)
+        if any(e in MEMORIZED for e in names) and not self.memorized:
             raise ValueError(f"variant '{variant}' needs memorize() first")
-        if variant in ("ltm", "stm+ltm", "come", "poe"):
-            experts.append(Expert("ltm", self.base, k, weight=w.ltm, adapter=self.episode_adapters,
-                                  null="adapters_off"))
-        if variant in ("stm", "stm+ltm", "come", "poe"):
-            if self.stm is None:
-                if variant in STM_VARIANTS:
-                    raise ValueError(f"variant '{variant}' needs a short-term memory model")
-            else:
-                # its null keeps the prior's own frames: the contrast is what the older frames add
-                experts.append(Expert("stm", self.stm, min(self.stm_context, len(self.frames[0])), weight=w.stm,
-                                      null_keep=k))
-        if variant in ("place", "come", "poe"):
-            if self.place is None:
-                if variant == "place":
-                    raise ValueError("variant 'place' needs a place memory model")
-            else:
-                experts.append(Expert("place", self.place, k, weight=w.place, views=True, null="views_drop"))
-        if variant in ("sltm", "come", "poe"):
-            if self.sltm is None:
-                if variant == "sltm":
-                    raise ValueError("variant 'sltm' needs a spatial memory model")
-            else:  # its own memorized adapters, against the same adapters without the pose (or the pose unmemorized)
-                experts.append(Expert("sltm", self.sltm, self.sltm_cfg.context, weight=w.sltm,
-                                      adapter=self.episode_adapters, null=self.sltm_null))
-        return prior, experts, ("poe" if variant == "poe" else "contrastive")
+        experts = [self._expert(e) for e in names]
+        return Expert("base", self.base, k), experts, ("poe" if variant == "poe" else "contrastive")
+
+    def _expert(self, name: str) -> Expert:
+        w, k = self.weights, self.cfg.context
+        if name == "ltm":
+            return Expert("ltm", self.base, k, weight=w.ltm, adapter=self.episode_adapters, null="adapters_off")
+        if name == "stm":  # its null keeps the prior's own frames: the contrast is what the older frames add
+            return Expert("stm", self.stm, min(self.stm_context, len(self.frames[0])), weight=w.stm, null_keep=k)
+        if name == "place":
+            return Expert("place", self.place, k, weight=w.place, views=True, null="views_drop")
+        # its own memorized adapters, against the same adapters without the pose (or the pose unmemorized)
+        return Expert("sltm", self.sltm, self.sltm_cfg.context, weight=w.sltm, adapter=self.episode_adapters,
+                      null=self.sltm_null)
 
     @torch.no_grad()
     def imagine(self, action: torch.Tensor, pose: torch.Tensor | None = None, variant: str = "come",
@@ -263,7 +281,7 @@ class WorldModel:
         if frames.shape[1] < end or start < self.cfg.context:
             raise ValueError(f"streaming from frame {start} for {iterations} x {horizon} frames needs "
                              f"{end} frames and start >= {self.cfg.context}; the episodes have {frames.shape[1]}")
-        uses_memory = variant in MEMORY_VARIANTS
+        uses_memory = self.needs_memory(variant)
         out = []
         for i in tqdm(range(iterations), desc=f"stream {variant}", unit="iter", disable=not progress):
             pos = start + i * horizon

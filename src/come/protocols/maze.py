@@ -53,6 +53,9 @@ MEMORIZE_LR = 1e-2
 MEMORIZE_BATCH = 16
 MEMORIZE_OPTIONS = {"weighting": "change", "p_context_dropout": 0.0, "p_pose_dropout": 0.0, "lr_schedule": "cosine"}
 LTM_WEIGHT = 1.0  # contrast weight of the LTM on Memory Maze: 1.5 was worse on every dev setting
+# The experts CoME composes on Memory Maze: not the LTM, which lowered CoME at every weight tried on dev
+# revisits (BENCHMARKS.md, "Memory Maze: Table 2 at CPU scale").
+COME_EXPERTS = ("stm", "place", "sltm")
 # the SLTM's baseline on Memory Maze: with its adapters off it scored +0.5 dB on dev revisits, with the pose
 # dropped -0.4 dB (held out, -0.2 dB at w=0.5: no memory helps yet; BENCHMARKS.md, "the spatial expert")
 SLTM_NULL = "adapters_off"
@@ -157,15 +160,27 @@ def _score(pred: torch.Tensor, truth: torch.Tensor) -> dict:
     return {"psnr": mean_ci95(p), "ssim": mean_ci95(s), "per_window_psnr": p}
 
 
+def differences_from_base(scores: dict[str, dict]) -> dict[str, dict]:
+    """Each entry's PSNR minus the base model's on the same windows: mean with its 95% interval, and the
+    windows where it is ahead (``wins``). Empty without a base entry."""
+    if "base" not in scores:
+        return {}
+    base = np.asarray(scores["base"]["per_window_psnr"])
+    out = {}
+    for name, s in scores.items():
+        if name != "base":
+            diff = np.asarray(s["per_window_psnr"]) - base
+            out[name] = mean_ci95(diff) | {"wins": int((diff > 0).sum())}
+    return out
+
+
 def predict_windows(world, batch: dict, variants, steps: int, lr: float, batch_size: int, seed: int,
                     progress: bool = False, memorize_options: dict | None = None
                     ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
     """Observe each window's history, memorize it (if a variant needs memory) and imagine per variant."""
-    from ..world import MEMORY_VARIANTS
-
     world.observe(batch["frames"], batch["action"], batch["pose"])
     seconds = {}
-    if any(v in MEMORY_VARIANTS for v in variants):
+    if any(world.needs_memory(v) for v in variants):
         t0 = time.time()
         world.memorize(steps=steps, lr=lr, batch_size=batch_size, seed=seed, progress=progress,
                        **(memorize_options or {}))
@@ -232,10 +247,11 @@ def evaluate_maze(
         batch = _windows(episodes, starts, history, frames)
         preds, seconds = predict_windows(make_world(rank), batch, variants, steps, lr, batch_size, seed, progress,
                                          options)
+        scores = {v: _score(p, batch["truth"]) for v, p in preds.items()}
+        references = _references(episodes, starts, batch, history)
         result["protocols"][name] = {
-            "windows": len(starts), "starts": starts,
-            "variants": {v: _score(p, batch["truth"]) for v, p in preds.items()},
-            **_references(episodes, starts, batch, history),
+            "windows": len(starts), "starts": starts, "variants": scores, **references,
+            "vs_base": differences_from_base(scores | references),
             "seconds_per_window": {k: t / len(starts) for k, t in seconds.items()}}
         if out is not None:
             shown = [v for v in ("base", "come") if v in preds] or list(preds)[:1]
@@ -315,11 +331,14 @@ def format_maze_table(result: dict) -> str:
             lines.append(f"{name}: {r['note']}")
             continue
         lines += [f"\n{name}: {r['windows']} windows, history {result['history']}, {result['frames']} frames predicted",
-                  "| variant | PSNR (dB) | SSIM |", "|---|---|---|"]
-        for v, s in [*r["variants"].items(), ("(copy last frame)", r["copy_last_frame"]),
-                     ("(nearest-pose history frame)", r["nearest_pose_frame"])]:
-            p, q = s["psnr"], s["ssim"]
-            lines.append(f"| {v} | {p['mean']:.2f} {interval_text(p)} | {q['mean']:.3f} |")
+                  "| variant | PSNR (dB) | vs base (dB), windows ahead | SSIM |", "|---|---|---|---|"]
+        rows = [*r["variants"].items(), ("copy_last_frame", r["copy_last_frame"]),
+                ("nearest_pose_frame", r["nearest_pose_frame"])]
+        for v, s in rows:
+            p, q, d = s["psnr"], s["ssim"], r.get("vs_base", {}).get(v)
+            diff = "" if d is None else f"{d['mean']:+.2f} {interval_text(d)}, {d['wins']}"
+            label = {"copy_last_frame": "(copy last frame)", "nearest_pose_frame": "(nearest-pose history frame)"}.get(v, v)
+            lines.append(f"| {label} | {p['mean']:.2f} {interval_text(p)} | {diff} | {q['mean']:.3f} |")
     r = result["protocols"].get("streaming")
     if r is not None:
         its = r["iterations"]

@@ -32,7 +32,6 @@ from ..metrics.cards import card_mse
 from ..presets import TrainConfig
 from ..plotting import pyplot, save_figure
 from ..video import side_by_side, write_video
-from ..world import MEMORY_VARIANTS
 from ..metrics.intervals import error_bars, interval_text, mean_ci95, proportion_ci95
 
 # How the protocol memorizes (dev episodes of seeds 100 and 102, BENCHMARKS.md "A place memory" and
@@ -126,7 +125,7 @@ def recall_rollouts(world, eps: list[dict], variants: tuple[str, ...], memorizat
     for members in tqdm(groups.values(), desc="recall episodes", disable=not progress or len(groups) == 1):
         group = [eps[i] for i in members]
         world.observe(_stack(group, "history"), _stack(group, "history_action"), _stack(group, "history_pose"))
-        if any(v in MEMORY_VARIANTS for v in variants):
+        if any(world.needs_memory(v) for v in variants):
             t0 = time.time()
             world.memorize(steps=memorization_steps, lr=lr, batch_size=batch_size, seed=seed, progress=progress,
                            **(MEMORIZE_OPTIONS if memorize_options is None else memorize_options))
