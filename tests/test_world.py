@@ -9,7 +9,7 @@ from come.data.clips import cursor_pose, frames_to_tensor
 from come.models.dit import DiTConfig, VideoDiT
 from come.presets import TrainConfig
 from come.data.places import relative_view_pose
-from come.world import VARIANTS, WorldModel
+from come.world import VARIANTS, WorldModel, available_variants
 
 
 def _net(max_frames, seed, **kw):
@@ -221,6 +221,7 @@ def test_place_memory_sees_the_views_nearest_each_frame():
     assert world.needs_memory("ltm") and world.members("place") == ("place",)
     with pytest.raises(ValueError, match="needs a short-term memory model"):
         world.members("stm+ltm")
+    assert available_variants({"ltm", "place"}) == ("base", "ltm", "place", "come", "poe", "hg")
     with pytest.raises(ValueError, match="come_experts"):
         WorldModel(place, cfg, come_experts=("ltm", "magic"))
     with pytest.raises(ValueError, match="takes place views"):

@@ -306,7 +306,7 @@ def eval_maze(
     from .memory import LR_SCHEDULES, WINDOW_WEIGHTINGS
     from .protocols.maze import PROTOCOLS, evaluate_maze, format_maze_table
     from .runtime import use_bf16
-    from .world import EXPERTS, SLTM_NULLS, STM_VARIANTS, VARIANTS, ExpertWeights, WorldModel
+    from .world import EXPERTS, SLTM_NULLS, ExpertWeights, WorldModel, available_variants
 
     if ckpt is None:
         from .demo import SHIPPED_MAZE
@@ -322,8 +322,8 @@ def eval_maze(
         raise UserError(f"--sltm-null: choose from {', '.join(SLTM_NULLS)}, got '{sltm_null}'")
     if not chosen or any(p not in PROTOCOLS for p in chosen):
         raise UserError(f"--protocols: choose from {', '.join(PROTOCOLS)}, got '{protocols}'")
-    available = [v for v in VARIANTS if (v not in STM_VARIANTS or stm) and (v != "sltm" or sltm)
-                 and (v != "place" or place)]
+    given = {"ltm"} | {name for name, run in (("stm", stm), ("sltm", sltm), ("place", place)) if run}
+    available = available_variants(given)
     names = (tuple(v.strip() for v in variants.split(",") if v.strip()) if variants
              else tuple(v for v in available if v not in ("poe", "hg")))
     missing = [v for v in names if v not in available]
@@ -409,16 +409,17 @@ def eval_cards_recall(
     from .checkpoint import load_model
     from .protocols.recall import evaluate_recall, format_recall_table, recall_sweeps
     from .runtime import use_bf16
-    from .world import MEMORY_VARIANTS, STM_VARIANTS, VARIANTS, ExpertWeights, WorldModel
+    from .world import MEMORY_VARIANTS, VARIANTS, ExpertWeights, WorldModel, available_variants
 
     names = tuple(v.strip() for v in variants.split(",") if v.strip())
     unknown = [v for v in names if v not in VARIANTS]
     if unknown or not names:
         raise UserError(f"--variants: unknown {', '.join(unknown) or '(none given)'} (choose from {', '.join(VARIANTS)})")
-    if stm is None and any(v in STM_VARIANTS for v in names):
-        raise UserError("--variants stm and stm+ltm need --stm RUN (a short-term memory model)")
-    if "sltm" in names:
-        raise UserError("--variants sltm: the spatial expert needs map poses (Memory Maze); Memory Cards has none")
+    if any(v in ("sltm", "place") for v in names):
+        raise UserError("--variants sltm and place: those experts need map poses (Memory Maze); Memory Cards has none")
+    missing = [v for v in names if v not in available_variants({"ltm", "stm"} if stm else {"ltm"})]
+    if missing:
+        raise UserError(f"--variants {', '.join(missing)} need --stm RUN (a short-term memory model)")
 
     def ints(text: Optional[str], name: str) -> tuple[int, ...]:
         try:

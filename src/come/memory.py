@@ -8,7 +8,7 @@ random windows of the history (context frames kept clean as conditioning),
 with AdamW on the adapters only and an explicit ``torch.enable_grad()`` so it
 also works when called under inference mode's cousin ``torch.no_grad()``.
 Windows where the scene changes (something is revealed) are sampled more
-often: the memorization signal is sparse otherwise (DESIGN.md). ``reset``
+often: the memorization signal is sparse otherwise (BENCHMARKS.md). ``reset``
 restores the base model exactly; ``save``/``load`` keep an episode's memory
 as a few-MB safetensors file.
 """

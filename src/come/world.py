@@ -50,6 +50,12 @@ SLTM_NULLS = ("pose_drop", "adapters_off")
 MODEL_NAMES = {"ltm": "base", "stm": "short-term memory", "place": "place memory", "sltm": "spatial memory"}
 
 
+def available_variants(experts: set[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """The variants a world with these experts can run: each single-expert variant needs its experts,
+    the compositions take whichever there are."""
+    return tuple(v for v, names in VARIANT_EXPERTS.items() if v in COMPOSITIONS or set(names) <= set(experts))
+
+
 @dataclass
 class ExpertWeights:
     """Contrast weights ``w_i`` of the experts and the history-guidance scale."""

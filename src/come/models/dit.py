@@ -8,7 +8,7 @@ global layers (the short-term-memory pattern). The network predicts ``v``.
 
 A zero-initialised *anchor* path adds the patches of the last context frame to
 every frame's tokens, which lets a small model use its context from the first
-steps of training (measured in DESIGN.md). A pose also reaches every token
+steps of training (BENCHMARKS.md). A pose also reaches every token
 together with its offset from the token's place in the image and Gaussian bumps
 of that distance, so that "the cursor is here" is a linear read-out: an MLP on
 raw coordinates did not learn it in 2k steps (the model ignored the pose). With ``residual`` the network also
