@@ -64,12 +64,29 @@ def build_network(cfg: TrainConfig) -> torch.nn.Module:
     return VideoDiT(DiTConfig(**cfg.model))
 
 
+SHIPPED_DIR = Path(__file__).parent / "assets"
+
+
+def shipped_models() -> list[str]:
+    """Names of the models shipped in the package (``cards-tiny``, ``maze-place``...)."""
+    return sorted(p.name for p in SHIPPED_DIR.iterdir() if (p / "config.json").is_file())
+
+
+def model_path(run: str | Path) -> Path:
+    """A run or export folder, or the name of a shipped model when no such folder exists."""
+    path = Path(run)
+    if not path.exists() and str(run) in shipped_models():
+        return SHIPPED_DIR / str(run)
+    return path
+
+
 def load_model(run: str | Path, device: torch.device | str = "cpu",
                network: str | None = "dit") -> tuple[torch.nn.Module, TrainConfig]:
-    """Load the EMA model of a run folder (or of the folder holding a given ``model.safetensors``).
+    """Load the EMA model of a run folder (or of the folder holding a given ``model.safetensors``, or a
+    shipped model by name: :func:`shipped_models`).
 
     ``network`` is the kind the caller needs (``dit``: a world model; ``pose-encoder``; None: any)."""
-    run = Path(run)
+    run = model_path(run)
     if run.is_file():
         run = run.parent
     if not run.exists():

@@ -18,13 +18,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .checkpoint import load_model
+from .checkpoint import SHIPPED_DIR, load_model
 from .data.cards import generate_dataset
 from .protocols.recall import evaluate_recall, format_recall_table
 from .world import WorldModel
 
-SHIPPED = Path(__file__).parent / "assets" / "cards-tiny"
-SHIPPED_MAZE = Path(__file__).parent / "assets" / "maze-place"  # base model and place memory in one network
+SHIPPED = SHIPPED_DIR / "cards-tiny"
+SHIPPED_MAZE = SHIPPED_DIR / "maze-place"  # base model and place memory in one network
 DEMO_VARIANTS = ("base", "come")
 MAZE_DEMO_VARIANTS = ("base", "place", "come")
 

@@ -23,6 +23,7 @@ as the cursor.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from tqdm import tqdm
@@ -112,6 +113,17 @@ class WorldModel:
         self.scheduler = make_scheduler(base.config.num_train_timesteps)
         self.frames = self.action = self.pose = None
         self.memorized = False
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, **kwargs) -> "WorldModel":
+        """A world on a shipped model (by name: ``cards-tiny``, ``maze-place``) or a run folder; a model
+        that takes place views is also its own place memory. ``kwargs`` go to the constructor."""
+        from .checkpoint import load_model
+
+        base, cfg = load_model(name_or_path)
+        if base.config.views and "place" not in kwargs:
+            kwargs["place"] = (base, cfg)
+        return cls(base, cfg, **kwargs)
 
     def observe(self, frames: torch.Tensor, action: torch.Tensor, pose: torch.Tensor | None = None,
                 keep_memory: bool = False) -> None:
