@@ -32,6 +32,9 @@ def test_truncated_file_names_the_file(tmp_path):
         ({"image": np.zeros((5, 8, 8), np.uint8)}, "'image' must be"),
         ({"image": np.zeros((5, 8, 8, 3), np.float32)}, "'image' must be"),
         ({"action": np.zeros((4, 5), np.float32)}, "'action' must be"),
+        ({"action": np.where(np.arange(5)[:, None] >= 3, np.nan, np.zeros((5, 5))).astype(np.float32)},
+         "'action' holds NaN or infinite values \\(first at index 3\\)"),
+        ({"agent_pos": np.full((5, 2), np.inf)}, "'agent_pos' holds NaN"),
     ],
 )
 def test_misshaped_arrays(tmp_path, bad, message):

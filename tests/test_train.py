@@ -6,7 +6,7 @@ from safetensors.torch import load_file
 
 from come.checkpoint import CheckpointError, load_model
 from come.presets import train_config
-from come.train import train
+from come.train import TrainingDiverged, train
 
 
 def _weights(run):
@@ -137,3 +137,11 @@ def test_capped_loss_only_lowers_the_weight_of_low_levels():
     high = dict(high_fraction=1.0, high_min=990)  # every level >= 990: weight SNR+1 < 1.01 stays under any cap >= 2
     assert loss(**high) == pytest.approx(loss(max_weight=2.0, **high), rel=1e-6)
     assert loss(max_weight=2.0) < loss()  # uniform levels: the low ones are capped
+
+
+def test_a_diverging_loss_stops_training_and_saves_nothing_after_it(cards_data, tmp_path):
+    cfg = train_config("test-micro", steps=6, ckpt_every=2, sample_every=100, lr=1e30, warmup=1, grad_clip=0.0)
+    with pytest.raises(TrainingDiverged, match="stopped without saving"):
+        train(cfg, cards_data, tmp_path / "run", progress=False)
+    if (tmp_path / "run" / "model.safetensors").exists():  # what was saved before the loss broke is finite
+        assert all(torch.isfinite(t).all() for t in load_file(str(tmp_path / "run" / "model.safetensors")).values())

@@ -102,6 +102,10 @@ def init_weights(model: torch.nn.Module, init: str | Path, cfg: TrainConfig) -> 
                 layer.bias.zero_()
 
 
+class TrainingDiverged(ValueError):
+    """The training loss stopped being a finite number."""
+
+
 def train(cfg: TrainConfig, data: str | Path, out: str | Path, resume: bool = False, progress: bool = True,
           stop_after: int | None = None, init: str | Path | None = None) -> dict:
     """Train (or resume) a run in ``out``; returns a summary dict. ``init`` starts a new run from another
@@ -172,6 +176,9 @@ def train(cfg: TrainConfig, data: str | Path, out: str | Path, resume: bool = Fa
             else:
                 loss = motion_loss(model(batch["frames"], batch["action"]), batch["pose"],
                                    accelerator.unwrap_model(model).scale)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(f"{out}: the training loss is {loss.item()} at step {step + 1}; stopped without "
+                                   "saving it (the folder keeps its last checkpoint). Lower --lr or check the data")
         accelerator.backward(loss)
         if cfg.grad_clip:
             accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)

@@ -72,7 +72,7 @@ def load_episode(path: str | Path) -> dict[str, np.ndarray]:
 
 
 def validate_episode(arrays: dict[str, np.ndarray], path: str | Path = "<episode>") -> None:
-    """Check the required keys, dtypes and a shared time axis."""
+    """Check the required keys, dtypes, a shared time axis and finite values."""
     for key in ("image", "action"):
         if key not in arrays:
             raise EpisodeError(f"{path}: missing array '{key}' (has: {', '.join(sorted(arrays)) or 'nothing'})")
@@ -83,6 +83,10 @@ def validate_episode(arrays: dict[str, np.ndarray], path: str | Path = "<episode
         raise EpisodeError(
             f"{path}: 'action' must be (T,A) with T={image.shape[0]} like 'image', got {tuple(action.shape)}"
         )
+    for key, values in arrays.items():  # actions, poses, layouts: a NaN would train or score as a number
+        if values.dtype.kind == "f" and not np.isfinite(values).all():
+            bad = int((~np.isfinite(values)).reshape(len(values), -1).any(1).argmax()) if values.ndim else 0
+            raise EpisodeError(f"{path}: '{key}' holds NaN or infinite values (first at index {bad})")
 
 
 def write_meta(folder: str | Path, meta: dict) -> None:
