@@ -31,6 +31,8 @@ def test_help_on_every_command():
                 ["eval", "rollouts", "--help"], ["eval", "cards-recall", "--help"], ["demo", "--help"], ["presets", "--help"]):
         r = run(*cmd)
         assert r.exit_code == 0 and "Usage" in r.output, cmd
+    # help texts are plain text: a bracketed default is shown, not read as markup
+    assert "[default: the shipped" in " ".join(run("eval", "maze", "--help").output.split())
 
 
 def test_data_cards_cli(tmp_path):

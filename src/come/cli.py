@@ -19,9 +19,10 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts are plain text: "[default: ...]" must show as written
     help="come: Composition of Memory Experts for diffusion video world models.",
 )
-data_app = typer.Typer(no_args_is_help=True, help="Generate datasets (one compressed .npz per episode + meta.json).")
+data_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Generate datasets (one compressed .npz per episode + meta.json).")
 app.add_typer(data_app, name="data")
 
 
@@ -209,7 +210,7 @@ def sample(
     typer.echo(f"wrote {result['video']}, {result['gif']} and {result['filmstrip']}")
 
 
-eval_app = typer.Typer(no_args_is_help=True, help="Evaluation protocols (a table on screen, JSON for tools, videos).")
+eval_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Evaluation protocols (a table on screen, JSON for tools, videos).")
 app.add_typer(eval_app, name="eval")
 
 
