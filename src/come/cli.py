@@ -266,7 +266,7 @@ def eval_pose(
 def eval_maze(
     ckpt: Optional[Path] = typer.Option(None, help="Base model: a Memory Maze run folder (e.g. preset maze-tiny) [default: the shipped maze-place, which is also the place memory]."),
     data: Path = typer.Option(..., help="Memory Maze dataset folder; its eval/ (or test/) split is used."),
-    place: Optional[Path] = typer.Option(None, help="Place memory model run (preset maze-place): given the history frames seen from the nearest poses [default: the shipped maze-place when --ckpt is not given]."),
+    place: Optional[Path] = typer.Option(None, help="Place memory model run (preset maze-place): given the history frames seen from the nearest poses [default: the base model when it takes place views, as the shipped maze-place does]."),
     stm: Optional[Path] = typer.Option(None, help="Short-term memory model run (a longer context window)."),
     sltm: Optional[Path] = typer.Option(None, help="Spatial memory model run (absolute pose, e.g. preset maze-sltm)."),
     pose_encoder: Optional[Path] = typer.Option(None, help="Pose encoder run (preset maze-pose): infer the SLTM's poses from frames and actions instead of reading them from the dataset."),
@@ -313,7 +313,8 @@ def eval_maze(
         from .demo import SHIPPED_MAZE
 
         ckpt = SHIPPED_MAZE
-        place = place or SHIPPED_MAZE
+    _, cfg = load_model(ckpt)
+    place = place or (ckpt if cfg.model.get("views") else None)  # a base that takes views is its own place memory
     chosen = tuple(p.strip() for p in protocols.split(",") if p.strip())
     if weighting not in WINDOW_WEIGHTINGS:
         raise UserError(f"--weighting: choose from {', '.join(WINDOW_WEIGHTINGS)}, got '{weighting}'")
@@ -334,7 +335,6 @@ def eval_maze(
     composed = tuple(e.strip() for e in come_experts.split(",") if e.strip())
     if not composed or not set(composed) <= set(EXPERTS):
         raise UserError(f"--come: choose from {', '.join(EXPERTS)}, got '{come_experts}'")
-    _, cfg = load_model(ckpt)
     if cfg.model.get("action_dim") != 6:
         raise UserError(f"{ckpt}: not a Memory Maze model (its actions have {cfg.model.get('action_dim')} dims, not 6)")
     if sltm is not None and load_model(sltm)[1].pose != "absolute":
