@@ -29,7 +29,7 @@ import numpy as np
 
 from come.checkpoint import load_model
 from come.data.episodes import episode_files
-from come.protocols.maze import _score, _windows, load_maze_episode, revisit_starts
+from come.protocols.maze import score_windows, window_batch, load_maze_episode, revisit_starts
 from come.world import SLTM_NULLS, ExpertWeights, WorldModel
 
 
@@ -59,7 +59,7 @@ def main():
     _, cfg = load_model(args.ckpt)
     eps = [load_maze_episode(f, cfg) for f in episode_files(args.data, "test")[: args.episodes]]
     starts = revisit_starts(eps, args.history, args.frames, 100, args.windows, np.random.default_rng(args.seed))
-    batch = _windows(eps, sorted(starts), args.history, args.frames)
+    batch = window_batch(eps, sorted(starts), args.history, args.frames)
     print(json.dumps({"windows": sorted(starts)}), flush=True)
     for setting in args.settings.split(","):
         lr, schedule, size, steps = setting.split(":")
@@ -85,7 +85,7 @@ def main():
             world.weights = ExpertWeights(ltm=w or 1.0, sltm=w or 1.0)
             world.sltm_null = null or "pose_drop"
             pred = world.imagine(batch["future_action"], batch["future_pose"], variant=variant, seed=args.seed)
-            row[column] = round(_score(pred, batch["truth"])["psnr"]["mean"], 2)
+            row[column] = round(score_windows(pred, batch["truth"])["psnr"]["mean"], 2)
         print(json.dumps(row), flush=True)
 
 

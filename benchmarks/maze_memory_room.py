@@ -28,7 +28,7 @@ import torch
 from come.checkpoint import load_config
 from come.data.episodes import episode_files
 from come.metrics.image import window_psnr
-from come.protocols.maze import _windows, load_maze_episode, nearest_pose_frames, revisit_starts, window_starts
+from come.protocols.maze import window_batch, load_maze_episode, nearest_pose_frames, revisit_starts, window_starts
 
 
 def best_history_frames(history: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
@@ -61,7 +61,7 @@ def main():
             picked = [("revisits", sorted(revisit_starts(eps, args.history, frames, 100, args.windows, rng)))]
         row = {"frames": frames}
         for name, starts in picked:
-            batch = _windows(eps, starts, args.history, frames)
+            batch = window_batch(eps, starts, args.history, frames)
             scores = {"copy_last": [], "nearest_pose": [], "oracle_frame": []}
             for h, truth, (e, s) in zip(batch["frames"], batch["truth"], starts):
                 track = eps[e]["track"]

@@ -27,7 +27,7 @@ import numpy as np
 
 from come.checkpoint import load_model
 from come.data.episodes import episode_files
-from come.protocols.maze import (MEMORIZE_BATCH, MEMORIZE_LR, MEMORIZE_OPTIONS, MEMORIZE_STEPS, _score, _windows,
+from come.protocols.maze import (MEMORIZE_BATCH, MEMORIZE_LR, MEMORIZE_OPTIONS, MEMORIZE_STEPS, score_windows, window_batch,
                                  load_maze_episode, revisit_starts)
 from come.world import ExpertWeights, WorldModel
 
@@ -53,7 +53,7 @@ def main():
     base, cfg = load_model(args.ckpt)
     eps = [load_maze_episode(f, cfg) for f in episode_files(args.data, "test")[: args.episodes]]
     starts = sorted(revisit_starts(eps, args.history, args.frames, 100, args.windows, np.random.default_rng(args.seed)))
-    batch = _windows(eps, starts, args.history, args.frames)
+    batch = window_batch(eps, starts, args.history, args.frames)
     world = WorldModel(base, cfg, sltm=load_model(args.sltm) if args.sltm else None,
                        weights=ExpertWeights(ltm=args.weight, sltm=args.weight), sltm_null="adapters_off", steps=10)
     world.observe(batch["frames"], batch["action"], batch["pose"])
@@ -63,12 +63,12 @@ def main():
     variants = ["base", "ltm"] + (["sltm", "come"] if args.sltm else [])
     for v in variants:
         pred = world.imagine(batch["future_action"], batch["future_pose"], variant=v, seed=args.seed)
-        row["revisit"][v] = round(_score(pred, batch["truth"])["psnr"]["mean"], 2)
+        row["revisit"][v] = round(score_windows(pred, batch["truth"])["psnr"]["mean"], 2)
     r, f = args.replay_at, args.frames
     world.observe(batch["frames"][:, :r], batch["action"][:, :r], batch["pose"][:, :r], keep_memory=True)
     for v in variants:
         pred = world.imagine(batch["action"][:, r : r + f], batch["pose"][:, r : r + f], variant=v, seed=args.seed)
-        row["replay"][v] = round(_score(pred, batch["frames"][:, r : r + f])["psnr"]["mean"], 2)
+        row["replay"][v] = round(score_windows(pred, batch["frames"][:, r : r + f])["psnr"]["mean"], 2)
     print(json.dumps(row), flush=True)
 
 

@@ -125,7 +125,7 @@ def load_maze_episode(path: Path, cfg, pose_encoder: PoseEncoder | None = None) 
     return out
 
 
-def _windows(episodes: list[dict], starts: list[tuple[int, int]], history: int, frames: int) -> dict:
+def window_batch(episodes: list[dict], starts: list[tuple[int, int]], history: int, frames: int) -> dict:
     """Batch of windows (episode index, first predicted frame): history, future actions/poses, truth."""
     def cut(key, a, b):
         return torch.stack([episodes[e][key][s + a : s + b] for e, s in starts])
@@ -150,10 +150,10 @@ def _references(episodes: list[dict], starts: list[tuple[int, int]], batch: dict
         nearest_pose_frames(h, episodes[e]["track"][s - history : s], episodes[e]["track"][s : s + frames])
         for h, (e, s) in zip(batch["frames"], starts)])
     last = batch["frames"][:, -1:].expand_as(batch["truth"])
-    return {"copy_last_frame": _score(last, batch["truth"]), "nearest_pose_frame": _score(nearest, batch["truth"])}
+    return {"copy_last_frame": score_windows(last, batch["truth"]), "nearest_pose_frame": score_windows(nearest, batch["truth"])}
 
 
-def _score(pred: torch.Tensor, truth: torch.Tensor) -> dict:
+def score_windows(pred: torch.Tensor, truth: torch.Tensor) -> dict:
     """Per window PSNR and SSIM; their means with 95% intervals."""
     p = [window_psnr(a, b) for a, b in zip(pred, truth)]
     s = [float(ssim(a, b).mean()) for a, b in zip(pred, truth)]
@@ -244,10 +244,10 @@ def evaluate_maze(
             note = f"no revisit after a gap of more than {min_gap} frames to a place seen in the last {history}"
             result["protocols"][name] = {"windows": 0, "note": note}
             continue
-        batch = _windows(episodes, starts, history, frames)
+        batch = window_batch(episodes, starts, history, frames)
         preds, seconds = predict_windows(make_world(rank), batch, variants, steps, lr, batch_size, seed, progress,
                                          options)
-        scores = {v: _score(p, batch["truth"]) for v, p in preds.items()}
+        scores = {v: score_windows(p, batch["truth"]) for v, p in preds.items()}
         references = _references(episodes, starts, batch, history)
         result["protocols"][name] = {
             "windows": len(starts), "starts": starts, "variants": scores, **references,
@@ -285,11 +285,11 @@ def evaluate_maze(
         starts = [(e, s) for e, s in fixed if s >= longest] or [(e, longest) for e in range(len(episodes))]
         for r in tqdm(capacity_ranks, desc="capacity", unit="rank", disable=not progress):
             for h in capacity_histories:
-                batch = _windows(episodes, starts, h, frames)
+                batch = window_batch(episodes, starts, h, frames)
                 preds, _ = predict_windows(make_world(r), batch, ("ltm",), steps, lr, batch_size, seed,
                                            memorize_options=options)
                 grid[f"rank{r}_history{h}"] = {"rank": r, "history": h,
-                                               "psnr": _score(preds["ltm"], batch["truth"])["psnr"]}
+                                               "psnr": score_windows(preds["ltm"], batch["truth"])["psnr"]}
         result["protocols"]["capacity"] = {"windows": len(starts), "grid": grid}
     return result
 
