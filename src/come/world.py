@@ -45,7 +45,6 @@ VARIANT_EXPERTS = {"base": (), "ltm": ("ltm",), "stm": ("stm",), "sltm": ("sltm"
                    "stm+ltm": ("ltm", "stm"), "come": EXPERTS, "poe": EXPERTS, "hg": ()}
 VARIANTS = tuple(VARIANT_EXPERTS)
 MEMORY_VARIANTS = tuple(v for v, e in VARIANT_EXPERTS.items() if set(e) & set(MEMORIZED))  # may need memorize()
-STM_VARIANTS = tuple(v for v, e in VARIANT_EXPERTS.items() if "stm" in e and v not in COMPOSITIONS)
 # the spatial expert's baseline: its memorized adapters with the pose dropped, or the pose kept and the adapters off
 SLTM_NULLS = ("pose_drop", "adapters_off")
 MODEL_NAMES = {"ltm": "base", "stm": "short-term memory", "place": "place memory", "sltm": "spatial memory"}
