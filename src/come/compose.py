@@ -233,15 +233,13 @@ def _passes(expert: Expert, n_history: int, with_null: bool) -> tuple[_Pass, _Pa
     return cond, null
 
 
-def pass_coefficients(plan: Sequence[tuple[_Pass, _Pass | None]], experts: Sequence[Expert], has_prior: bool,
+def pass_coefficients(prior: _Pass | None, pairs: Sequence[tuple[_Pass, _Pass | None]], experts: Sequence[Expert],
                       rule: str) -> dict[_Pass, float]:
-    """The factor of each distinct pass in the composed eps, in first-use order. Passes whose terms
-    cancel (factor 0) need no network evaluation: an expert at ``w = 1`` whose null is the prior's
-    own pass (the LTM with its adapters off, a place memory without its views) is that expert alone."""
-    factors: dict[_Pass, float] = {}
-    pairs = plan[1:] if has_prior else plan
-    if has_prior:
-        factors[plan[0][0]] = 1.0
+    """The factor of each distinct pass (the prior's, then each expert's conditional and null pass) in the
+    composed eps, in first-use order. Passes whose terms cancel (factor 0) need no network evaluation: an
+    expert at ``w = 1`` whose null is the prior's own pass (the LTM with its adapters off, a place memory
+    without its views) is that expert alone."""
+    factors: dict[_Pass, float] = {} if prior is None else {prior: 1.0}
     for (cond, null), e in zip(pairs, experts):
         w = e.weight if rule == "contrastive" else e.gamma
         factors[cond] = factors.get(cond, 0.0) + w
@@ -282,12 +280,9 @@ def composed_eps_fn(
     num_levels = scheduler.config.num_train_timesteps
     seen = noise_context(frames, history.context_level, scheduler, noise=noise)
 
-    plan: list[tuple[_Pass, _Pass | None]] = []
-    if prior is not None:
-        plan.append(_passes(prior, N, with_null=False))
-    for e in experts:
-        plan.append(_passes(e, N, with_null=(rule == "contrastive")))
-    coefficients = pass_coefficients(plan, experts, prior is not None, rule)
+    prior_pass = _passes(prior, N, with_null=False)[0] if prior is not None else None
+    pairs = [_passes(e, N, with_null=(rule == "contrastive")) for e in experts]
+    coefficients = pass_coefficients(prior_pass, pairs, experts, rule)
     needed = [p for p, c in coefficients.items() if abs(c) > CANCELLED]
     groups: dict[tuple[int, int], list[_Pass]] = {}
     for p in needed:
@@ -340,8 +335,7 @@ def composed_eps_fn(
                 results[p] = eps[i * B : (i + 1) * B]
         cancelled = torch.zeros_like(x)  # a pass whose terms cancel: any value gives the same sum
         results.update({p: cancelled for p in coefficients if p not in results})
-        prior_eps = results[plan[0][0]] if prior is not None else None
-        pairs = plan[1:] if prior is not None else plan
+        prior_eps = results[prior_pass] if prior is not None else None
         return compose_eps(
             prior_eps,
             [results[c] for c, _ in pairs],
