@@ -74,9 +74,8 @@ def run_maze_demo(out: Path, episodes: int = 2, frames: int = 32, seed: int = 43
     echo(f"model: {SHIPPED_MAZE}")
     bf16 = use_bf16("auto", "cpu")
 
-    def make_world(rank: int) -> WorldModel:
-        base = load_model(SHIPPED_MAZE)[0]
-        return WorldModel(base, cfg, place=(base, cfg), rank=rank, steps=10, bf16=bf16, come_experts=COME_EXPERTS)
+    def make_world(rank: int) -> WorldModel:  # the shipped model is its own place memory
+        return WorldModel.from_pretrained(SHIPPED_MAZE, rank=rank, steps=10, bf16=bf16, come_experts=COME_EXPERTS)
 
     result = evaluate_maze(make_world, episode_files(out / "data", "test"), cfg, ("revisits",), MAZE_DEMO_VARIANTS,
                            history=history, frames=frames, steps=memorization_steps, seed=seed, out=out,
