@@ -187,3 +187,17 @@ def test_langevin_corrector_keeps_an_exact_gaussian_and_is_off_by_default():
     assert torch.equal(plain, sample_ddim(eps_fn, x, sch, 200))  # off by default: deterministic DDIM
     with pytest.raises(ValueError, match="langevin"):
         sample_ddim(eps_fn, x, sch, 5, langevin_steps=-1)
+
+
+def test_levels_short_context_keeps_the_priors_frames():
+    g = torch.Generator().manual_seed(0)
+    lv = sample_levels(4000, 9, 8, 1000, 0.1, g, short_context=3, p_short_context=0.3)
+    dropped = (lv[:, :8] == 999).all(1)
+    short = (lv[:, :5] == 999).all(1) & (lv[:, 5:8] == 0).all(1)
+    full = (lv[:, :8] == 0).all(1)
+    assert (dropped | short | full).all()  # no other context pattern
+    assert abs(dropped.float().mean().item() - 0.1) < 0.02
+    assert abs(short.float().mean().item() - 0.3 * 0.9) < 0.03
+    plain = sample_levels(500, 9, 8, 1000, 0.1, torch.Generator().manual_seed(1))
+    same = sample_levels(500, 9, 8, 1000, 0.1, torch.Generator().manual_seed(1), short_context=3)
+    assert torch.equal(plain, same)  # off (p = 0): the random stream of other runs is unchanged

@@ -27,6 +27,15 @@ def test_resume_is_bit_for_bit(cards_data, tmp_path):
         assert torch.equal(a[k], b[k]), k
 
 
+def test_a_time_budget_stops_with_a_checkpoint_that_resumes_exactly(cards_data, tmp_path):
+    cfg = train_config("test-micro", steps=4, ckpt_every=100, sample_every=100)
+    full = train(cfg, cards_data, tmp_path / "full", progress=False)
+    part = train(cfg, cards_data, tmp_path / "part", progress=False, minutes=0)
+    assert part["steps"] == 1
+    rest = train(cfg, cards_data, tmp_path / "part", resume=True, progress=False)
+    assert full["losses"][1:] == rest["losses"]
+
+
 def test_resumes_a_state_saved_before_parameter_names_were_recorded(cards_data, tmp_path):
     """Until pos_space became an embedding it was the first parameter; an old state's optimizer
     entries are matched to the parameters by name, not by position."""

@@ -37,6 +37,8 @@ class TrainConfig:
     max_loss_weight: float | None = None  # cap on the clean-frame weight SNR+1 of the v-MSE (None: no cap)
     context_noise_max: int = 0  # context frames noised at a random level in [0, this] (rollout robustness)
     context_noise_level: int = 0  # level at which samplers noise the context (0: clean)
+    short_context: int = 0  # short-term memory: the prior's context length, which its contrastive null keeps
+    p_short_context: float = 0.0  # share of clips that keep only their last short_context context frames
     sample_every: int = 1000
     ckpt_every: int = 250
     log_every: int = 25
@@ -76,9 +78,10 @@ TRAIN_PRESETS: dict[str, dict] = {
                        sample_every=1000),
     # Short-term memory: 32 context frames; best warm-started from cards-tiny (come train --init, which re-times
     # the positions), with cards-tiny's recipe for learning what actions do.
+    # A quarter of the clips keep only cards-tiny's 2 context frames: the STM's null in the composition.
     "cards-stm": dict(model=MODEL_PRESETS["cards-stm"], context=32, future=1, pose="cursor", batch_size=16,
                       steps=600, lr=5e-4, high_level_fraction=0.5, high_level_min=800, max_loss_weight=5.0,
-                      sample_every=500),
+                      short_context=2, p_short_context=0.25, sample_every=500),
     # Memory Maze (come data maze, or the public dataset's folders), frames resized to 32x32.
     "maze-tiny": dict(model=MODEL_PRESETS["maze-tiny"], context=3, future=1, batch_size=32, steps=20000, lr=1e-3,
                       high_level_fraction=0.5, high_level_min=800, max_loss_weight=5.0, sample_every=1000),
@@ -89,9 +92,11 @@ TRAIN_PRESETS: dict[str, dict] = {
     "maze-place": dict(model=MODEL_PRESETS["maze-place"], context=3, future=1, pose="absolute", batch_size=32,
                        steps=20000, lr=1e-3, high_level_fraction=0.5, high_level_min=800, max_loss_weight=5.0,
                        p_pose_dropout=0.0, sample_every=1000),
-    # Short-term memory: 32 context frames, best warm-started from maze-tiny (come train --init).
-    "maze-stm": dict(model=MODEL_PRESETS["maze-stm"], context=32, future=1, batch_size=8, steps=2000, lr=5e-4,
-                     high_level_fraction=0.5, high_level_min=800, max_loss_weight=5.0, sample_every=500),
+    # Short-term memory: 16 context frames at 16 tokens each; a quarter of the clips keep only the base's 3
+    # context frames (its null in the composition).
+    "maze-stm": dict(model=MODEL_PRESETS["maze-stm"], context=16, future=1, batch_size=32, steps=20000, lr=1e-3,
+                     high_level_fraction=0.5, high_level_min=800, max_loss_weight=5.0, short_context=3,
+                     p_short_context=0.25, sample_every=1000),
     # The SLTM's pose encoder: per-step motion from frame pairs and actions; a clip is context+future frames.
     "maze-pose": dict(network="pose-encoder", model=dict(resolution=32, action_dim=6, width=32, hidden=128,
                                                          motion_scale=[0.1, 0.02, 0.2]),

@@ -106,11 +106,8 @@ class TrainingDiverged(ValueError):
     """The training loss stopped being a finite number."""
 
 
-def train(cfg: TrainConfig, data: str | Path, out: str | Path, resume: bool = False, progress: bool = True,
-          stop_after: int | None = None, init: str | Path | None = None) -> dict:
-    """Train (or resume) a run in ``out``; returns a summary dict. ``init`` starts a new run from another
-    run's (EMA) weights, which must have the same model; ``stop_after`` stops early (for tests)."""
-    out = Path(out)
+def check_run_folder(cfg: TrainConfig, out: Path, resume: bool, init) -> None:
+    """Refuse to overwrite a run, to resume nothing, or to resume with another preset or model."""
     has_state = (out / "state.safetensors").exists()
     if has_state and not resume:
         raise CheckpointError(f"{out}: this run folder already has a checkpoint; pass --resume to continue it or choose another --out")
@@ -123,18 +120,58 @@ def train(cfg: TrainConfig, data: str | Path, out: str | Path, resume: bool = Fa
         if saved.model != cfg.model or saved.preset != cfg.preset:
             raise CheckpointError(f"{out}: --resume with a different preset or model than the run was started with")
 
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    device = accelerator.device
-    bf16 = use_bf16(cfg.precision, device)
+
+def load_datasets(cfg: TrainConfig, data: str | Path, progress: bool) -> tuple[ClipDataset, ClipDataset]:
+    """The training clips, and the episodes that progress samples are drawn from (the held-out split
+    ``test/``, or ``eval/`` in the public Memory Maze dataset, when there is one; else the training set)."""
     world = cfg.network == "dit"
     resolution, action_dim = cfg.model.get("resolution", 32), cfg.model.get("action_dim")
     views = cfg.model.get("views", 0) if world else 0
     train_data = ClipDataset(data, "train", cfg.clip_frames, resolution, cfg.frame_skip, cfg.pose,
                              action_dim, progress=progress, views=views, view_gap=cfg.view_gap)
-    test_folder = split_folder(data, "test")  # test/, or eval/ in the public Memory Maze dataset
-    has_test = test_folder is not None and any(test_folder.glob("*.npz"))
-    sample_data = (ClipDataset(data, "test", cfg.clip_frames, resolution, cfg.frame_skip, cfg.pose,
-                               action_dim) if has_test else train_data)
+    test_folder = split_folder(data, "test")
+    if test_folder is None or not any(test_folder.glob("*.npz")):
+        return train_data, train_data
+    return train_data, ClipDataset(data, "test", cfg.clip_frames, resolution, cfg.frame_skip, cfg.pose, action_dim)
+
+
+def training_loss(model, batch: dict, cfg: TrainConfig, scheduler, gen: torch.Generator, scale=None) -> torch.Tensor:
+    """The loss of one batch: the diffusion loss (world models) or the motion loss (the pose encoder,
+    whose motion ``scale`` is given)."""
+    if cfg.network != "dit":
+        return motion_loss(model(batch["frames"], batch["action"]), batch["pose"], scale)
+    return diffusion_loss(model, batch, cfg.context, scheduler, cfg.p_context_dropout, cfg.p_pose_dropout,
+                          generator=gen, high_fraction=cfg.high_level_fraction, high_min=cfg.high_level_min,
+                          max_weight=cfg.max_loss_weight, context_noise_max=cfg.context_noise_max,
+                          p_view_dropout=cfg.p_view_dropout, short_context=cfg.short_context,
+                          p_short_context=cfg.p_short_context)
+
+
+def progress_sample(ema, cfg: TrainConfig, data: ClipDataset, out: Path, step: int, bf16: bool, device, writer
+                    ) -> dict:
+    """A sample of the EMA model at ``step``: a rollout video and its PSNR (world models) or the
+    held-out track error (the pose encoder); returns the log record."""
+    ema.eval()
+    if cfg.network == "dit":
+        score, baseline = write_sample(ema, cfg, data, out / "samples" / f"step_{step:07d}.mp4", bf16, device)
+        writer.add_scalar("sample/rollout_psnr", score, step)
+        return {"step": step, "sample_psnr": score, "copy_last_psnr": baseline}
+    score, baseline = track_sample(ema, data, device)
+    writer.add_scalar("sample/track_rmse", score, step)
+    return {"step": step, "track_rmse": score, "standing_still_rmse": baseline}
+
+
+def train(cfg: TrainConfig, data: str | Path, out: str | Path, resume: bool = False, progress: bool = True,
+          stop_after: int | None = None, init: str | Path | None = None, minutes: float | None = None) -> dict:
+    """Train (or resume) a run in ``out``; returns a summary dict. ``init`` starts a new run from another
+    run's (EMA) weights, which must have the same model; ``stop_after`` stops early (for tests); ``minutes``
+    stops after that much training time, with a checkpoint (``resume`` continues it)."""
+    out = Path(out)
+    check_run_folder(cfg, out, resume, init)
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    device = accelerator.device
+    bf16 = use_bf16(cfg.precision, device)
+    train_data, sample_data = load_datasets(cfg, data, progress)
 
     torch.manual_seed(cfg.seed)
     model = build_network(cfg)
@@ -152,6 +189,7 @@ def train(cfg: TrainConfig, data: str | Path, out: str | Path, resume: bool = Fa
     model, optimizer = accelerator.prepare(model, optimizer)
     ema.to(device)
     scheduler = make_scheduler(cfg.model.get("num_train_timesteps", 1000))
+    scale = getattr(accelerator.unwrap_model(model), "scale", None)
 
     from torch.utils.tensorboard import SummaryWriter
 
@@ -168,14 +206,7 @@ def train(cfg: TrainConfig, data: str | Path, out: str | Path, resume: bool = Fa
             g["lr"] = learning_rate(cfg, step)
         batch = {k: v.to(device) for k, v in train_data.sample(cfg.batch_size, np_rng).items()}
         with autocast(bf16, device):
-            if world:
-                loss = diffusion_loss(model, batch, cfg.context, scheduler, cfg.p_context_dropout,
-                                      cfg.p_pose_dropout, generator=gen, high_fraction=cfg.high_level_fraction,
-                                      high_min=cfg.high_level_min, max_weight=cfg.max_loss_weight,
-                                      context_noise_max=cfg.context_noise_max, p_view_dropout=cfg.p_view_dropout)
-            else:
-                loss = motion_loss(model(batch["frames"], batch["action"]), batch["pose"],
-                                   accelerator.unwrap_model(model).scale)
+            loss = training_loss(model, batch, cfg, scheduler, gen, scale)
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"{out}: the training loss is {loss.item()} at step {step + 1}; stopped without "
                                    "saving it (the folder keeps its last checkpoint). Lower --lr or check the data")
@@ -186,6 +217,8 @@ def train(cfg: TrainConfig, data: str | Path, out: str | Path, resume: bool = Fa
         optimizer.zero_grad(set_to_none=True)
         update_ema(ema, accelerator.unwrap_model(model), min(cfg.ema_decay, (1 + step) / (10 + step)))
         step += 1
+        if minutes is not None and time.time() - t0 >= minutes * 60:
+            end = step  # the checks below then log and checkpoint this step as the last
         losses.append(loss.item())
         bar.update(1)
         bar.set_postfix(loss=f"{np.mean(losses[-cfg.log_every:]):.4f}")
@@ -199,16 +232,7 @@ def train(cfg: TrainConfig, data: str | Path, out: str | Path, resume: bool = Fa
             save_state(out, step, accelerator.unwrap_model(model), ema, optimizer, np_rng, gen)
             save_weights(out / "model.safetensors", ema, {"step": step, "preset": cfg.preset})
         if step % cfg.sample_every == 0 or step == cfg.steps:
-            ema.eval()
-            if world:
-                score, baseline = write_sample(ema, cfg, sample_data, out / "samples" / f"step_{step:07d}.mp4",
-                                               bf16, device)
-                writer.add_scalar("sample/rollout_psnr", score, step)
-                record = {"step": step, "sample_psnr": score, "copy_last_psnr": baseline}
-            else:
-                score, baseline = track_sample(ema, sample_data, device)
-                writer.add_scalar("sample/track_rmse", score, step)
-                record = {"step": step, "track_rmse": score, "standing_still_rmse": baseline}
+            record = progress_sample(ema, cfg, sample_data, out, step, bf16, device, writer)
             with open(log_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
     bar.close()

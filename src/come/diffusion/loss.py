@@ -30,10 +30,13 @@ from .schedule import add_noise, alpha_bar, velocity
 def sample_levels(batch: int, frames: int, context: int, num_levels: int, p_context_dropout: float,
                   generator: torch.Generator | None = None, high_fraction: float = 0.0,
                   high_min: int = 700, context_noise_max: int = 0,
-                  drop_context: torch.Tensor | None = None) -> torch.Tensor:
+                  drop_context: torch.Tensor | None = None, short_context: int = 0,
+                  p_short_context: float = 0.0) -> torch.Tensor:
     """Integer noise level per frame (B,T): context 0, or one level per clip in [0, context_noise_max],
     or max when dropped (at random, or where the bool mask ``drop_context`` (B,) says so); future
-    in [1, N) (in [high_min, N) for a ``high_fraction`` of the clips)."""
+    in [1, N) (in [high_min, N) for a ``high_fraction`` of the clips). A ``p_short_context`` share of
+    the clips drops all but the last ``short_context`` context frames: a short-term memory meets there
+    the null it is composed with (the prior's own frames, the older ones noised)."""
     levels = torch.randint(1, num_levels, (batch, frames), generator=generator)
     shared = torch.rand(batch, generator=generator) < 0.5
     levels[shared] = levels[shared, context:context + 1].expand(-1, frames)
@@ -47,6 +50,9 @@ def sample_levels(batch: int, frames: int, context: int, num_levels: int, p_cont
     if drop_context is not None:
         dropped |= drop_context.cpu()
     levels[dropped, :context] = num_levels - 1
+    if p_short_context > 0 and short_context < context:  # (no draw otherwise, as above)
+        short = torch.rand(batch, generator=generator) < p_short_context
+        levels[short, :context - short_context] = num_levels - 1
     return levels
 
 
@@ -65,6 +71,8 @@ def diffusion_loss(
     context_noise_max: int = 0,
     drop_context: torch.Tensor | None = None,
     p_view_dropout: float = 0.0,
+    short_context: int = 0,
+    p_short_context: float = 0.0,
 ) -> torch.Tensor:
     """Mean weighted v-MSE over the future frames of a batch of clips.
 
@@ -75,13 +83,15 @@ def diffusion_loss(
     ``drop_context`` (B,) bool drops the context of those clips whatever ``p_context_dropout`` draws
     (memorization: windows whose context lies before the history's first frame). A batch with place
     ``views`` drops them in a ``p_view_dropout`` share of the clips, so the place memory is also
-    its own base model (its contrastive baseline).
+    its own base model (its contrastive baseline). ``short_context`` and ``p_short_context``: see
+    :func:`sample_levels`.
     """
     frames = batch["frames"]
     B, T = frames.shape[:2]
     device = frames.device
     levels = sample_levels(B, T, context, scheduler.config.num_train_timesteps, p_context_dropout, generator,
-                           high_fraction, high_min, context_noise_max, drop_context).to(device)
+                           high_fraction, high_min, context_noise_max, drop_context, short_context,
+                           p_short_context).to(device)
     noise = torch.randn(frames.shape, generator=generator).to(device)
     ab = alpha_bar(scheduler, levels)
     x_t = add_noise(frames, noise, ab)

@@ -412,9 +412,10 @@ PRESETS: dict[str, dict] = {
     # it generates (come.data.places); without them it is its own base model.
     "maze-place": dict(resolution=32, patch=4, width=192, depth=6, heads=4, max_frames=4, action_dim=6, views=2,
                        prediction="x0"),
-    # Memory Maze, short-term memory: maze-tiny with 32 context frames (2112 tokens), a sliding window of 4
-    # frames and two global layers; differs from maze-tiny only in its layout, so it warm-starts from it.
-    "maze-stm": dict(resolution=32, patch=4, width=192, depth=6, heads=4, max_frames=33, action_dim=6,
+    # Memory Maze, short-term memory: 17 frames of 8x8-pixel patches (272 tokens a clip, near the base's 256),
+    # a sliding window of 4 frames and two global layers. Coarser than the base: in the composition its term
+    # adds what the older frames say, the base draws the detail.
+    "maze-stm": dict(resolution=32, patch=8, width=192, depth=6, heads=4, max_frames=17, action_dim=6,
                      window=4, global_layers=[2, 5], prediction="x0"),
     # Larger backbones for GPU users (DiT-S / DiT-B widths), 64x64.
     "dit-s": dict(resolution=64, patch=8, width=384, depth=12, heads=6, max_frames=16),

@@ -188,7 +188,7 @@ def predict_windows(world, batch: dict, variants, steps: int, lr: float, batch_s
     preds = {}
     for v in variants:
         t0 = time.time()
-        preds[v] = world.imagine(batch["future_action"], batch["future_pose"], variant=v, seed=seed)
+        preds[v] = world.imagine(batch["future_action"], batch["future_pose"], variant=v, seed=seed, progress=progress)
         seconds[v] = time.time() - t0
     return preds, seconds
 
