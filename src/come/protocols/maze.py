@@ -237,61 +237,82 @@ def evaluate_maze(
     out = Path(out) if out is not None else None
 
     fixed, revisits = window_starts(episodes, history, frames, min_gap, windows_per_episode, seed)
+    memorize = dict(steps=steps, lr=lr, batch_size=batch_size, seed=seed)
     for name, starts in (("fixed", fixed), ("revisits", revisits)):
-        if name not in protocols:
-            continue
-        if not starts:
-            note = f"no revisit after a gap of more than {min_gap} frames to a place seen in the last {history}"
-            result["protocols"][name] = {"windows": 0, "note": note}
-            continue
-        batch = window_batch(episodes, starts, history, frames)
-        preds, seconds = predict_windows(make_world(rank), batch, variants, steps, lr, batch_size, seed, progress,
-                                         options)
-        scores = {v: score_windows(p, batch["truth"]) for v, p in preds.items()}
-        references = _references(episodes, starts, batch, history)
-        result["protocols"][name] = {
-            "windows": len(starts), "starts": starts, "variants": scores, **references,
-            "vs_base": differences_from_base(scores | references),
-            "seconds_per_window": {k: t / len(starts) for k, t in seconds.items()}}
-        if out is not None:
-            shown = [v for v in ("base", "come") if v in preds] or list(preds)[:1]
-            panels = [tensor_to_frames(batch["truth"][0])] + [tensor_to_frames(preds[v][0]) for v in shown]
-            write_video(out / f"{name}_00.mp4", side_by_side(panels), fps=4)
-            plot_bars(result["protocols"][name]["variants"], f"{name} ({len(starts)} windows)", out / f"{name}.png")
-
+        if name in protocols:
+            result["protocols"][name] = window_protocol(name, make_world(rank), episodes, starts, variants, history,
+                                                        frames, min_gap, memorize, options, out, progress)
     if "streaming" in protocols:
-        end = history + iterations * frames
-        usable = [e for e, ep in enumerate(episodes) if len(ep["frames"]) >= end]
-        if not usable:
-            raise EpisodeError(f"streaming needs episodes of {end} frames (history {history} + {iterations} x {frames})")
-        full = {k: torch.stack([episodes[e][k][:end] for e in usable]) for k in ("frames", "action", "pose")}
-        curves = {}
-        for v in tqdm(variants, desc="streaming", unit="variant", disable=not progress):
-            world = make_world(rank)
-            its = world.stream(full["frames"], full["action"], full["pose"], start=history, window=stream_window,
-                               updates=stream_updates, horizon=frames, iterations=iterations, variant=v, lr=lr,
-                               batch_size=batch_size, seed=seed, **options)
-            curves[v] = [float(np.mean([window_psnr(p, t) for p, t in zip(it["prediction"], it["truth"])]))
-                         for it in its]
-        result["protocols"]["streaming"] = {"episodes": len(usable), "window": stream_window,
-                                            "updates": stream_updates, "iterations": iterations,
-                                            "psnr_per_iteration": curves}
-        if out is not None:
-            plot_streaming(curves, out / "streaming.png")
-
+        result["protocols"]["streaming"] = streaming_protocol(make_world, rank, episodes, variants, history, frames,
+                                                              iterations, stream_window, stream_updates, memorize,
+                                                              options, out, progress)
     if "capacity" in protocols:
-        grid = {}
-        longest = max(capacity_histories)
-        starts = [(e, s) for e, s in fixed if s >= longest] or [(e, longest) for e in range(len(episodes))]
-        for r in tqdm(capacity_ranks, desc="capacity", unit="rank", disable=not progress):
-            for h in capacity_histories:
-                batch = window_batch(episodes, starts, h, frames)
-                preds, _ = predict_windows(make_world(r), batch, ("ltm",), steps, lr, batch_size, seed,
-                                           memorize_options=options)
-                grid[f"rank{r}_history{h}"] = {"rank": r, "history": h,
-                                               "psnr": score_windows(preds["ltm"], batch["truth"])["psnr"]}
-        result["protocols"]["capacity"] = {"windows": len(starts), "grid": grid}
+        result["protocols"]["capacity"] = capacity_protocol(make_world, episodes, fixed, frames, capacity_ranks,
+                                                            capacity_histories, memorize, options, progress)
     return result
+
+
+def window_protocol(name: str, world, episodes: list[dict], starts, variants, history: int, frames: int,
+                    min_gap: int, memorize: dict, options: dict, out: Path | None, progress: bool) -> dict:
+    """Fixed or revisit windows: every variant's scores, the model-free references, the per-window
+    differences against the base and the seconds per window; a video and a bar plot into ``out``."""
+    if not starts:
+        return {"windows": 0, "note": f"no revisit after a gap of more than {min_gap} frames to a place seen in "
+                                      f"the last {history}"}
+    batch = window_batch(episodes, starts, history, frames)
+    preds, seconds = predict_windows(world, batch, variants, memorize["steps"], memorize["lr"],
+                                     memorize["batch_size"], memorize["seed"], progress, options)
+    scores = {v: score_windows(p, batch["truth"]) for v, p in preds.items()}
+    references = _references(episodes, starts, batch, history)
+    result = {"windows": len(starts), "starts": starts, "variants": scores, **references,
+              "vs_base": differences_from_base(scores | references),
+              "seconds_per_window": {k: t / len(starts) for k, t in seconds.items()}}
+    if out is not None:
+        shown = [v for v in ("base", "come") if v in preds] or list(preds)[:1]
+        panels = [tensor_to_frames(batch["truth"][0])] + [tensor_to_frames(preds[v][0]) for v in shown]
+        write_video(out / f"{name}_00.mp4", side_by_side(panels), fps=4)
+        plot_bars(scores, f"{name} ({len(starts)} windows)", out / f"{name}.png")
+    return result
+
+
+def streaming_protocol(make_world, rank: int, episodes: list[dict], variants, history: int, frames: int,
+                       iterations: int, window: int, updates: int, memorize: dict, options: dict,
+                       out: Path | None, progress: bool) -> dict:
+    """From frame ``history`` on, ``iterations`` times: memorize the last ``window`` frames, predict the next
+    ``frames``, append the truth; mean PSNR per iteration and variant (a plot into ``out``)."""
+    end = history + iterations * frames
+    usable = [e for e, ep in enumerate(episodes) if len(ep["frames"]) >= end]
+    if not usable:
+        raise EpisodeError(f"streaming needs episodes of {end} frames (history {history} + {iterations} x {frames})")
+    full = {k: torch.stack([episodes[e][k][:end] for e in usable]) for k in ("frames", "action", "pose")}
+    curves = {}
+    for v in tqdm(variants, desc="streaming", unit="variant", disable=not progress):
+        its = make_world(rank).stream(full["frames"], full["action"], full["pose"], start=history, window=window,
+                                      updates=updates, horizon=frames, iterations=iterations, variant=v,
+                                      lr=memorize["lr"], batch_size=memorize["batch_size"], seed=memorize["seed"],
+                                      **options)
+        curves[v] = [float(np.mean([window_psnr(p, t) for p, t in zip(it["prediction"], it["truth"])]))
+                     for it in its]
+    if out is not None:
+        plot_streaming(curves, out / "streaming.png")
+    return {"episodes": len(usable), "window": window, "updates": updates, "iterations": iterations,
+            "psnr_per_iteration": curves}
+
+
+def capacity_protocol(make_world, episodes: list[dict], fixed, frames: int, ranks, histories, memorize: dict,
+                      options: dict, progress: bool) -> dict:
+    """The LTM's PSNR over LoRA rank x history length, on fixed windows late enough for the longest history."""
+    grid = {}
+    longest = max(histories)
+    starts = [(e, s) for e, s in fixed if s >= longest] or [(e, longest) for e in range(len(episodes))]
+    for r in tqdm(ranks, desc="capacity", unit="rank", disable=not progress):
+        for h in histories:
+            batch = window_batch(episodes, starts, h, frames)
+            preds, _ = predict_windows(make_world(r), batch, ("ltm",), memorize["steps"], memorize["lr"],
+                                       memorize["batch_size"], memorize["seed"], memorize_options=options)
+            grid[f"rank{r}_history{h}"] = {"rank": r, "history": h,
+                                           "psnr": score_windows(preds["ltm"], batch["truth"])["psnr"]}
+    return {"windows": len(starts), "grid": grid}
 
 
 def plot_bars(variants: dict, title: str, path: Path) -> None:
