@@ -33,7 +33,7 @@ import torch
 from tqdm import tqdm
 
 from ..data.clips import frames_to_tensor, pose_track, skip_actions, tensor_to_frames
-from ..data.episodes import EpisodeError, episode_files, load_episode
+from ..data.episodes import EpisodeError, load_episode
 from ..data.places import TURN_COST, nearest_views
 from ..metrics.image import ssim, window_psnr
 from ..metrics.intervals import error_bars, interval_text, mean_ci95

@@ -32,7 +32,7 @@ from ..metrics.cards import card_mse
 from ..presets import TrainConfig
 from ..plotting import pyplot, save_figure
 from ..video import side_by_side, write_video
-from ..metrics.intervals import error_bars, interval_text, mean_ci95, proportion_ci95
+from ..metrics.intervals import error_bars, interval_text, proportion_ci95
 
 # How the protocol memorizes (dev episodes of seeds 100 and 102, BENCHMARKS.md "A place memory" and
 # "Recall past 0.80"): windows
