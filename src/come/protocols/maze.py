@@ -240,7 +240,7 @@ def evaluate_maze(
     memorize = dict(steps=steps, lr=lr, batch_size=batch_size, seed=seed)
     for name, starts in (("fixed", fixed), ("revisits", revisits)):
         if name in protocols:
-            result["protocols"][name] = window_protocol(name, make_world(rank), episodes, starts, variants, history,
+            result["protocols"][name] = window_protocol(name, make_world, rank, episodes, starts, variants, history,
                                                         frames, min_gap, memorize, options, out, progress)
     if "streaming" in protocols:
         result["protocols"]["streaming"] = streaming_protocol(make_world, rank, episodes, variants, history, frames,
@@ -252,16 +252,17 @@ def evaluate_maze(
     return result
 
 
-def window_protocol(name: str, world, episodes: list[dict], starts, variants, history: int, frames: int,
-                    min_gap: int, memorize: dict, options: dict, out: Path | None, progress: bool) -> dict:
+def window_protocol(name: str, make_world, rank: int, episodes: list[dict], starts, variants, history: int,
+                    frames: int, min_gap: int, memorize: dict, options: dict, out: Path | None, progress: bool
+                    ) -> dict:
     """Fixed or revisit windows: every variant's scores, the model-free references, the per-window
     differences against the base and the seconds per window; a video and a bar plot into ``out``."""
     if not starts:
         return {"windows": 0, "note": f"no revisit after a gap of more than {min_gap} frames to a place seen in "
                                       f"the last {history}"}
     batch = window_batch(episodes, starts, history, frames)
-    preds, seconds = predict_windows(world, batch, variants, memorize["steps"], memorize["lr"],
-                                     memorize["batch_size"], memorize["seed"], progress, options)
+    preds, seconds = predict_windows(make_world(rank), batch, variants, **memorize, progress=progress,
+                                     memorize_options=options)
     scores = {v: score_windows(p, batch["truth"]) for v, p in preds.items()}
     references = _references(episodes, starts, batch, history)
     result = {"windows": len(starts), "starts": starts, "variants": scores, **references,
@@ -308,8 +309,7 @@ def capacity_protocol(make_world, episodes: list[dict], fixed, frames: int, rank
     for r in tqdm(ranks, desc="capacity", unit="rank", disable=not progress):
         for h in histories:
             batch = window_batch(episodes, starts, h, frames)
-            preds, _ = predict_windows(make_world(r), batch, ("ltm",), memorize["steps"], memorize["lr"],
-                                       memorize["batch_size"], memorize["seed"], memorize_options=options)
+            preds, _ = predict_windows(make_world(r), batch, ("ltm",), **memorize, memorize_options=options)
             grid[f"rank{r}_history{h}"] = {"rank": r, "history": h,
                                            "psnr": score_windows(preds["ltm"], batch["truth"])["psnr"]}
     return {"windows": len(starts), "grid": grid}
