@@ -124,6 +124,35 @@ def test_init_adds_a_pose_input_without_changing_the_function(cards_data, tmp_pa
     assert grown.pose_embed[2].weight.abs().max() < 1e-6 and grown.pose_embed[0].weight.abs().max() > 0
 
 
+def test_init_leaves_out_a_place_memorys_views(cards_data, tmp_path):
+    """An SLTM started from a place memory (maze-place) is that network's base model plus a zero pose path."""
+    from come.checkpoint import save_config, save_weights
+    from come.models.dit import DiTConfig, VideoDiT
+
+    micro = train_config("test-micro").model
+    placed = train_config("test-micro", model={**micro, "pose_dim": 0, "views": 1}, pose=None)
+    torch.manual_seed(0)
+    start = VideoDiT(DiTConfig(**placed.model))
+    with torch.no_grad():  # adaLN-Zero starts as the identity; make the blocks matter
+        for n, p in start.named_parameters():
+            if "ada" in n or "final" in n:
+                p.add_(torch.randn_like(p) * 0.05)
+    (tmp_path / "place").mkdir()
+    save_config(tmp_path / "place", placed)
+    save_weights(tmp_path / "place" / "model.safetensors", start)
+    posed = train_config("test-micro", steps=1, lr=1e-12, warmup=1, sample_every=100)
+    train(posed, cards_data, tmp_path / "sltm", init=tmp_path / "place", progress=False)
+    grown, _ = load_model(tmp_path / "sltm")
+    assert grown.config.views == 0 and not any(k.startswith("view_") for k in grown.state_dict())
+    x, t, a = torch.randn(2, 4, 3, 32, 32), torch.randint(0, 1000, (2, 4)), torch.randn(2, 4, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(grown(x, t, a, torch.rand(2, 4, 2), context=2), start(x, t, a, context=2),
+                                   atol=1e-5, rtol=1e-4)
+    viewless = train_config("test-micro", model={**micro, "views": 0, "depth": 3})
+    with pytest.raises(CheckpointError, match="leave out place views"):
+        train(viewless, cards_data, tmp_path / "deeper", init=tmp_path / "place", progress=False)
+
+
 def test_capped_loss_only_lowers_the_weight_of_low_levels():
     from come.diffusion.loss import diffusion_loss
     from come.diffusion.schedule import make_scheduler

@@ -124,7 +124,7 @@ def train(
     precision: str = typer.Option("auto", help="auto (bf16 where the hardware is fast at it), bf16 or fp32."),
     seed: Optional[int] = typer.Option(None, help="Seed for weights, clips and noise."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in OUT exactly where its last checkpoint left it, with its own settings (only --steps and --precision may change)."),
-    init: Optional[Path] = typer.Option(None, help="Start from this run's weights instead of random ones: the same model (fine-tuning), one with a longer context or another attention window (an STM from a base model), or one that adds a pose input (an SLTM from a base model; the pose path starts at zero); --steps counts the new steps."),
+    init: Optional[Path] = typer.Option(None, help="Start from this run's weights instead of random ones: the same model (fine-tuning), one with a longer context or another attention window (an STM from a base model), or one that adds a pose input (an SLTM from a base model, or from maze-place, whose view path it leaves out; the pose path starts at zero); --steps counts the new steps."),
     minutes: Optional[float] = typer.Option(None, min=0.0, help="Stop after this many minutes of training (a time-limited GPU, a night), checkpointed; --resume continues the run."),
 ):
     """Train a video diffusion world model, or the SLTM's pose encoder (preset maze-pose), on CPU,

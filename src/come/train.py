@@ -76,19 +76,24 @@ def track_sample(encoder, data: ClipDataset, device) -> tuple[float, float]:
 def init_weights(model: torch.nn.Module, init: str | Path, cfg: TrainConfig) -> None:
     """Load run ``init``'s weights into ``model``, a new run of ``cfg``: the same model, or (world models)
     one that differs only in its clip layout (``LAYOUT_FIELDS``: a longer context, a sliding window;
-    the temporal positions are re-timed by :func:`~come.models.dit.retime_positions`) and may add a
-    pose input to a model without one (its new pose path starts at zero: the same function)."""
+    the temporal positions are re-timed by :func:`~come.models.dit.retime_positions`), may add a
+    pose input to a model without one (its new pose path starts at zero: the same function) and may
+    leave out a place memory's view path (what remains is its base model: an SLTM from maze-place)."""
     start, start_cfg = load_model(init, network=cfg.network)
     weights = start.state_dict()
     if start_cfg.model == cfg.model:
         model.load_state_dict(weights)
         return
     grows_pose = not start_cfg.model.get("pose_dim")
-    free = LAYOUT_FIELDS + (("pose_dim", "pose_in_image") if grows_pose else ())
+    drops_views = bool(start_cfg.model.get("views")) and not cfg.model.get("views")
+    free = LAYOUT_FIELDS + (("pose_dim", "pose_in_image") if grows_pose else ()) + (("views",) if drops_views else ())
     same = [{k: v for k, v in m.items() if k not in free} for m in (start_cfg.model, cfg.model)]
     if cfg.network != "dit" or same[0] != same[1]:
         raise CheckpointError(f"{init}: its model differs from preset '{cfg.preset}''s; --init needs the same model"
-                              f" (a world model may differ in {', '.join(LAYOUT_FIELDS)}, and add a pose input)")
+                              f" (a world model may differ in {', '.join(LAYOUT_FIELDS)}, add a pose input and"
+                              " leave out place views)")
+    if drops_views:
+        weights = {k: v for k, v in weights.items() if not k.startswith("view_")}
     weights["pos_time"] = retime_positions(weights["pos_time"], start_cfg.context, start_cfg.clip_frames, cfg.context,
                                            cfg.model.get("max_frames", 8))
     missing, _ = model.load_state_dict(weights, strict=False)
