@@ -137,8 +137,9 @@ def test_eval_maze_bad_input_is_one_line(maze_runs, cards_data, micro_run):
 
     assert "--protocols" in error("--protocols", "fixed,magic")
     assert "--come" in error("--come", "ltm,magic")
-    assert "sltm needs --sltm" in error("--variants", "base,sltm")
-    assert "place needs --place" in error("--variants", "base,place")
+    assert "sltm needs the spatial memory model" in error("--variants", "base,sltm")
+    assert "place needs the place memory model" in error("--variants", "base,place")
+    assert "magic (choose from" in error("--variants", "base,magic")
     assert "takes place views" in error("--place", str(r["sltm"]))
     assert "fewer than history" in error("--history", "500")
     assert "absolute pose" in error("--sltm", str(r["stm"]))

@@ -22,7 +22,8 @@ app = typer.Typer(
     rich_markup_mode=None,  # help texts are plain text: "[default: ...]" must show as written
     help="come: Composition of Memory Experts for diffusion video world models.",
 )
-data_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Generate datasets (one compressed .npz per episode + meta.json).")
+data_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help=(
+    "Generate datasets (one compressed .npz per episode + meta.json)."))
 app.add_typer(data_app, name="data")
 
 
@@ -33,6 +34,36 @@ class UserError(Exception):
 def _fail(message: str) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(2)
+
+
+def _names(text: str, option: str, allowed) -> tuple[str, ...]:
+    """The comma-separated names of ``text``, each one of ``allowed``."""
+    names = tuple(v.strip() for v in text.split(",") if v.strip())
+    if not names or any(v not in allowed for v in names):
+        raise UserError(f"{option}: choose from {', '.join(allowed)}, got '{text}'")
+    return names
+
+
+def _choice(text: str, option: str, allowed) -> None:
+    if text not in allowed:
+        raise UserError(f"{option}: choose from {', '.join(allowed)}, got '{text}'")
+
+
+def _ints(text: Optional[str], option: str) -> tuple[int, ...]:
+    """The comma-separated positive integers of ``text`` (none when it is empty)."""
+    try:
+        values = tuple(int(v) for v in text.split(",")) if text else ()
+    except ValueError:
+        raise UserError(f"{option}: expected comma-separated integers, got '{text}'") from None
+    if any(v < 1 for v in values):
+        raise UserError(f"{option}: values must be at least 1, got '{text}'")
+    return values
+
+
+def _write_json(path: Optional[Path], result: dict) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2) + "\n")
 
 
 def _guard(fn):
@@ -58,11 +89,14 @@ def _guard(fn):
 @data_app.command("cards")
 @_guard
 def data_cards(
-    out: Path = typer.Option(..., help="Dataset folder; episodes go to OUT/<split>/ep_00000.npz with OUT/<split>/meta.json."),
+    out: Path = typer.Option(..., help=(
+        "Dataset folder; episodes go to OUT/<split>/ep_00000.npz with OUT/<split>/meta.json.")),
     episodes: int = typer.Option(200, min=1, help="Number of episodes."),
     seed: int = typer.Option(0, help="Seed; the same seed gives byte-identical files."),
-    resolution: int = typer.Option(32, help="Frame size in pixels (multiple of 4, >= 16): 32 for CPU, 48 or 64 for GPU."),
-    length: int = typer.Option(250, min=2, help="Frames per episode (train/test; zigzag episodes have a fixed length)."),
+    resolution: int = typer.Option(32, help=(
+        "Frame size in pixels (multiple of 4, >= 16): 32 for CPU, 48 or 64 for GPU.")),
+    length: int = typer.Option(250, min=2, help=(
+        "Frames per episode (train/test; zigzag episodes have a fixed length).")),
     split: str = typer.Option("train", help="train | test (random walks) or zigzag (observe-then-recall walks)."),
 ):
     """Generate Memory Cards episodes: a 4x4 grid of 8 object pairs, a cursor, and 5 actions.
@@ -80,14 +114,19 @@ def data_cards(
 @data_app.command("maze")
 @_guard
 def data_maze(
-    out: Path = typer.Option(..., help="Dataset folder; episodes go to OUT/<split>/ep_00000.npz with OUT/<split>/meta.json."),
+    out: Path = typer.Option(..., help=(
+        "Dataset folder; episodes go to OUT/<split>/ep_00000.npz with OUT/<split>/meta.json.")),
     episodes: int = typer.Option(100, min=1, help="Number of episodes (a re-run with more keeps the finished ones)."),
     size: str = typer.Option("9x9", help="Maze size: 9x9, 11x11, 13x13 or 15x15 (3, 4, 5, 6 objects)."),
-    steps: int = typer.Option(1000, min=1, help="Actions per episode (frames = steps + 1); at most the environment's time limit (9x9: 1000, 15x15: 4000)."),
+    steps: int = typer.Option(1000, min=1, help=(
+        "Actions per episode (frames = steps + 1); at most the environment's time limit (9x9: 1000, 15x15: 4000).")),
     seed: int = typer.Option(0, help="Seed; an episode depends only on (seed, split, index)."),
-    workers: int = typer.Option(max(1, os.cpu_count() or 1), min=1, help="Parallel processes, one episode each (default: the number of cores)."),
-    split: str = typer.Option("train", help="train or eval (the public dataset's folder names; eval is read as the test split)."),
-    noise: float = typer.Option(0.15, min=0.0, max=1.0, help="Share of uniformly random actions in the explorer's walk."),
+    workers: int = typer.Option(max(1, os.cpu_count() or 1), min=1, help=(
+        "Parallel processes, one episode each (default: the number of cores).")),
+    split: str = typer.Option("train", help=(
+        "train or eval (the public dataset's folder names; eval is read as the test split).")),
+    noise: float = typer.Option(0.15, min=0.0, max=1.0, help=(
+        "Share of uniformly random actions in the explorer's walk.")),
 ):
     """Generate Memory Maze episodes: the real memory-maze environment, a scripted explorer.
 
@@ -116,16 +155,26 @@ def data_maze(
 @_guard
 def train(
     data: Path = typer.Option(..., help="Dataset folder with train/ (and optionally test/ for sample videos)."),
-    out: Path = typer.Option(..., help="Run folder: config.json, model.safetensors (EMA), state.safetensors, tb/, samples/."),
-    preset: Optional[str] = typer.Option(None, help="Training preset (see 'come presets') [default: cards-tiny, or the run's own with --resume]."),
+    out: Path = typer.Option(..., help=(
+        "Run folder: config.json, model.safetensors (EMA), state.safetensors, tb/, samples/.")),
+    preset: Optional[str] = typer.Option(None, help=(
+        "Training preset (see 'come presets') [default: cards-tiny, or the run's own with --resume].")),
     steps: Optional[int] = typer.Option(None, help="Total training steps (default: the preset's)."),
     batch_size: Optional[int] = typer.Option(None, help="Clips per batch (default: the preset's)."),
     lr: Optional[float] = typer.Option(None, help="Peak learning rate (default: the preset's)."),
     precision: str = typer.Option("auto", help="auto (bf16 where the hardware is fast at it), bf16 or fp32."),
     seed: Optional[int] = typer.Option(None, help="Seed for weights, clips and noise."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in OUT exactly where its last checkpoint left it, with its own settings (only --steps and --precision may change)."),
-    init: Optional[Path] = typer.Option(None, help="Start from this run's weights instead of random ones: the same model (fine-tuning), one with a longer context or another attention window (an STM from a base model), or one that adds a pose input (an SLTM from a base model, or from maze-place, whose view path it leaves out; the pose path starts at zero); --steps counts the new steps."),
-    minutes: Optional[float] = typer.Option(None, min=0.0, help="Stop after this many minutes of training (a time-limited GPU, a night), checkpointed; --resume continues the run."),
+    resume: bool = typer.Option(False, "--resume", help=(
+        "Continue the run in OUT exactly where its last checkpoint left it, with its own settings (only --steps and "
+        "--precision may change).")),
+    init: Optional[Path] = typer.Option(None, help=(
+        "Start from this run's weights instead of random ones: the same model (fine-tuning), one with a longer "
+        "context or another attention window (an STM from a base model), or one that adds a pose input (an SLTM from "
+        "a base model, or from maze-place, whose view path it leaves out; the pose path starts at zero); --steps "
+        "counts the new steps.")),
+    minutes: Optional[float] = typer.Option(None, min=0.0, help=(
+        "Stop after this many minutes of training (a time-limited GPU, a night), checkpointed; --resume continues the "
+        "run.")),
 ):
     """Train a video diffusion world model, or the SLTM's pose encoder (preset maze-pose), on CPU,
     one GPU, or several with 'accelerate launch'.
@@ -144,7 +193,8 @@ def train(
             raise UserError(f"{out}: was started with preset '{saved.preset}', not '{preset}'")
         cfg = TrainConfig.from_dict({**saved.to_dict(), "steps": steps or saved.steps, "precision": precision})
     else:
-        cfg = train_config(preset or "cards-tiny", steps=steps, batch_size=batch_size, lr=lr, precision=precision, seed=seed)
+        cfg = train_config(preset or "cards-tiny", steps=steps, batch_size=batch_size, lr=lr, precision=precision,
+                           seed=seed)
     summary = run_training(cfg, data, out, resume=resume, init=init, minutes=minutes)
     summary.pop("losses")
     typer.echo(json.dumps(summary))
@@ -189,7 +239,8 @@ def sample(
     episode: Path = typer.Option(..., help="Episode .npz whose first frames and actions drive the rollout."),
     context: Optional[int] = typer.Option(None, help="Context frames taken from the episode (default: the model's)."),
     frames: int = typer.Option(16, min=1, help="Frames to generate after the context."),
-    out: Path = typer.Option(Path("sample.mp4"), help="Video path (.mp4); a .gif and a .json of metrics are written beside it."),
+    out: Path = typer.Option(Path("sample.mp4"), help=(
+        "Video path (.mp4); a .gif and a .json of metrics are written beside it.")),
     start: int = typer.Option(0, min=0, help="Frame of the episode where the context starts."),
     steps: int = typer.Option(20, min=1, help="DDIM steps per generated chunk."),
     chunk: Optional[int] = typer.Option(None, min=1, help="Frames generated per chunk (default: the model's)."),
@@ -211,7 +262,8 @@ def sample(
     typer.echo(f"wrote {result['video']}, {result['gif']} and {result['filmstrip']}")
 
 
-eval_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Evaluation protocols (a table on screen, JSON for tools, videos).")
+eval_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help=(
+    "Evaluation protocols (a table on screen, JSON for tools, videos)."))
 app.add_typer(eval_app, name="eval")
 
 
@@ -235,9 +287,7 @@ def eval_rollouts(
     typer.echo(format_table(result))
     typer.echo(f"{result['episodes']} episodes, {frames} frames after {result['context']} context frames, "
                f"{result['seconds_per_episode']:.2f}s per episode")
-    if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(result, indent=2) + "\n")
+    _write_json(json_out, result)
 
 
 @eval_app.command("pose")
@@ -257,40 +307,56 @@ def eval_pose(
     result = evaluate_pose(ckpt, data, episodes, delta, out)
     typer.echo(format_table(result))
     typer.echo(f"{result['episodes']} episodes, {result['seconds_per_episode']:.2f}s per episode")
-    if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(result, indent=2) + "\n")
+    _write_json(json_out, result)
 
 
 @eval_app.command("maze")
 @_guard
 def eval_maze(
-    ckpt: Optional[Path] = typer.Option(None, help="Base model: a Memory Maze run folder (e.g. preset maze-tiny) [default: the shipped maze-place, which is also the place memory]."),
+    ckpt: Optional[Path] = typer.Option(None, help=(
+        "Base model: a Memory Maze run folder (e.g. preset maze-tiny) [default: the shipped maze-place, which is also "
+        "the place memory].")),
     data: Path = typer.Option(..., help="Memory Maze dataset folder; its eval/ (or test/) split is used."),
-    place: Optional[Path] = typer.Option(None, help="Place memory model run (preset maze-place): given the history frames seen from the nearest poses [default: the base model when it takes place views, as the shipped maze-place does]."),
+    place: Optional[Path] = typer.Option(None, help=(
+        "Place memory model run (preset maze-place): given the history frames seen from the nearest poses [default: "
+        "the base model when it takes place views, as the shipped maze-place does].")),
     stm: Optional[Path] = typer.Option(None, help="Short-term memory model run (a longer context window)."),
     sltm: Optional[Path] = typer.Option(None, help="Spatial memory model run (absolute pose, e.g. preset maze-sltm)."),
-    pose_encoder: Optional[Path] = typer.Option(None, help="Pose encoder run (preset maze-pose): infer the SLTM's poses from frames and actions instead of reading them from the dataset."),
+    pose_encoder: Optional[Path] = typer.Option(None, help=(
+        "Pose encoder run (preset maze-pose): infer the SLTM's poses from frames and actions instead of reading them "
+        "from the dataset.")),
     protocols: str = typer.Option("fixed,revisits", help="Comma-separated: fixed, revisits, streaming, capacity."),
-    variants: Optional[str] = typer.Option(None, help="Comma-separated variants, of base, ltm, stm, sltm, place, stm+ltm, come, poe, hg [default: every memory variant the given models allow; poe (the naive product) and hg (history guidance) on request]."),
+    variants: Optional[str] = typer.Option(None, help=(
+        "Comma-separated variants, of base, ltm, stm, sltm, place, stm+ltm, come, poe, hg [default: every memory "
+        "variant the given models allow; poe (the naive product) and hg (history guidance) on request].")),
     episodes: int = typer.Option(4, min=1, help="Held-out episodes."),
-    history: int = typer.Option(200, min=1, help="History frames before each predicted window (and streaming's start)."),
+    history: int = typer.Option(200, min=1, help=(
+        "History frames before each predicted window (and streaming's start).")),
     frames: int = typer.Option(8, min=1, help="Frames predicted per window (per streaming iteration)."),
     steps: int = typer.Option(50, min=1, help="Memorization steps per window."),
     updates: int = typer.Option(25, min=1, help="Streaming: memorization steps per iteration."),
     rank: int = typer.Option(32, min=1, help="LoRA rank of the memories."),
     lr: float = typer.Option(1e-2, help="Memorization learning rate (AdamW)."),
-    lr_schedule: str = typer.Option("cosine", help="Memorization learning rate over the steps: cosine (decays to 0) or constant."),
+    lr_schedule: str = typer.Option("cosine", help=(
+        "Memorization learning rate over the steps: cosine (decays to 0) or constant.")),
     batch_size: int = typer.Option(16, min=1, help="Windows of the history per memorization step."),
-    weighting: str = typer.Option("change", help="How memorization draws the history's windows: change (frame change) or surprise (the base model's own loss)."),
-    context_dropout: float = typer.Option(0.0, min=0.0, max=1.0, help="Share of memorized windows whose context is dropped."),
-    pose_dropout: float = typer.Option(0.0, min=0.0, max=1.0, help="Share of memorized windows whose pose is dropped (the SLTM's)."),
+    weighting: str = typer.Option("change", help=(
+        "How memorization draws the history's windows: change (frame change) or surprise (the base model's "
+        "own loss).")),
+    context_dropout: float = typer.Option(0.0, min=0.0, max=1.0, help=(
+        "Share of memorized windows whose context is dropped.")),
+    pose_dropout: float = typer.Option(0.0, min=0.0, max=1.0, help=(
+        "Share of memorized windows whose pose is dropped (the SLTM's).")),
     w_ltm: float = typer.Option(1.0, help="Contrast weight of the long-term memory expert."),
     w_stm: float = typer.Option(1.0, help="Contrast weight of the short-term memory expert."),
     w_sltm: float = typer.Option(1.0, help="Contrast weight of the spatial memory expert."),
-    come_experts: str = typer.Option("stm,place,sltm", "--come", help="Experts that come and poe compose (those given), of ltm, stm, place, sltm; the long-term memory lowers CoME on Memory Maze, so it is left out by default."),
+    come_experts: str = typer.Option("stm,place,sltm", "--come", help=(
+        "Experts that come and poe compose (those given), of ltm, stm, place, sltm; the long-term memory lowers CoME "
+        "on Memory Maze, so it is left out by default.")),
     w_place: float = typer.Option(1.0, help="Contrast weight of the place memory expert."),
-    sltm_null: str = typer.Option("adapters_off", help="The SLTM's baseline: pose_drop (its memorized adapters without the pose) or adapters_off (the pose without the memory)."),
+    sltm_null: str = typer.Option("adapters_off", help=(
+        "The SLTM's baseline: pose_drop (its memorized adapters without the pose) or adapters_off (the pose without "
+        "the memory).")),
     windows: int = typer.Option(2, min=1, help="Windows per episode (fixed and revisits)."),
     min_gap: int = typer.Option(100, min=1, help="Revisits: frames since the place was last seen."),
     iterations: int = typer.Option(11, min=1, help="Streaming iterations."),
@@ -300,92 +366,69 @@ def eval_maze(
     seed: int = typer.Option(0, help="Seed for the windows, memorization and sampling."),
     precision: str = typer.Option("auto", help="auto, bf16 or fp32."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result as JSON here."),
-    out: Optional[Path] = typer.Option(None, help="Folder for plots (fixed.png, revisits.png, streaming.png) and videos (truth | base | CoME)."),
+    out: Optional[Path] = typer.Option(None, help=(
+        "Folder for plots (fixed.png, revisits.png, streaming.png) and videos (truth | base | CoME).")),
 ):
     """Memory Maze protocols: fixed context, revisits, streaming and the capacity sweep (PSNR, SSIM)."""
     from .checkpoint import load_model
     from .data.episodes import episode_files
+    from .demo import SHIPPED_MAZE
     from .memory import LR_SCHEDULES, WINDOW_WEIGHTINGS
     from .protocols.maze import PROTOCOLS, evaluate_maze, format_maze_table
     from .runtime import use_bf16
-    from .world import EXPERTS, SLTM_NULLS, ExpertWeights, WorldModel, available_variants
+    from .world import EXPERTS, SLTM_NULLS, ExpertWeights, WorldModel, choose_variants
 
-    if ckpt is None:
-        from .demo import SHIPPED_MAZE
-
-        ckpt = SHIPPED_MAZE
+    ckpt = ckpt or SHIPPED_MAZE
     _, cfg = load_model(ckpt)
-    place = place or (ckpt if cfg.model.get("views") else None)  # a base that takes views is its own place memory
-    chosen = tuple(p.strip() for p in protocols.split(",") if p.strip())
-    if weighting not in WINDOW_WEIGHTINGS:
-        raise UserError(f"--weighting: choose from {', '.join(WINDOW_WEIGHTINGS)}, got '{weighting}'")
-    if lr_schedule not in LR_SCHEDULES:
-        raise UserError(f"--lr-schedule: choose from {', '.join(LR_SCHEDULES)}, got '{lr_schedule}'")
-    if sltm_null not in SLTM_NULLS:
-        raise UserError(f"--sltm-null: choose from {', '.join(SLTM_NULLS)}, got '{sltm_null}'")
-    if not chosen or any(p not in PROTOCOLS for p in chosen):
-        raise UserError(f"--protocols: choose from {', '.join(PROTOCOLS)}, got '{protocols}'")
-    given = {"ltm"} | {name for name, run in (("stm", stm), ("sltm", sltm), ("place", place)) if run}
-    available = available_variants(given)
-    names = (tuple(v.strip() for v in variants.split(",") if v.strip()) if variants
-             else tuple(v for v in available if v not in ("poe", "hg")))
-    missing = [v for v in names if v not in available]
-    if missing or not names:
-        raise UserError(f"--variants: {', '.join(missing) or '(none given)'} not available (with these models: "
-                        f"{', '.join(available)}; stm and stm+ltm need --stm, sltm needs --sltm, place needs --place)")
-    composed = tuple(e.strip() for e in come_experts.split(",") if e.strip())
-    if not composed or not set(composed) <= set(EXPERTS):
-        raise UserError(f"--come: choose from {', '.join(EXPERTS)}, got '{come_experts}'")
     if cfg.model.get("action_dim") != 6:
         raise UserError(f"{ckpt}: not a Memory Maze model (its actions have {cfg.model.get('action_dim')} dims, not 6)")
-    if sltm is not None and load_model(sltm)[1].pose != "absolute":
-        raise UserError(f"{sltm}: the spatial expert must be trained on the absolute pose (preset maze-sltm)")
-    if place is not None and not load_model(place)[1].model.get("views"):
-        raise UserError(f"{place}: the place memory must be a model that takes place views (preset maze-place)")
-    encoder = load_model(pose_encoder, network="pose-encoder")[0] if pose_encoder is not None else None
+    _choice(weighting, "--weighting", WINDOW_WEIGHTINGS)
+    _choice(lr_schedule, "--lr-schedule", LR_SCHEDULES)
+    _choice(sltm_null, "--sltm-null", SLTM_NULLS)
+    chosen = _names(protocols, "--protocols", PROTOCOLS)
+    composed = _names(come_experts, "--come", EXPERTS)
+    ranks, histories = _ints(capacity_ranks, "--capacity-ranks"), _ints(capacity_histories, "--capacity-histories")
+    place = place or (ckpt if cfg.model.get("views") else None)  # a base that takes views is its own place memory
+    given = {"ltm"} | {name for name, run in (("stm", stm), ("sltm", sltm), ("place", place)) if run}
     try:
-        ranks = tuple(int(v) for v in capacity_ranks.split(","))
-        histories = tuple(int(v) for v in capacity_histories.split(","))
-    except ValueError:
-        raise UserError("--capacity-ranks and --capacity-histories take comma-separated integers") from None
-    bf16 = use_bf16(precision, "cpu")
+        names = choose_variants(variants, given)
+    except ValueError as e:
+        raise UserError(f"--variants: {e} (--stm, --sltm and --place give the expert models)") from None
+    encoder = load_model(pose_encoder, network="pose-encoder")[0] if pose_encoder is not None else None
+    options = dict(stm=stm, sltm=sltm, place=place, steps=ddim_steps, bf16=use_bf16(precision, "cpu"),
+                   weights=ExpertWeights(ltm=w_ltm, stm=w_stm, sltm=w_sltm, place=w_place), sltm_null=sltm_null,
+                   come_experts=composed)
 
     def make_world(lora_rank: int) -> WorldModel:
-        base, base_cfg = load_model(ckpt)
-        place_model = None if place is None else (base, base_cfg) if Path(place).resolve() == Path(ckpt).resolve() else load_model(place)
-        return WorldModel(base, base_cfg, stm=load_model(stm) if stm else None,
-                          sltm=load_model(sltm) if sltm else None, place=place_model,
-                          rank=lora_rank, steps=ddim_steps, bf16=bf16,
-                          weights=ExpertWeights(ltm=w_ltm, stm=w_stm, sltm=w_sltm, place=w_place), sltm_null=sltm_null,
-                          come_experts=composed)
+        return WorldModel.from_pretrained(ckpt, rank=lora_rank, **options)
 
-    files = episode_files(data, "test")[:episodes]
-    options = {"weighting": weighting, "p_context_dropout": context_dropout, "p_pose_dropout": pose_dropout,
-               "lr_schedule": lr_schedule}
-    result = evaluate_maze(make_world, files, cfg, chosen, names, history, frames, steps, lr, batch_size, rank=rank,
-                           min_gap=min_gap, windows_per_episode=windows, stream_updates=updates, iterations=iterations,
-                           capacity_ranks=ranks, capacity_histories=histories, pose_encoder=encoder,
-                           memorize_options=options, seed=seed, out=out)
-    result |= {"come_experts": list(composed), "ltm_weight": w_ltm, "stm_weight": w_stm, "sltm_weight": w_sltm, "place_weight": w_place,
-               "sltm_null": sltm_null, "ddim_steps": ddim_steps,
-               "checkpoint": str(ckpt), "stm": str(stm) if stm else None, "sltm": str(sltm) if sltm else None,
-               "place": str(place) if place else None,
-               "pose_encoder": str(pose_encoder) if pose_encoder else None, "data": str(data)}
+    make_world(rank)  # every model is checked before any work
+    memorize = {"weighting": weighting, "p_context_dropout": context_dropout, "p_pose_dropout": pose_dropout,
+                "lr_schedule": lr_schedule}
+    result = evaluate_maze(make_world, episode_files(data, "test")[:episodes], cfg, chosen, names, history, frames,
+                           steps, lr, batch_size, rank=rank, min_gap=min_gap, windows_per_episode=windows,
+                           stream_updates=updates, iterations=iterations, capacity_ranks=ranks,
+                           capacity_histories=histories, pose_encoder=encoder, memorize_options=memorize, seed=seed,
+                           out=out)
+    runs = {"checkpoint": ckpt, "stm": stm, "sltm": sltm, "place": place, "pose_encoder": pose_encoder, "data": data}
+    result |= {"come_experts": list(composed), "ltm_weight": w_ltm, "stm_weight": w_stm, "sltm_weight": w_sltm,
+               "place_weight": w_place, "sltm_null": sltm_null, "ddim_steps": ddim_steps,
+               **{k: str(v) if v is not None else None for k, v in runs.items()}}
     typer.echo(format_maze_table(result))
-    if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(result, indent=2) + "\n")
+    _write_json(json_out, result)
 
 
 @eval_app.command("cards-recall")
 @_guard
 def eval_cards_recall(
     ckpt: Path = typer.Option(..., help="Base model: a run folder made by 'come train' on Memory Cards (cursor pose)."),
-    stm: Optional[Path] = typer.Option(None, help="Short-term memory model (e.g. the cards-stm preset) for 'stm', 'come' and 'poe'."),
+    stm: Optional[Path] = typer.Option(None, help=(
+        "Short-term memory model (e.g. the cards-stm preset) for 'stm', 'come' and 'poe'.")),
     episodes: int = typer.Option(50, min=1, help="Zig-zag recall episodes, generated from --seed."),
     seed: int = typer.Option(0, help="Seed of the episodes and of all sampling and memorization noise."),
     steps: int = typer.Option(20, min=0, help="Memorization steps of the long-term memory (LoRA) per episode."),
-    variants: str = typer.Option("base,ltm,come,poe,hg", help="Comma-separated: base, ltm, stm, stm+ltm, come, poe, hg."),
+    variants: str = typer.Option("base,ltm,come,poe,hg", help=(
+        "Comma-separated: base, ltm, stm, stm+ltm, come, poe, hg.")),
     rank: int = typer.Option(32, min=1, help="LoRA rank of the long-term memory."),
     lr: float = typer.Option(1e-1, help="Memorization learning rate (AdamW)."),
     batch_size: int = typer.Option(64, min=1, help="Windows of the history per memorization step."),
@@ -393,11 +436,14 @@ def eval_cards_recall(
     w_stm: float = typer.Option(1.0, help="Contrast weight of the short-term memory expert."),
     w_hg: float = typer.Option(1.5, help="History-guidance scale (HG-v)."),
     ddim_steps: int = typer.Option(20, min=1, help="DDIM steps per generated chunk."),
-    sweep_steps: Optional[str] = typer.Option(None, help="Also sweep memorization steps, e.g. 5,10,20,50,100 (plot recall_vs_steps.png)."),
-    sweep_ranks: Optional[str] = typer.Option(None, help="Also sweep LoRA ranks, e.g. 4,8,32,64 (plot recall_vs_rank.png)."),
+    sweep_steps: Optional[str] = typer.Option(None, help=(
+        "Also sweep memorization steps, e.g. 5,10,20,50,100 (plot recall_vs_steps.png).")),
+    sweep_ranks: Optional[str] = typer.Option(None, help=(
+        "Also sweep LoRA ranks, e.g. 4,8,32,64 (plot recall_vs_rank.png).")),
     precision: str = typer.Option("auto", help="auto, bf16 or fp32."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result as JSON here."),
-    out: Optional[Path] = typer.Option(None, help="Folder for recall.png, the sweep plots and videos (truth | base | CoME)."),
+    out: Optional[Path] = typer.Option(None, help=(
+        "Folder for recall.png, the sweep plots and videos (truth | base | CoME).")),
     videos: int = typer.Option(4, min=0, help="Episodes to write as videos into --out."),
 ):
     """Memory Cards recall: watch every card once, then draw what lies under each card.
@@ -411,51 +457,36 @@ def eval_cards_recall(
     from .checkpoint import load_model
     from .protocols.recall import evaluate_recall, format_recall_table, recall_sweeps
     from .runtime import use_bf16
-    from .world import MEMORY_VARIANTS, VARIANTS, ExpertWeights, WorldModel, available_variants
+    from .world import MEMORY_VARIANTS, ExpertWeights, WorldModel, choose_variants
 
-    names = tuple(v.strip() for v in variants.split(",") if v.strip())
-    unknown = [v for v in names if v not in VARIANTS]
-    if unknown or not names:
-        raise UserError(f"--variants: unknown {', '.join(unknown) or '(none given)'} (choose from {', '.join(VARIANTS)})")
-    if any(v in ("sltm", "place") for v in names):
+    if any(v.strip() in ("sltm", "place") for v in variants.split(",")):
         raise UserError("--variants sltm and place: those experts need map poses (Memory Maze); Memory Cards has none")
-    missing = [v for v in names if v not in available_variants({"ltm", "stm"} if stm else {"ltm"})]
-    if missing:
-        raise UserError(f"--variants {', '.join(missing)} need --stm RUN (a short-term memory model)")
-
-    def ints(text: Optional[str], name: str) -> tuple[int, ...]:
-        try:
-            values = tuple(int(v) for v in text.split(",")) if text else ()
-        except ValueError:
-            raise UserError(f"{name}: expected comma-separated integers, got '{text}'") from None
-        if any(v < 1 for v in values):
-            raise UserError(f"{name}: values must be at least 1")
-        return values
-
-    sweep_s, sweep_r = ints(sweep_steps, "--sweep-steps"), ints(sweep_ranks, "--sweep-ranks")
-    bf16 = use_bf16(precision, "cpu")
-    weights = ExpertWeights(ltm=w_ltm, stm=w_stm, hg=w_hg)
+    try:
+        names = choose_variants(variants, {"ltm", "stm"} if stm else {"ltm"})
+    except ValueError as e:
+        raise UserError(f"--variants: {e} (--stm RUN gives a short-term memory model)") from None
+    if load_model(ckpt)[1].pose != "cursor":
+        raise UserError(f"{ckpt}: cards-recall needs a Memory Cards model conditioned on the cursor pose")
+    sweep_s, sweep_r = _ints(sweep_steps, "--sweep-steps"), _ints(sweep_ranks, "--sweep-ranks")
+    options = dict(stm=stm, weights=ExpertWeights(ltm=w_ltm, stm=w_stm, hg=w_hg), steps=ddim_steps,
+                   bf16=use_bf16(precision, "cpu"))
 
     def make_world(lora_rank: Optional[int] = None) -> WorldModel:
-        base, cfg = load_model(ckpt)
-        if cfg.pose != "cursor":
-            raise UserError(f"{ckpt}: cards-recall needs a Memory Cards model conditioned on the cursor pose")
-        short = load_model(stm) if stm is not None else None
-        return WorldModel(base, cfg, stm=short, rank=lora_rank or rank, weights=weights, steps=ddim_steps, bf16=bf16)
+        return WorldModel.from_pretrained(ckpt, rank=lora_rank or rank, **options)
 
     result = evaluate_recall(make_world(), episodes, seed, steps, names, lr, batch_size, out, videos)
     typer.echo(format_recall_table(result))
     if sweep_s or sweep_r:
         swept = tuple(v for v in names if v in MEMORY_VARIANTS) or ("come",)
-        result["sweeps"] = recall_sweeps(make_world, episodes, seed, sweep_s, sweep_r, steps, swept, lr, batch_size, out)
+        result["sweeps"] = recall_sweeps(make_world, episodes, seed, sweep_s, sweep_r, steps, swept, lr, batch_size,
+                                         out)
         for key, sw in result["sweeps"].items():
             for v, ys in sw["recall"].items():
                 typer.echo(f"recall vs {key} ({v}): " + ", ".join(f"{x}: {y:.3f}" for x, y in zip(sw["values"], ys)))
-    if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(result, indent=2) + "\n")
+    _write_json(json_out, result)
     if out is not None:
-        typer.echo(f"wrote {out}/recall.png and {min(videos, episodes)} videos (truth | {' | '.join(result['videos'])})")
+        typer.echo(f"wrote {out}/recall.png and {min(videos, episodes)} videos "
+                   f"(truth | {' | '.join(result['videos'])})")
 
 
 @app.command()
@@ -499,12 +530,16 @@ def toy(
 @_guard
 def demo(
     out: Path = typer.Option(Path("demo_out"), help="Folder for the demo's videos, pictures and JSON."),
-    env: str = typer.Option("cards", help="cards (Memory Cards recall) or maze (Memory Maze revisits; needs the 'maze' extra)."),
-    ckpt: Optional[Path] = typer.Option(None, help="Run folder to show instead of the shipped cards-tiny checkpoint (cards)."),
-    episodes: Optional[int] = typer.Option(None, min=1, help="Episodes [default: 4 zig-zag recall episodes; maze: 2 walks]."),
+    env: str = typer.Option("cards", help=(
+        "cards (Memory Cards recall) or maze (Memory Maze revisits; needs the 'maze' extra).")),
+    ckpt: Optional[Path] = typer.Option(None, help=(
+        "Run folder to show instead of the shipped cards-tiny checkpoint (cards).")),
+    episodes: Optional[int] = typer.Option(None, min=1, help=(
+        "Episodes [default: 4 zig-zag recall episodes; maze: 2 walks].")),
     steps: int = typer.Option(50, min=1, help="Memorization steps of the long-term memory per episode."),
     seed: int = typer.Option(1234, help="Seed of the episodes and of all noise."),
-    train_steps: Optional[int] = typer.Option(None, min=1, help="Train a fresh model this many steps instead of using the shipped one."),
+    train_steps: Optional[int] = typer.Option(None, min=1, help=(
+        "Train a fresh model this many steps instead of using the shipped one.")),
 ):
     """Memory Cards recall, or Memory Maze revisits: the base model alone against CoME.
 

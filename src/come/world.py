@@ -50,10 +50,30 @@ SLTM_NULLS = ("pose_drop", "adapters_off")
 MODEL_NAMES = {"ltm": "base", "stm": "short-term memory", "place": "place memory", "sltm": "spatial memory"}
 
 
+ON_REQUEST = ("poe", "hg")  # the naive product and history guidance: baselines, run when asked for
+
+
 def available_variants(experts: set[str] | tuple[str, ...]) -> tuple[str, ...]:
     """The variants a world with these experts can run: each single-expert variant needs its experts,
     the compositions take whichever there are."""
     return tuple(v for v, names in VARIANT_EXPERTS.items() if v in COMPOSITIONS or set(names) <= set(experts))
+
+
+def choose_variants(requested: str | None, experts: set[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """The variants named in ``requested`` (comma-separated), each one a world with these ``experts`` can
+    run; with ``requested`` None, every memory variant it can run (not the baselines in ``ON_REQUEST``)."""
+    available = available_variants(experts)
+    if requested is None:
+        return tuple(v for v in available if v not in ON_REQUEST)
+    names = tuple(v.strip() for v in requested.split(",") if v.strip())
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown or not names:
+        raise ValueError(f"unknown variant {', '.join(unknown) or '(none given)'} (choose from {', '.join(VARIANTS)})")
+    for v in names:
+        if v not in available:
+            needed = [e for e in VARIANT_EXPERTS[v] if e not in experts]
+            raise ValueError(f"{v} needs the {' and '.join(MODEL_NAMES[e] for e in needed)} model")
+    return names
 
 
 @dataclass
@@ -114,15 +134,23 @@ class WorldModel:
         self.memorized = False
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | Path, **kwargs) -> "WorldModel":
-        """A world on a shipped model (by name: ``cards-tiny``, ``maze-place``) or a run folder; a model
-        that takes place views is also its own place memory. ``kwargs`` go to the constructor."""
-        from .checkpoint import load_model
+    def from_pretrained(cls, name_or_path: str | Path, stm=None, sltm=None, place=None, **kwargs) -> "WorldModel":
+        """A world on a shipped model (by name: ``cards-tiny``, ``maze-place``) or a run folder, with the
+        experts ``stm``, ``sltm`` and ``place`` given by name or run folder too (or as ``(model, config)``);
+        a base that takes place views is also its own place memory. ``kwargs`` go to the constructor."""
+        from .checkpoint import load_model, model_path
 
         base, cfg = load_model(name_or_path)
-        if base.config.views and "place" not in kwargs:
-            kwargs["place"] = (base, cfg)
-        return cls(base, cfg, **kwargs)
+        if (place is None and base.config.views) or (isinstance(place, (str, Path)) and
+                                                     model_path(place).resolve() == model_path(name_or_path).resolve()):
+            place = (base, cfg)
+        runs = {"stm": stm, "sltm": sltm, "place": place}
+        experts = {role: load_model(run) if isinstance(run, (str, Path)) else run for role, run in runs.items()}
+        if experts["sltm"] is not None and experts["sltm"][1].pose != "absolute":
+            raise ValueError(f"{sltm}: the spatial memory must be trained on the absolute pose (maze-sltm)")
+        if experts["place"] is not None and not experts["place"][0].config.views:
+            raise ValueError(f"{place}: the place memory must be a model that takes place views (maze-place)")
+        return cls(base, cfg, **experts, **kwargs)
 
     def observe(self, frames: torch.Tensor, action: torch.Tensor, pose: torch.Tensor | None = None,
                 keep_memory: bool = False) -> None:
