@@ -13,7 +13,7 @@ def cpu_has_fast_bf16() -> bool:
     """True when the CPU has native bf16 matrix instructions (AVX512-BF16 or AMX).
 
     Without them PyTorch emulates bf16 matmuls, which on an AVX2-only CPU is
-    about 50x slower than fp32 (measured in BENCHMARKS.md).
+    20x slower than fp32 to train (BENCHMARKS.md, "Speed").
     """
     try:
         flags = Path("/proc/cpuinfo").read_text()

@@ -43,21 +43,18 @@ from ..video import side_by_side, write_video
 from .pose import true_track
 
 PROTOCOLS = ("fixed", "revisits", "streaming", "capacity")
-# How the protocols memorize by default (also the defaults of 'come eval maze'), chosen on revisit
-# windows of dev episodes (seed 2; BENCHMARKS.md "Memory Maze: an x0 base model, and the protocols on
-# held-out episodes"): at 50 steps of 16 windows, lr 1e-2 with a cosine decay gained 0.65 dB over the
-# base model, a constant 1e-2 lost 0.6 dB and 3e-3 or 1e-3 changed nothing. On held-out episodes the
-# gain did not hold (0.9 dB below the base on revisits): the best found so far, not a working memory.
+# How the protocols memorize by default (also the defaults of 'come eval maze'): the best of the settings
+# tried on dev revisit windows (BENCHMARKS.md, "Memory Maze: the LTM and the spatial expert on an x0 base model").
 MEMORIZE_STEPS = 50
 MEMORIZE_LR = 1e-2
 MEMORIZE_BATCH = 16
 MEMORIZE_OPTIONS = {"weighting": "change", "p_context_dropout": 0.0, "p_pose_dropout": 0.0, "lr_schedule": "cosine"}
 LTM_WEIGHT = 1.0  # contrast weight of the LTM on Memory Maze: 1.5 was worse on every dev setting
-# The experts CoME composes on Memory Maze: not the LTM, which lowered CoME at every weight tried on dev
-# revisits (BENCHMARKS.md, "Memory Maze: Table 2 at CPU scale").
+# The experts CoME composes on Memory Maze: not the LTM, which is below the base model on revisits reached
+# along new paths (BENCHMARKS.md, "Memory Maze: the short-term memory and every variant on revisits").
 COME_EXPERTS = ("stm", "place", "sltm")
-# the SLTM's baseline on Memory Maze: with its adapters off it scored +0.5 dB on dev revisits, with the pose
-# dropped -0.4 dB (held out, -0.2 dB at w=0.5: no memory helps yet; BENCHMARKS.md, "the spatial expert")
+# The SLTM's baseline: its pose with the adapters off; with the pose dropped it falls below the base model
+# (BENCHMARKS.md, "Memory Maze: the LTM and the spatial expert on an x0 base model").
 SLTM_NULL = "adapters_off"
 
 
