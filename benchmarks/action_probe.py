@@ -24,7 +24,7 @@ from come.checkpoint import load_model
 from come.data.cards import TOGGLE
 from come.data.clips import cursor_pose, frames_to_tensor
 from come.data.episodes import episode_files, load_episode
-from come.diffusion.sampling import rollout
+from come.sample import rollout
 from come.diffusion.schedule import add_noise, alpha_bar, make_scheduler, v_to_x0
 from come.metrics.cards import card_mse
 from come.protocols.rollouts import CARD_TAU
@@ -72,7 +72,9 @@ def main():
     gen = torch.Generator().manual_seed(0)
     out = {"episodes": len(x), "levels": {}, "rollout": {}}
     print(f"{len(x)} toggles; per-card MSE of the toggled card (pixels in [0,1])")
-    print(f"{'level':>5} {'true action: to truth':>22} {'to previous':>12} {'zeroed action: to truth':>24} {'to previous':>12}")
+    print(
+        f"{'level':>5} {'true action: to truth':>22} {'to previous':>12} "
+        f"{'zeroed action: to truth':>24} {'to previous':>12}")
     for level in (int(v) for v in a.levels.split(",")):
         t = torch.tensor([[0, 0, level]] * len(x))
         ab = alpha_bar(sch, t)

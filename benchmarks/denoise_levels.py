@@ -22,7 +22,7 @@ from come.checkpoint import load_model
 from come.data.cards import generate_episode
 from come.data.clips import cursor_pose, frames_to_tensor
 from come.diffusion.schedule import add_noise, alpha_bar, make_scheduler, v_to_x0
-from come.memory import _windows
+from come.memory import history_windows
 
 LEVELS = (50, 150, 300, 450, 600, 750, 900, 990)
 
@@ -49,7 +49,7 @@ def main():
         frames, action = frames_to_tensor(ep["image"]), torch.from_numpy(ep["action"])
         pose = torch.from_numpy(cursor_pose(ep))
         starts = list(range(len(frames) - context))
-        batch = _windows(frames, action, pose, starts, context + 1)
+        batch = history_windows(frames, action, pose, starts, context + 1)
         x = batch["frames"]
         changed = (x[:, -1] - x[:, -2]).abs().flatten(1).amax(1) > 0.05
         counts["changed"] += int(changed.sum())

@@ -55,7 +55,7 @@ def main():
         stats = {}
         world.imagine(fa, fp, variant=v, stats=stats)  # warm-up, and the pass counts
         rows[v] = {"passes": stats["passes"], "forwards": stats["forwards"],
-                   "seconds": median_seconds(lambda: world.imagine(fa, fp, variant=v), a.repeats)}
+                   "seconds": median_seconds(lambda v=v: world.imagine(fa, fp, variant=v), a.repeats)}
     for r in rows.values():
         r["time_vs_base"] = r["seconds"] / rows["base"]["seconds"]
         r["time_per_pass_vs_base"] = r["time_vs_base"] / r["passes"]

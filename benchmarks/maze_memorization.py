@@ -42,7 +42,8 @@ def main():
     p.add_argument("--history", type=int, default=200)
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--settings", default="1e-2:cosine:16:50", help="comma-separated lr:schedule:batch:steps")
-    p.add_argument("--weights", default="1.0,1.5", help="comma-separated contrast weights (of the LTM, and the SLTM with --sltm)")
+    p.add_argument("--weights", default="1.0,1.5", help=(
+        "comma-separated contrast weights (of the LTM, and the SLTM with --sltm)"))
     p.add_argument("--rank", type=int, default=32)
     p.add_argument("--ddim-steps", type=int, default=10)
     p.add_argument("--sltm", default=None, help="a spatial expert run (maze-sltm)")

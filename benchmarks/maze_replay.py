@@ -27,7 +27,8 @@ import numpy as np
 
 from come.checkpoint import load_model
 from come.data.episodes import episode_files
-from come.protocols.maze import (MEMORIZE_BATCH, MEMORIZE_LR, MEMORIZE_OPTIONS, MEMORIZE_STEPS, score_windows, window_batch,
+from come.protocols.maze import (MEMORIZE_BATCH, MEMORIZE_LR, MEMORIZE_OPTIONS, MEMORIZE_STEPS, score_windows,
+                                 window_batch,
                                  load_maze_episode, revisit_starts)
 from come.world import ExpertWeights, WorldModel
 

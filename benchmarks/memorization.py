@@ -1,6 +1,7 @@
 """How much test-time memorization lowers the diffusion loss on the history it memorized.
 
-    python benchmarks/memorization.py --ckpt src/come/assets/cards-tiny --episodes 2 --settings 32:600:2e-3 --json mem.json
+    python benchmarks/memorization.py --ckpt src/come/assets/cards-tiny --episodes 2 --settings 32:600:2e-3 \
+        --json mem.json
 
 For each held-out Memory Cards episode (``test`` split of a seed, ``--history``
 frames) and each setting ``rank:steps:lr``, a fresh LoRA memory is memorized on

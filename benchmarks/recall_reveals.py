@@ -22,7 +22,8 @@ import numpy as np
 
 from come.checkpoint import load_model
 from come.metrics.cards import card_mse
-from come.protocols.recall import MEMORIZE_BATCH, MEMORIZE_LR, MEMORIZE_OPTIONS, recall_episode, recall_rollouts, recall_tau
+from come.protocols.recall import (MEMORIZE_BATCH, MEMORIZE_LR, MEMORIZE_OPTIONS, recall_episode, recall_rollouts,
+                                   recall_tau)
 from come.world import ExpertWeights, WorldModel
 
 

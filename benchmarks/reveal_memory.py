@@ -31,9 +31,10 @@ import torch
 from come.checkpoint import load_model
 from come.data.cards import generate_episode
 from come.diffusion.loss import diffusion_loss
-from come.diffusion.sampling import model_eps, sample_ddim
+from come.compose import DiTDenoiser, Expert, History, composed_eps_fn
+from come.diffusion.sampling import sample_ddim
 from come.diffusion.schedule import add_noise, alpha_bar, make_scheduler, v_to_x0
-from come.memory import BASE_ADAPTER, DEFAULT_TARGETS, LoRAMemory, _windows
+from come.memory import BASE_ADAPTER, DEFAULT_TARGETS, LoRAMemory, history_windows
 from come.metrics.cards import card_mse
 from come.protocols.recall import card_faces, recall_episode, recall_tau
 
@@ -46,7 +47,7 @@ def reveals(ep: dict, lo: int, hi: int, context: int) -> list[int]:
 
 def windows(frames, action, pose, ends, context):
     """The windows of ``context`` frames followed by frame ``i``, for each ``i`` in ``ends``."""
-    return _windows(frames, action, pose, [i - context for i in ends], context + 1)
+    return history_windows(frames, action, pose, [i - context for i in ends], context + 1)
 
 
 def scores(pred, batch, cells, objects, faces, tau):
@@ -108,7 +109,7 @@ def main():
         mem.model.eval()
         row = {"episode": index - 1, "reveals": len(seen)}
         for name, adapter in (("base", BASE_ADAPTER), ("memory", mem.adapter)):
-            def net(x, t, act, ps, context, _a=adapter):
+            def net(x, t, act, ps, context, _a=adapter, mem=mem):
                 return mem.model(x, t, act, ps, context=context, adapter_names=[_a] * len(x))
 
             for phase, ends in (("observed", seen), ("recall", recalled)):
@@ -125,8 +126,9 @@ def main():
                             x0 = v_to_x0(net(x_t, lv, b["action"], b["pose"], k), x_t, ab)[:, k]
                             row[f"{name}_x0@{level}"] = scores(x0, b, cells, objects, faces, tau)[1]
                     noise = torch.randn((len(ends), 1) + frames.shape[1:], generator=torch.Generator().manual_seed(0))
-                    pred = sample_ddim(model_eps(net, sched, b["frames"][:, :k], b["action"], b["pose"]), noise, sched,
-                                       a.ddim_steps)[:, 0]
+                    prior = Expert(name, DiTDenoiser(mem.model), k, adapter=adapter)
+                    history = History(b["frames"][:, :k], b["action"], b["pose"])
+                    pred = sample_ddim(composed_eps_fn(prior, [], history, sched), noise, sched, a.ddim_steps)[:, 0]
                 right, nearest = scores(pred, b, cells, objects, faces, tau)
                 row[f"{name}_{phase}_right"], row[f"{name}_{phase}_nearest"] = right, nearest
         rows.append(row)

@@ -39,14 +39,14 @@ def measure(preset: str, warmup: int, repeats: int, sample_frames: int, sample_s
     out = {"preset": preset, "params_M": sum(p.numel() for p in model.parameters()) / 1e6, "batch": B,
            "clip_frames": T, "sample_frames": sample_frames, "ddim_steps": sample_steps, "results": {}}
     for name, bf16 in (("fp32", False), ("bf16", True)):
-        def step():
+        def step(bf16=bf16):
             with autocast(bf16):
                 loss = diffusion_loss(model, batch, cfg.context, sched)
             loss.backward()
             opt.step()
             opt.zero_grad()
 
-        def sample():
+        def sample(bf16=bf16):
             rollout(model.eval(), sched, ep_frames, ep_action, ep_pose, cfg.context, sample_frames, cfg.future,
                     steps=sample_steps, bf16=bf16)
             model.train()

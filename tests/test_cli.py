@@ -26,8 +26,9 @@ def assert_clear_error(result, *fragments):
 
 
 def test_help_on_every_command():
-    for cmd in (["--help"], ["data", "cards", "--help"], ["data", "maze", "--help"], ["train", "--help"], ["sample", "--help"],
-                ["eval", "rollouts", "--help"], ["eval", "cards-recall", "--help"], ["demo", "--help"], ["presets", "--help"]):
+    for cmd in (["--help"], ["data", "cards", "--help"], ["data", "maze", "--help"], ["train", "--help"],
+                ["sample", "--help"], ["eval", "rollouts", "--help"], ["eval", "cards-recall", "--help"],
+                ["demo", "--help"], ["presets", "--help"]):
         r = run(*cmd)
         assert r.exit_code == 0 and "Usage" in r.output, cmd
     # help texts are plain text: a bracketed default is shown, not read as markup

@@ -2,7 +2,7 @@ import torch
 from diffusers import DDPMScheduler
 
 from come.diffusion.loss import diffusion_loss, sample_levels
-from come.diffusion.sampling import model_eps, sample_ddim
+from come.diffusion.sampling import sample_ddim
 from come.diffusion.schedule import add_noise, alpha_bar, make_scheduler, to_eps, v_to_x0, velocity
 from come.models.dit import DiTConfig, VideoDiT
 
@@ -57,7 +57,7 @@ def test_an_x0_network_ends_at_its_x0_at_any_step_count():
     for steps in (1000, 700, 7, 10):
         seen = []
 
-        def eps_fn(x, t):
+        def eps_fn(x, t, seen=seen):
             seen.append(t)
             return to_eps(x0, x, alpha_bar(s, torch.tensor(t)), "x0")  # an oracle x0 network
 
@@ -110,29 +110,34 @@ def test_levels_context_noise():
     assert abs(ctx[kept].float().mean().item() - 125) < 8  # uniform over [0, 250]
 
 
-def test_model_eps_noises_the_context_once_at_its_level():
+def test_a_prior_sees_its_context_noised_once_at_its_level():
+    from come.compose import Expert, History, composed_eps_fn
     from come.diffusion.sampling import noise_context
 
     seen = []
 
-    def spy(x, t, a, p, context):
-        seen.append((x[:, :context].clone(), t[:, :context].clone()))
-        return torch.zeros_like(x)
+    class Spy:
+        prediction, max_frames = "v", 8
+
+        def __call__(self, x, t, a, p, context, adapter_names=None):
+            seen.append((x[:, :context].clone(), t[:, :context].clone()))
+            return torch.zeros_like(x)
 
     s = make_scheduler()
     ctx, x, a = torch.randn(1, 2, 3, 16, 16), torch.randn(1, 1, 3, 16, 16), torch.randn(1, 3, 5)
     assert noise_context(ctx, 0, s) is ctx
-    fn = model_eps(spy, s, ctx, a, context_level=100, generator=torch.Generator().manual_seed(3))
+    noise = torch.randn(ctx.shape, generator=torch.Generator().manual_seed(3))
+    fn = composed_eps_fn(Expert("model", Spy(), 2), [], History(ctx, a, context_noise=noise, context_level=100), s)
     fn(x, 900), fn(x, 500)
     (c1, t1), (c2, t2) = seen
     assert (t1 == 100).all() and torch.equal(c1, c2)  # the same noisy context at every denoising step
-    noise = torch.randn(ctx.shape, generator=torch.Generator().manual_seed(3))
     torch.testing.assert_close(c1, noise_context(ctx, 100, s, noise=noise))
     assert 0.1 < (c1 - ctx).std() < 0.25  # level 100: noise std sqrt(1 - 0.97)
 
 
 def _micro():
-    return VideoDiT(DiTConfig(resolution=16, patch=8, width=32, depth=2, heads=2, max_frames=4, action_dim=5, residual=False))
+    return VideoDiT(DiTConfig(resolution=16, patch=8, width=32, depth=2, heads=2, max_frames=4, action_dim=5,
+                              residual=False))
 
 
 def test_loss_ignores_context_targets_and_training_lowers_it():
@@ -157,10 +162,12 @@ def test_loss_ignores_context_targets_and_training_lowers_it():
     assert torch.stack([loss(i) for i in range(4)]).mean().item() < 0.6 * first
 
 
-def test_model_eps_uses_clean_context():
+def test_a_prior_uses_its_clean_context():
+    from come.compose import DiTDenoiser, Expert, History, composed_eps_fn
+
     m, s = _micro(), make_scheduler()
     ctx, x, a = torch.randn(1, 2, 3, 16, 16), torch.randn(1, 2, 3, 16, 16), torch.randn(1, 4, 5)
-    eps = model_eps(m, s, ctx, a)(x, 500)
+    eps = composed_eps_fn(Expert("model", DiTDenoiser(m), 2), [], History(ctx, a), s)(x, 500)
     assert eps.shape == x.shape
     # untrained adaLN-Zero network predicts v = 0, so eps = sqrt(1-ab) x_t
     torch.testing.assert_close(eps, (1 - alpha_bar(s, torch.tensor(500))).sqrt() * x)

@@ -55,7 +55,8 @@ def test_loader_reads_public_layout(maze_data):
     assert ep["frames"].shape == (21, 3, 32, 32) and ep["frames"].abs().max() <= 1
     assert ep["action"].shape == (21, 6) and ep["action"][1:].sum(1).eq(2).all()  # one-hots summed per kept frame
     assert ep["pose"].shape == (21, 4) and ep["pose"].dtype == torch.float32
-    batch = ClipDataset(maze_data, "train", clip_frames=5, resolution=64, pose="relative").sample(3, np.random.default_rng(0))
+    data = ClipDataset(maze_data, "train", clip_frames=5, resolution=64, pose="relative")
+    batch = data.sample(3, np.random.default_rng(0))
     assert batch["frames"].shape == (3, 5, 3, 64, 64) and batch["pose"].shape == (3, 5, 3)
 
 
@@ -70,7 +71,8 @@ def test_absolute_pose():
 def test_relative_motion_in_agent_frame():
     # heading +x: forward 0.2, then a step to the left (+y), then a turn across the +-pi seam
     ep = {"agent_pos": np.array([[1.0, 1.0], [1.2, 1.0], [1.2, 1.3], [1.2, 1.3]]),
-          "agent_dir": np.array([[1.0, 0.0], [1.0, 0.0], [math.cos(3.1), math.sin(3.1)], [math.cos(-3.1), math.sin(-3.1)]])}
+          "agent_dir": np.array([[1.0, 0.0], [1.0, 0.0], [math.cos(3.1), math.sin(3.1)],
+                                 [math.cos(-3.1), math.sin(-3.1)]])}
     rel = relative_motion(ep)
     np.testing.assert_allclose(rel[:3, :2], [[0, 0], [0.2, 0], [0, 0.3]], atol=1e-6)
     np.testing.assert_allclose(rel[:, 2], [0, 0, 3.1, 2 * math.pi - 6.2], atol=1e-6)
@@ -81,8 +83,8 @@ def test_relative_motion_integrates_back_to_the_path(skip):
     ep = _public_episode(T=31)
     rel = relative_motion(ep, skip)
     pos, yaw = ep["agent_pos"][0].copy(), math.atan2(ep["agent_dir"][0, 1], ep["agent_dir"][0, 0])
-    for f, l, dyaw in rel[1:]:  # dead reckoning from the first kept frame
-        pos += f * np.array([math.cos(yaw), math.sin(yaw)]) + l * np.array([-math.sin(yaw), math.cos(yaw)])
+    for f, left, dyaw in rel[1:]:  # dead reckoning from the first kept frame
+        pos += f * np.array([math.cos(yaw), math.sin(yaw)]) + left * np.array([-math.sin(yaw), math.cos(yaw)])
         yaw += dyaw
     np.testing.assert_allclose(pos, ep["agent_pos"][::skip][-1], atol=1e-5)
     assert len(rel) == len(ep["agent_pos"][::skip])
@@ -148,7 +150,8 @@ def _drive(layout, explorer, steps, speed=0.2, turn=0.3, radius=0.15):
         if a in (maze.FORWARD, maze.FORWARD_LEFT, maze.FORWARD_RIGHT):
             new = pos + speed * np.array([math.cos(yaw), math.sin(yaw)])
             corners = [(new[0] + dx, new[1] + dy) for dx in (-radius, radius) for dy in (-radius, radius)]
-            if all(0 <= x < layout.shape[1] and 0 <= y < layout.shape[0] and layout[int(y), int(x)] for x, y in corners):
+            if all(0 <= x < layout.shape[1] and 0 <= y < layout.shape[0] and layout[int(y), int(x)] for x,
+                   y in corners):
                 pos = new
             else:
                 blocked += 1

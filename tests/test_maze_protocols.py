@@ -170,7 +170,7 @@ def test_the_cli_memorizes_as_the_protocol_does():
     """One set of memorization settings: the command's defaults are the protocol's."""
     import inspect
 
-    from come import cli
+    from come.cli import evaluate as cli
     from come.protocols.maze import (COME_EXPERTS, LTM_WEIGHT, MEMORIZE_BATCH, MEMORIZE_LR, MEMORIZE_OPTIONS,
                                      MEMORIZE_STEPS, SLTM_NULL)
 

@@ -188,7 +188,8 @@ def test_a_place_memory_trains_and_mixes_with_other_episodes_in_one_batch():
     a, p = action[None, :6].expand(3, -1, -1), pose[None, :6].expand(3, -1, -1)
     with torch.no_grad():
         mixed = mem.model(x, t, a, p, context=2, adapter_names=["ep0", "ep1", "__base__"])
-        alone = [mem.model(x[:1], t[:1], a[:1], p[:1], context=2, adapter_names=[n]) for n in ("ep0", "ep1", "__base__")]
+        alone = [mem.model(x[:1], t[:1], a[:1], p[:1], context=2, adapter_names=[n])
+                 for n in ("ep0", "ep1", "__base__")]
     torch.testing.assert_close(mixed, torch.cat(alone))
     assert not torch.equal(alone[0], alone[2]) and torch.equal(alone[1], alone[2])
     with pytest.raises(ValueError, match="lr_schedule"):

@@ -80,7 +80,7 @@ def test_the_cli_memorizes_as_the_protocol_does():
     """One set of memorization settings: the command's defaults are the protocol's."""
     import inspect
 
-    from come import cli
+    from come.cli import evaluate as cli
     from come.protocols.recall import MEMORIZE_BATCH, MEMORIZE_LR
 
     params = inspect.signature(cli.eval_cards_recall).parameters

@@ -160,7 +160,8 @@ def test_capped_loss_only_lowers_the_weight_of_low_levels():
 
     torch.manual_seed(0)
     m = build_model("cards-tiny", width=32, depth=1, heads=2)
-    batch = {"frames": torch.rand(4, 3, 3, 32, 32) * 2 - 1, "action": torch.zeros(4, 3, 5), "pose": torch.zeros(4, 3, 2)}
+    batch = {"frames": torch.rand(4, 3, 3, 32, 32) * 2 - 1, "action": torch.zeros(4, 3, 5),
+             "pose": torch.zeros(4, 3, 2)}
     s = make_scheduler()
 
     def loss(**kw):

@@ -142,7 +142,8 @@ class Expert:
             return tuple(range(n_history - context, n_history))
         idx = tuple(sorted({i % n_history for i in context}))  # (-1 and N-1 are one frame)
         if not idx or any(not -n_history <= i < n_history for i in context):
-            raise ValueError(f"expert '{self.name}': context indices {list(context)} fall outside a history of {n_history}")
+            raise ValueError(f"expert '{self.name}': context indices {list(context)} fall outside a history of "
+                             f"{n_history}")
         return idx
 
 
@@ -248,6 +249,48 @@ def pass_coefficients(prior: _Pass | None, pairs: Sequence[tuple[_Pass, _Pass | 
     return factors
 
 
+def _pass_inputs(p: _Pass, x: torch.Tensor, t: int, history: History, noise: torch.Tensor, seen: torch.Tensor,
+                 num_levels: int) -> tuple:
+    """One pass's clip (its context, dropped frames as pure noise, then ``x``), levels, actions, poses and
+    per-sample adapter names."""
+    B, F, N, idx = len(x), x.shape[1], history.frames.shape[1], list(p.indices)
+    ctx = torch.cat([noise[:, idx[:p.noised]], seen[:, idx[p.noised:]]], dim=1)
+    levels = torch.full((B, len(idx) + F), t, dtype=torch.long, device=x.device)
+    levels[:, :len(idx)] = history.context_level
+    levels[:, :p.noised] = num_levels - 1
+    action = torch.cat([history.action[:, idx], history.action[:, N:N + F]], dim=1)
+    pose = None
+    if history.pose is not None:
+        pose = torch.cat([history.pose[:, idx], history.pose[:, N:N + F]], dim=1)
+        pose = pose if p.pose else torch.zeros_like(pose)
+    if isinstance(p.adapter, tuple) and len(p.adapter) != B:
+        raise ValueError(f"{len(p.adapter)} adapter names for a batch of {B} episodes")
+    adapters = list(p.adapter) if isinstance(p.adapter, tuple) else [p.adapter or BASE_ADAPTER] * B
+    return torch.cat([ctx, x], dim=1), levels, action, pose, adapters
+
+
+def _evaluate_passes(net: Denoiser, passes: list[_Pass], x: torch.Tensor, t: int, history: History,
+                     noise: torch.Tensor, seen: torch.Tensor, scheduler: DDIMScheduler,
+                     bf16: bool) -> list[torch.Tensor]:
+    """The eps of each pass of one network, in one batched forward call."""
+    B, F, k = len(x), x.shape[1], len(passes[0].indices)
+    if k + F > net.max_frames:
+        raise ValueError(f"an expert gives its network {k} context + {F} frames; it accepts {net.max_frames}")
+    clips, levels, actions, poses, adapters = zip(*(_pass_inputs(p, x, t, history, noise, seen,
+                                                                 scheduler.config.num_train_timesteps) for p in passes))
+    place = {}  # a denoiser without a place memory never sees views
+    if any(p.views for p in passes):  # one batch: the views masked out where a pass leaves them out
+        keep = torch.tensor([p.views for p in passes], device=x.device).repeat_interleave(B)
+        place["views"] = (history.views.repeat(len(passes), 1, 1, 1, 1),
+                          history.view_pose.repeat(len(passes), 1, 1), keep)
+    with autocast(bf16, x.device):
+        out = net(torch.cat(clips), torch.cat(levels), torch.cat(actions),
+                  torch.cat(poses) if poses[0] is not None else None, k, sum(adapters, []), **place)
+    ab = alpha_bar(scheduler, torch.full((B * len(passes), F), t, device=x.device))
+    eps = to_eps(out[:, k:].float(), x.repeat(len(passes), 1, 1, 1, 1), ab, net.prediction)
+    return list(eps.split(B))
+
+
 def composed_eps_fn(
     prior: Expert | None,
     experts: Sequence[Expert],
@@ -264,8 +307,7 @@ def composed_eps_fn(
     calls per step).
     """
     frames = history.frames
-    B, N = frames.shape[:2]
-    shape = frames.shape[2:]
+    N, shape = frames.shape[1], frames.shape[2:]
     members = ([prior] if prior is not None else []) + list(experts)
     nets = {id(e.denoiser): e.denoiser for e in members}
     for e in members:
@@ -277,67 +319,28 @@ def composed_eps_fn(
     noise = history.context_noise
     if noise is None:
         noise = torch.randn(frames.shape, generator=torch.Generator().manual_seed(0)).to(frames.device)
-    num_levels = scheduler.config.num_train_timesteps
     seen = noise_context(frames, history.context_level, scheduler, noise=noise)
 
     prior_pass = _passes(prior, N, with_null=False)[0] if prior is not None else None
     pairs = [_passes(e, N, with_null=(rule == "contrastive")) for e in experts]
     coefficients = pass_coefficients(prior_pass, pairs, experts, rule)
-    needed = [p for p, c in coefficients.items() if abs(c) > CANCELLED]
-    groups: dict[tuple[int, int], list[_Pass]] = {}
-    for p in needed:
-        groups.setdefault((p.net, len(p.indices)), []).append(p)
+    groups: dict[tuple[int, int], list[_Pass]] = {}  # one forward call per network and context length
+    for p, c in coefficients.items():
+        if abs(c) > CANCELLED:
+            groups.setdefault((p.net, len(p.indices)), []).append(p)
     if stats is not None:
-        stats["passes"], stats["forwards"] = len(needed), len(groups)
+        stats["passes"], stats["forwards"] = sum(map(len, groups.values())), len(groups)
 
     def eps_fn(x: torch.Tensor, t: int) -> torch.Tensor:
-        F = x.shape[1]
         if x.shape[2:] != shape:
             raise ValueError(f"generated frames {tuple(x.shape[2:])} do not match the history's {tuple(shape)}")
-        future = slice(N, N + F)
-        results: dict[_Pass, torch.Tensor] = {}
-        for (net_id, k), passes in groups.items():
-            net = nets[net_id]
-            if k + F > net.max_frames:
-                raise ValueError(f"an expert gives its network {k} context + {F} frames; it accepts {net.max_frames}")
-            clips, levels, actions, poses, adapters = [], [], [], [], []
-            for p in passes:
-                idx = list(p.indices)
-                ctx = torch.cat([noise[:, idx[:p.noised]], seen[:, idx[p.noised:]]], dim=1)
-                clips.append(torch.cat([ctx, x], dim=1))
-                lv = torch.full((B, k + F), t, dtype=torch.long, device=x.device)
-                lv[:, :k] = history.context_level
-                lv[:, :p.noised] = num_levels - 1
-                levels.append(lv)
-                actions.append(torch.cat([history.action[:, idx], history.action[:, future]], dim=1))
-                if history.pose is not None:
-                    pose = torch.cat([history.pose[:, idx], history.pose[:, future]], dim=1)
-                    poses.append(pose if p.pose else torch.zeros_like(pose))
-                if isinstance(p.adapter, tuple):
-                    if len(p.adapter) != B:
-                        raise ValueError(f"{len(p.adapter)} adapter names for a batch of {B} episodes")
-                    adapters += list(p.adapter)
-                else:
-                    adapters += [p.adapter or BASE_ADAPTER] * B
-            views = None
-            if any(p.views for p in passes):  # one batch: the views masked out where a pass leaves them out
-                keep = torch.tensor([p.views for p in passes], device=x.device).repeat_interleave(B)
-                views = (history.views.repeat(len(passes), 1, 1, 1, 1), history.view_pose.repeat(len(passes), 1, 1),
-                         keep)
-            place = {} if views is None else {"views": views}  # a denoiser without a place memory never sees it
-            with autocast(bf16, x.device):
-                out = net(torch.cat(clips), torch.cat(levels), torch.cat(actions),
-                          torch.cat(poses) if poses else None, k, adapters, **place)
-            out = out[:, k:].float()
-            ab = alpha_bar(scheduler, torch.full((B * len(passes), F), t, device=x.device))
-            eps = to_eps(out, x.repeat(len(passes), 1, 1, 1, 1), ab, net.prediction)
-            for i, p in enumerate(passes):
-                results[p] = eps[i * B : (i + 1) * B]
         cancelled = torch.zeros_like(x)  # a pass whose terms cancel: any value gives the same sum
-        results.update({p: cancelled for p in coefficients if p not in results})
-        prior_eps = results[prior_pass] if prior is not None else None
+        results = dict.fromkeys(coefficients, cancelled)
+        for (net_id, _), passes in groups.items():
+            results.update(zip(passes, _evaluate_passes(nets[net_id], passes, x, t, history, noise, seen, scheduler,
+                                                        bf16)))
         return compose_eps(
-            prior_eps,
+            results[prior_pass] if prior is not None else None,
             [results[c] for c, _ in pairs],
             [results[n] if n is not None else None for _, n in pairs],
             [e.weight for e in experts],

@@ -47,7 +47,7 @@ def _adapter_init_generator():
 
 
 def change_weights(frames: torch.Tensor, window: int, boost: float, first: int = 0) -> np.ndarray:
-    """Sampling weight per window start (from ``first``, see :func:`_windows`): 1 + boost * (how much
+    """Sampling weight per window start (from ``first``, see :func:`history_windows`): 1 + boost * (how much
     the window changes, scaled to [0, 1])."""
     frames = frames[_frame_index(len(frames), first, len(frames) - first)]
     diff = (frames[1:] - frames[:-1]).abs().flatten(1).mean(1)  # (N-1,)
@@ -70,7 +70,7 @@ def _frame_index(n: int, start: int, length: int) -> torch.Tensor:
     return torch.arange(start, start + length).clamp(0, n - 1)
 
 
-def _windows(frames, action, pose, starts, window: int) -> dict[str, torch.Tensor]:
+def history_windows(frames, action, pose, starts, window: int) -> dict[str, torch.Tensor]:
     """A batch of the history's windows beginning at ``starts``, as the diffusion loss takes it.
 
     A start below 0 repeats the first frame in place of the missing context (memorization drops
@@ -193,26 +193,33 @@ class LoRAMemory:
             raise ValueError(f"unknown window weighting '{weighting}' (choose from {', '.join(WINDOW_WEIGHTINGS)})")
         rng = np.random.default_rng(seed)
         gen = torch.Generator().manual_seed(seed)
+
+        def loss_of_a_batch() -> torch.Tensor:
+            starts = first + rng.choice(len(probs), size=batch_size, p=probs)
+            batch = history_windows(frames, action, pose, starts, window)
+            with autocast(bf16, frames.device):
+                return diffusion_loss(self.model, batch, context, scheduler,
+                                      p_context_dropout=p_context_dropout, p_pose_dropout=p_pose_dropout,
+                                      generator=gen, high_fraction=high_fraction, high_min=high_min,
+                                      max_weight=max_weight, context_noise_max=context_noise_max,
+                                      drop_context=torch.from_numpy(starts < 0))
+
+        return self._fit(adapter, loss_of_a_batch, steps, lr, LR_SCHEDULES[lr_schedule], grad_clip, progress)
+
+    def _fit(self, adapter: str, loss_of_a_batch, steps: int, lr: float, decay, grad_clip: float | None,
+             progress: bool) -> list[float]:
+        """``steps`` AdamW steps on ``adapter``'s parameters alone; returns the losses."""
         self.model.set_adapter(adapter)
         params = self.parameters(adapter)
         for p in params:
             p.requires_grad_(True)
         opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-        decay = LR_SCHEDULES[lr_schedule]
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: decay(i, steps))
         losses = []
-        was_training = self.model.training
         self.model.train()
         with torch.enable_grad():  # memorization trains, even inside a caller's no_grad
             for _ in tqdm(range(steps), desc="memorize", unit="step", disable=not progress, leave=False):
-                starts = first + rng.choice(len(probs), size=batch_size, p=probs)
-                batch = _windows(frames, action, pose, starts, window)
-                with autocast(bf16, frames.device):
-                    loss = diffusion_loss(self.model, batch, context, scheduler, p_context_dropout=p_context_dropout,
-                                          p_pose_dropout=p_pose_dropout, generator=gen, high_fraction=high_fraction,
-                                          high_min=high_min, max_weight=max_weight,
-                                          context_noise_max=context_noise_max,
-                                          drop_context=torch.from_numpy(starts < 0))
+                loss = loss_of_a_batch()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if grad_clip:
@@ -220,7 +227,6 @@ class LoRAMemory:
                 opt.step()
                 sched.step()
                 losses.append(loss.item())
-        self.model.train(was_training)
         self.model.eval()
         self.model.set_adapter(self.adapter)
         return losses
@@ -236,7 +242,7 @@ class LoRAMemory:
         """
         window = context + future
         starts = list(range(first, len(frames) - window + 1))
-        batch = _windows(frames, action, pose, starts, window)
+        batch = history_windows(frames, action, pose, starts, window)
         x, B = batch["frames"], len(starts)
         padded = torch.tensor(starts) < 0
         gen = torch.Generator().manual_seed(seed)
@@ -296,7 +302,8 @@ class LoRAMemory:
         total = 0.0
         for i in range(0, len(starts), batch_size):
             chunk = starts[i : i + batch_size]
-            total += len(chunk) * diffusion_loss(net, _windows(frames, action, pose, chunk, window), context, scheduler,
+            batch = history_windows(frames, action, pose, chunk, window)
+            total += len(chunk) * diffusion_loss(net, batch, context, scheduler,
                                                  p_context_dropout=0.0, p_pose_dropout=0.0, generator=gen,
                                                  high_fraction=high_fraction, high_min=high_min,
                                                  max_weight=max_weight).item()
@@ -329,6 +336,6 @@ class LoRAMemory:
             raise ValueError(f"{path}: not a memory of this model (missing {sorted(missing)[:2]}...)")
         for k, v in state.items():
             if k in expected and v.shape != expected[k].shape:
-                raise ValueError(f"{path}: adapter '{k}' has shape {tuple(v.shape)}, expected {tuple(expected[k].shape)}"
-                                 " (another LoRA rank?)")
+                raise ValueError(f"{path}: adapter '{k}' has shape {tuple(v.shape)}, expected "
+                                 f"{tuple(expected[k].shape)} (another LoRA rank?)")
         set_peft_model_state_dict(self.model, state, adapter_name=name)

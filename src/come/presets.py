@@ -57,7 +57,8 @@ class TrainConfig:
             return
         max_frames = self.model.get("max_frames", 8)
         if self.context + self.future > max_frames:
-            raise ValueError(f"context {self.context} + future {self.future} exceeds the model's max_frames={max_frames}")
+            raise ValueError(
+                f"context {self.context} + future {self.future} exceeds the model's max_frames={max_frames}")
 
     @property
     def clip_frames(self) -> int:

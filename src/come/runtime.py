@@ -34,10 +34,6 @@ def use_bf16(precision: str, device: torch.device | str) -> bool:
     return device.type == "cpu" and cpu_has_fast_bf16()
 
 
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def median_seconds(fn, repeats: int = 3, warmup: int = 0) -> float:
     """Median wall time of ``fn()`` over ``repeats`` calls after ``warmup`` untimed ones (for benchmarks)."""
     import statistics

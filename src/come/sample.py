@@ -11,7 +11,8 @@ import torch
 from .checkpoint import load_model
 from .data.clips import frames_to_tensor, pose_track, skip_actions, tensor_to_frames
 from .data.episodes import EpisodeError, load_episode
-from .diffusion.sampling import rollout
+from .compose import DiTDenoiser, Expert, History, composed_eps_fn
+from .diffusion.sampling import autoregress
 from .diffusion.schedule import make_scheduler
 from .metrics.image import psnr, ssim
 from .models.dit import VideoDiT
@@ -42,6 +43,27 @@ def episode_tensors(path: str | Path, cfg: TrainConfig) -> dict[str, torch.Tenso
     return out
 
 
+def rollout(model: VideoDiT, scheduler, frames: torch.Tensor, action: torch.Tensor, pose: torch.Tensor | None,
+            context: int, n_frames: int, chunk: int, steps: int = 20, bf16: bool = False,
+            generator: torch.Generator | None = None, progress: bool = False, context_level: int = 0) -> torch.Tensor:
+    """Generate ``n_frames`` after the first ``context`` of ``frames`` (B,>=K,C,H,W), ``chunk`` at a time, each
+    chunk conditioned on the last ``context`` frames known (a sliding window, seen at ``context_level``): the
+    composition with the model as its prior and no expert. ``action``/``pose`` (B,K+n_frames,·) are the
+    episode's, frame-aligned with ``frames``."""
+    if action.shape[1] < context + n_frames:
+        raise ValueError(f"need actions for {context + n_frames} frames, got {action.shape[1]}")
+    prior = Expert("model", DiTDenoiser(model), context)
+
+    def eps_for(known: torch.Tensor, f: int):
+        N = known.shape[1]
+        noise = torch.randn(known.shape, generator=generator).to(known.device) if context_level else None
+        history = History(known, action[:, : N + f], None if pose is None else pose[:, : N + f],
+                          context_noise=noise, context_level=context_level)
+        return composed_eps_fn(prior, [], history, scheduler, bf16=bf16)
+
+    return autoregress(eps_for, frames[:, :context], n_frames, chunk, scheduler, steps, generator, progress)
+
+
 def rollout_window(
     model: VideoDiT,
     cfg: TrainConfig,
@@ -61,7 +83,8 @@ def rollout_window(
         raise ValueError(f"context {context} + chunk {chunk} must be between 2 and the model's max_frames={max_frames}")
     total = len(ep["frames"])
     if start + context + frames > total:
-        raise ValueError(f"the episode has {total} frames; start {start} + context {context} + frames {frames} do not fit")
+        raise ValueError(
+            f"the episode has {total} frames; start {start} + context {context} + frames {frames} do not fit")
     sl = slice(start, start + context + frames)
     device = next(model.parameters()).device
     pred = rollout(

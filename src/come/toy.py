@@ -35,7 +35,7 @@ from tqdm import tqdm
 from .compose import compose_eps
 from .diffusion.sampling import sample_ddim
 from .diffusion.schedule import alpha_bar, make_scheduler
-from .plotting import pyplot, save_figure
+from .plotting import save_figure, subplots
 
 # A sampler failed when its samples pile up at the clip (|x| >= 0.999, where DDIM clips x0) or its histogram
 # is far from the density it should sample: its masses then describe the failure, not the rule.
@@ -205,7 +205,7 @@ def run_toy(
 
 
 def _plot(path: Path, experts, densities, drawn, grid, weight: float) -> None:
-    fig, axes = pyplot().subplots(1, 3, figsize=(13, 3.4))
+    fig, axes = subplots(1, 3, figsize=(13, 3.4))
     g = grid.numpy()
     for i, e in enumerate(experts):
         axes[0].plot(g, normalise(e.log_prob(grid), grid).numpy(), label=f"expert {i + 1}")
@@ -214,7 +214,8 @@ def _plot(path: Path, experts, densities, drawn, grid, weight: float) -> None:
     axes[0].legend(fontsize=7)
     titles = {"naive": "naive product", "contrastive": f"product of contrastive experts (w={weight:g})"}
     for ax, (rule, density) in zip(axes[1:], densities.items()):
-        ax.hist(drawn[rule].numpy(), bins=200, range=(-1.2, 1.2), density=True, alpha=0.5, label="sampled (DDIM + Langevin)")
+        ax.hist(drawn[rule].numpy(), bins=200, range=(-1.2, 1.2), density=True, alpha=0.5,
+                label="sampled (DDIM + Langevin)")
         ax.plot(g, density.numpy(), "k", lw=1, label="grid density")
         ax.set_title(titles[rule])
         ax.legend(fontsize=7)

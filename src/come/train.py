@@ -17,13 +17,14 @@ from .checkpoint import (CheckpointError, build_network, load_config, load_model
 from .data.clips import ClipDataset, tensor_to_frames
 from .data.episodes import split_folder
 from .diffusion.loss import diffusion_loss
-from .diffusion.sampling import autocast, rollout
+from .diffusion.sampling import autocast
 from .diffusion.schedule import make_scheduler
 from .metrics.image import psnr
 from .models.dit import LAYOUT_FIELDS, retime_positions
 from .models.pose_encoder import infer_track, integrate_motion, motion_loss
 from .presets import TrainConfig
 from .runtime import use_bf16
+from .sample import rollout_window
 from .video import side_by_side, write_video
 
 
@@ -38,7 +39,7 @@ def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
         e.lerp_(p.detach(), 1 - decay)
 
 
-def write_sample(model, cfg: TrainConfig, data: ClipDataset, path: Path, bf16: bool, device,
+def write_sample(model, cfg: TrainConfig, data: ClipDataset, path: Path, bf16: bool,
                  frames: int = 8) -> tuple[float, float]:
     """Roll out ``frames`` frames on the first held-out episode; write truth | prediction.
 
@@ -46,14 +47,7 @@ def write_sample(model, cfg: TrainConfig, data: ClipDataset, path: Path, bf16: b
     """
     ep = data.episode(0)
     n = min(frames, len(ep["frames"]) - cfg.context)
-    sl = slice(0, cfg.context + n)
-    pred = rollout(
-        model, make_scheduler(cfg.model.get("num_train_timesteps", 1000)),
-        ep["frames"][None, sl].to(device), ep["action"][None, sl].to(device),
-        ep["pose"][None, sl].to(device) if "pose" in ep else None,
-        cfg.context, n, cfg.future, steps=cfg.sample_steps, bf16=bf16,
-        generator=torch.Generator().manual_seed(0), context_level=cfg.context_noise_level,
-    )[0].cpu()
+    pred = rollout_window(model, cfg, ep, 0, cfg.context, n, cfg.sample_steps, bf16=bf16)["pred"]
     truth = ep["frames"][cfg.context : cfg.context + n]
     write_video(path, side_by_side([tensor_to_frames(truth), tensor_to_frames(pred)]))
     copy_last = ep["frames"][cfg.context - 1 : cfg.context].expand_as(truth)
@@ -115,7 +109,8 @@ def check_run_folder(cfg: TrainConfig, out: Path, resume: bool, init) -> None:
     """Refuse to overwrite a run, to resume nothing, or to resume with another preset or model."""
     has_state = (out / "state.safetensors").exists()
     if has_state and not resume:
-        raise CheckpointError(f"{out}: this run folder already has a checkpoint; pass --resume to continue it or choose another --out")
+        raise CheckpointError(
+            f"{out}: this run folder already has a checkpoint; pass --resume to continue it or choose another --out")
     if resume and not has_state:
         raise CheckpointError(f"{out}: nothing to resume (no state.safetensors)")
     if resume and init is not None:
@@ -158,12 +153,40 @@ def progress_sample(ema, cfg: TrainConfig, data: ClipDataset, out: Path, step: i
     held-out track error (the pose encoder); returns the log record."""
     ema.eval()
     if cfg.network == "dit":
-        score, baseline = write_sample(ema, cfg, data, out / "samples" / f"step_{step:07d}.mp4", bf16, device)
+        score, baseline = write_sample(ema, cfg, data, out / "samples" / f"step_{step:07d}.mp4", bf16)
         writer.add_scalar("sample/rollout_psnr", score, step)
         return {"step": step, "sample_psnr": score, "copy_last_psnr": baseline}
     score, baseline = track_sample(ema, data, device)
     writer.add_scalar("sample/track_rmse", score, step)
     return {"step": step, "track_rmse": score, "standing_still_rmse": baseline}
+
+
+def optimizer_step(model, ema, optimizer, accelerator, batch: dict, cfg: TrainConfig, scheduler, gen: torch.Generator,
+                   scale, step: int, out: Path, bf16: bool) -> float:
+    """One step on ``batch`` at step ``step``'s learning rate, then the EMA update; returns the loss."""
+    model.train()
+    for g in optimizer.param_groups:
+        g["lr"] = learning_rate(cfg, step)
+    with autocast(bf16, accelerator.device):
+        loss = training_loss(model, batch, cfg, scheduler, gen, scale)
+    if not torch.isfinite(loss):
+        raise TrainingDiverged(f"{out}: the training loss is {loss.item()} at step {step + 1}; stopped without "
+                               "saving it (the folder keeps its last checkpoint). Lower --lr or check the data")
+    accelerator.backward(loss)
+    if cfg.grad_clip:
+        accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    update_ema(ema, accelerator.unwrap_model(model), min(cfg.ema_decay, (1 + step) / (10 + step)))
+    return loss.item()
+
+
+def log_loss(writer, log_path: Path, cfg: TrainConfig, step: int, mean: float) -> None:
+    """The mean loss of the last steps (and the learning rate) to TensorBoard and ``log.jsonl``."""
+    writer.add_scalar("train/loss", mean, step)
+    writer.add_scalar("train/lr", learning_rate(cfg, step - 1), step)
+    with open(log_path, "a") as f:
+        f.write(json.dumps({"step": step, "loss": mean, "time": time.time()}) + "\n")
 
 
 def train(cfg: TrainConfig, data: str | Path, out: str | Path, resume: bool = False, progress: bool = True,
@@ -206,33 +229,16 @@ def train(cfg: TrainConfig, data: str | Path, out: str | Path, resume: bool = Fa
     t0 = time.time()
     first = step
     while step < end:
-        model.train()
-        for g in optimizer.param_groups:
-            g["lr"] = learning_rate(cfg, step)
         batch = {k: v.to(device) for k, v in train_data.sample(cfg.batch_size, np_rng).items()}
-        with autocast(bf16, device):
-            loss = training_loss(model, batch, cfg, scheduler, gen, scale)
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(f"{out}: the training loss is {loss.item()} at step {step + 1}; stopped without "
-                                   "saving it (the folder keeps its last checkpoint). Lower --lr or check the data")
-        accelerator.backward(loss)
-        if cfg.grad_clip:
-            accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        update_ema(ema, accelerator.unwrap_model(model), min(cfg.ema_decay, (1 + step) / (10 + step)))
+        loss = optimizer_step(model, ema, optimizer, accelerator, batch, cfg, scheduler, gen, scale, step, out, bf16)
         step += 1
         if minutes is not None and time.time() - t0 >= minutes * 60:
             end = step  # the checks below then log and checkpoint this step as the last
-        losses.append(loss.item())
+        losses.append(loss)
         bar.update(1)
         bar.set_postfix(loss=f"{np.mean(losses[-cfg.log_every:]):.4f}")
         if step % cfg.log_every == 0 or step == end:
-            mean = float(np.mean(losses[-cfg.log_every:]))
-            writer.add_scalar("train/loss", mean, step)
-            writer.add_scalar("train/lr", learning_rate(cfg, step - 1), step)
-            with open(log_path, "a") as f:
-                f.write(json.dumps({"step": step, "loss": mean, "time": time.time()}) + "\n")
+            log_loss(writer, log_path, cfg, step, float(np.mean(losses[-cfg.log_every:])))
         if step % cfg.ckpt_every == 0 or step == end:
             save_state(out, step, accelerator.unwrap_model(model), ema, optimizer, np_rng, gen)
             save_weights(out / "model.safetensors", ema, {"step": step, "preset": cfg.preset})

@@ -22,6 +22,7 @@ as the cursor.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from tqdm import tqdm
 
 from .compose import DiTDenoiser, Expert, History, composed_eps_fn, history_guidance
 from .data.places import nearest_views, relative_view_pose
-from .diffusion.sampling import sample_ddim
+from .diffusion.sampling import autoregress
 from .diffusion.schedule import make_scheduler
 from .memory import LoRAMemory
 from .models.dit import VideoDiT
@@ -162,7 +163,8 @@ class WorldModel:
             raise ValueError(f"history frames (B,N,C,H,W) {tuple(frames.shape)} and actions (B,N,A) "
                              f"{tuple(action.shape)} do not match")
         if len(frames[0]) < self.cfg.context:
-            raise ValueError(f"a history of {len(frames[0])} frames is shorter than the base context {self.cfg.context}")
+            raise ValueError(
+                f"a history of {len(frames[0])} frames is shorter than the base context {self.cfg.context}")
         if keep_memory and self.frames is not None and len(frames) != len(self.frames):
             raise ValueError(f"keep_memory needs the same {len(self.frames)} episodes, got {len(frames)}")
         if self.spatial is not None and pose is None:
@@ -229,6 +231,25 @@ class WorldModel:
             raise ValueError(f"variant '{variant}' needs a {' and a '.join(MODEL_NAMES[e] for e in missing)} model")
         return VARIANT_EXPERTS[variant]
 
+    def predict(self, frames: torch.Tensor, action: torch.Tensor, pose: torch.Tensor | None,
+                future_action: torch.Tensor, future_pose: torch.Tensor | None, variants, seed: int = 0,
+                progress: bool = False, **memorize) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        """:meth:`observe` a history, :meth:`memorize` it (with the ``memorize`` settings) when a variant needs
+        memory, and :meth:`imagine` the future under each variant; returns the predictions per variant and the
+        seconds spent memorizing (``memorize``) and in each variant."""
+        self.observe(frames, action, pose)
+        seconds = {}
+        if any(self.needs_memory(v) for v in variants):
+            t0 = time.time()
+            self.memorize(seed=seed, progress=progress, **memorize)
+            seconds["memorize"] = time.time() - t0
+        preds = {}
+        for v in variants:
+            t0 = time.time()
+            preds[v] = self.imagine(future_action, future_pose, variant=v, seed=seed, progress=progress)
+            seconds[v] = time.time() - t0
+        return preds, seconds
+
     def needs_memory(self, variant: str) -> bool:
         """Whether a variant composes an expert that memorize() fits."""
         return any(e in MEMORIZED for e in self.members(variant))
@@ -263,26 +284,21 @@ class WorldModel:
         if self.frames is None:
             raise ValueError("observe() a history before imagine()")
         prior, experts, rule = self.experts(variant)
-        frames, B = self.frames, len(self.frames)
         all_action = torch.cat([self.action, action], dim=1)
         all_pose = torch.cat([self.pose, pose], dim=1) if self.pose is not None and pose is not None else None
         gen = torch.Generator().manual_seed(seed)
-        n_new, chunk = action.shape[1], self.cfg.future
-        bar = tqdm(total=n_new, desc=f"imagine {variant}", unit="frame", disable=not progress, leave=False)
-        while frames.shape[1] < self.frames.shape[1] + n_new:
+
+        def eps_for(frames: torch.Tensor, f: int):
             N = frames.shape[1]
-            f = min(chunk, self.frames.shape[1] + n_new - N)
             history = History(frames, all_action[:, : N + f], None if all_pose is None else all_pose[:, : N + f],
                               context_noise=torch.randn(frames.shape, generator=gen).to(frames.device),
                               context_level=self.cfg.context_noise_level)
             if any(e.views for e in experts):
                 history.views, history.view_pose = self.place_views_for(all_pose[:, N + f - 1])
-            eps_fn = composed_eps_fn(prior, experts, history, self.scheduler, rule, self.bf16, stats)
-            x = torch.randn((B, f) + frames.shape[2:], generator=gen).to(frames.device)
-            frames = torch.cat([frames, sample_ddim(eps_fn, x, self.scheduler, self.steps)], dim=1)
-            bar.update(f)
-        bar.close()
-        return frames[:, self.frames.shape[1]:]
+            return composed_eps_fn(prior, experts, history, self.scheduler, rule, self.bf16, stats)
+
+        return autoregress(eps_for, self.frames, action.shape[1], self.cfg.future, self.scheduler, self.steps, gen,
+                           progress, f"imagine {variant}")
 
     def place_views_for(self, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The place views (B,R,C,H,W) for frames to be seen from ``target`` (B,4), with their relative

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ..metrics.cards import GRID  # the 4x4 grid of cards, which the per-card metrics read off frames too
 from .episodes import save_episode, write_meta
 
-GRID = 4
 N_OBJECTS = 8
 ACTIONS = ("up", "down", "left", "right", "toggle")
 ACTION_PROBS = (0.15, 0.15, 0.15, 0.15, 0.4)
@@ -99,7 +99,8 @@ def render(layout: np.ndarray, covered: np.ndarray, cursor: np.ndarray, resoluti
     ring = np.zeros((s, s), bool)
     ring[:b], ring[-b:], ring[:, :b], ring[:, -b:] = True, True, True, True
     t = np.arange(len(cursor))
-    frames[t, cursor[:, 0], cursor[:, 1]] = np.where(ring[..., None], CURSOR_COLOUR, frames[t, cursor[:, 0], cursor[:, 1]])
+    under = frames[t, cursor[:, 0], cursor[:, 1]]
+    frames[t, cursor[:, 0], cursor[:, 1]] = np.where(ring[..., None], CURSOR_COLOUR, under)
     return frames.transpose(0, 1, 3, 2, 4, 5).reshape(len(cursor), resolution, resolution, 3)
 
 

@@ -210,7 +210,8 @@ class ClipDataset:
             target = self.poses[e][s + self.clip_frames - 1]
             end = s - int(rng.integers(0, self.view_gap + 1))
             ok = end >= self.views
-            idx = nearest_views(self.poses[e][:end].numpy(), target[None].numpy(), self.views)[0] if ok else [0] * self.views
+            idx = nearest_views(self.poses[e][:end].numpy(), target[None].numpy(),
+                                self.views)[0] if ok else [0] * self.views
             frames.append(self.frames[e][list(idx)])
             poses.append(relative_view_pose(self.poses[e][list(idx)], target))
             keep.append(ok)

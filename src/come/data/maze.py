@@ -261,7 +261,8 @@ def _check_settings(split: str, size: str, steps: int) -> None:
     if size not in SIZES:
         raise ValueError(f"unknown maze size '{size}' (choose from {', '.join(SIZES)})")
     if not 1 <= steps <= MAX_STEPS[size]:
-        raise ValueError(f"steps must be between 1 and {MAX_STEPS[size]} (the {size} environment's time limit), got {steps}")
+        raise ValueError(
+            f"steps must be between 1 and {MAX_STEPS[size]} (the {size} environment's time limit), got {steps}")
 
 
 def generate_episode(seed: int, index: int, split: str = "train", size: str = "9x9", steps: int = 1000,
@@ -338,7 +339,8 @@ def generate_dataset(out: str | Path, episodes: int, seed: int = 0, size: str = 
     for stale in folder.glob(".ep_*.npz.tmp*"):  # left by a writer killed mid-write
         stale.unlink()
     todo = [i for i in range(episodes) if not (folder / episode_name(i)).is_file()]
-    meta = {**settings, "episodes": episodes, "frames": episodes * (steps + 1), "resolution": 64, "actions": list(ACTIONS),
+    meta = {**settings, "episodes": episodes, "frames": episodes * (steps + 1), "resolution": 64,
+            "actions": list(ACTIONS),
             "keys": list(episode_spec(size, steps)), "environment": f"memory_maze.tasks.memory_maze_{size}"
             f"(global_observables=True)", "memory_maze": _package_version("memory-maze")}
     write_meta(folder, {**meta, "complete": not todo})

@@ -20,7 +20,7 @@ import torch
 from diffusers import DDIMScheduler
 from tqdm import tqdm
 
-from .schedule import add_noise, alpha_bar, to_eps
+from .schedule import add_noise, alpha_bar
 
 EpsFn = Callable[[torch.Tensor, int], torch.Tensor]
 """eps_fn(x_t, t) -> eps: predicted noise for the frames being generated at level t."""
@@ -47,6 +47,7 @@ def sample_ddim(
         raise ValueError(f"langevin_steps must be >= 0 and langevin_size > 0, got {langevin_steps}, {langevin_size}")
     scheduler.set_timesteps(steps)
     timesteps = [int(t) for t in scheduler.timesteps]
+    clean = x
     for i, t in enumerate(timesteps):
         if t == 0:  # (667 steps or more) level 0 is a clean frame: the last step's clean estimate is the sample
             x = clean
@@ -87,38 +88,6 @@ def autocast(enabled: bool, device: torch.device | str = "cpu"):
     return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
 
 
-def model_eps(
-    model: torch.nn.Module,
-    scheduler: DDIMScheduler,
-    context: torch.Tensor,
-    action: torch.Tensor,
-    pose: torch.Tensor | None = None,
-    prediction: str = "v",
-    bf16: bool = False,
-    context_level: int = 0,
-    generator: torch.Generator | None = None,
-) -> EpsFn:
-    """eps function of one network conditioned on ``context`` frames (B,K,C,H,W).
-
-    ``action`` and ``pose`` cover context and generated frames, (B,K+F,·). With
-    ``context_level`` > 0 the context is noised once at that level (and the network
-    told so), as for a model trained with context noise augmentation.
-    """
-    k = context.shape[1]
-    context = noise_context(context, context_level, scheduler, generator)
-
-    def eps_fn(x: torch.Tensor, t: int) -> torch.Tensor:
-        B, F = x.shape[:2]
-        levels = torch.cat(
-            [torch.full((B, k), context_level, dtype=torch.long), torch.full((B, F), t, dtype=torch.long)], dim=1
-        ).to(x.device)
-        with autocast(bf16, x.device):
-            out = model(torch.cat([context, x], dim=1), levels, action, pose, context=k)[:, k:]
-        return to_eps(out.float(), x, alpha_bar(scheduler, levels[:, k:]), prediction)
-
-    return eps_fn
-
-
 def noise_context(frames: torch.Tensor, level: int, scheduler: DDIMScheduler,
                   generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
     """Context frames noised at ``level`` (unchanged at level 0) with ``noise`` or fresh noise."""
@@ -130,41 +99,19 @@ def noise_context(frames: torch.Tensor, level: int, scheduler: DDIMScheduler,
 
 
 @torch.no_grad()
-def rollout(
-    model: torch.nn.Module,
-    scheduler: DDIMScheduler,
-    frames: torch.Tensor,
-    action: torch.Tensor,
-    pose: torch.Tensor | None,
-    context: int,
-    n_frames: int,
-    chunk: int,
-    steps: int = 20,
-    bf16: bool = False,
-    generator: torch.Generator | None = None,
-    progress: bool = False,
-    context_level: int = 0,
-) -> torch.Tensor:
-    """Generate ``n_frames`` after the first ``context`` of ``frames`` (B,>=K,C,H,W), ``chunk`` at a time.
-
-    ``action``/``pose`` (B, K+n_frames, ·) are the episode's, frame-aligned with
-    ``frames``. Each chunk is conditioned on the last ``context`` frames known so
-    far (given or generated): a sliding context window, noised at ``context_level``.
-    """
-    if action.shape[1] < context + n_frames:
-        raise ValueError(f"need actions for {context + n_frames} frames, got {action.shape[1]}")
-    history = frames[:, :context]
-    bar = tqdm(total=n_frames, desc="rollout", unit="frame", disable=not progress)
-    while history.shape[1] < context + n_frames:
-        pos = history.shape[1]
-        f = min(chunk, context + n_frames - pos)
-        sl = slice(pos - context, pos + f)
-        eps_fn = model_eps(model, scheduler, history[:, -context:], action[:, sl],
-                           None if pose is None else pose[:, sl], bf16=bf16, context_level=context_level,
-                           generator=generator)
-        noise = torch.randn((history.shape[0], f) + history.shape[2:], generator=generator).to(history.device)
-        new = sample_ddim(eps_fn, noise, scheduler, steps)
-        history = torch.cat([history, new], dim=1)
+def autoregress(eps_for, frames: torch.Tensor, n_new: int, chunk: int, scheduler: DDIMScheduler, steps: int,
+                generator: torch.Generator | None = None, progress: bool = False,
+                desc: str = "rollout") -> torch.Tensor:
+    """Generate ``n_new`` frames after ``frames`` (B,N,C,H,W), ``chunk`` at a time, each chunk sampled
+    with DDIM under ``eps_for(known, f)``: the eps function for ``f`` new frames after the ``known`` ones
+    (given and generated so far). Returns the new frames (B,n_new,C,H,W)."""
+    known, start = frames, frames.shape[1]
+    bar = tqdm(total=n_new, desc=desc, unit="frame", disable=not progress, leave=False)
+    while known.shape[1] < start + n_new:
+        f = min(chunk, start + n_new - known.shape[1])
+        eps_fn = eps_for(known, f)
+        x = torch.randn((len(known), f) + known.shape[2:], generator=generator).to(known.device)
+        known = torch.cat([known, sample_ddim(eps_fn, x, scheduler, steps)], dim=1)
         bar.update(f)
     bar.close()
-    return history[:, context:]
+    return known[:, start:]

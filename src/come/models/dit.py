@@ -337,14 +337,41 @@ class VideoDiT(nn.Module):
             )
         if T > cfg.max_frames:
             raise ValueError(f"clip of {T} frames is longer than this model's max_frames={cfg.max_frames}")
-        shift = None
         ab = alpha_bar(self.alphas_cumprod, t).to(x.dtype).view(B, T, 1, 1, 1)
-        if cfg.residual and context > 0:
-            kept = (t[:, context - 1] < cfg.num_train_timesteps - 1).to(x.dtype).view(B, 1, 1, 1, 1)
-            anchor = x[:, context - 1 : context] * kept  # a dropped context (pure noise) gives no anchor
-            future = (torch.arange(T, device=x.device) >= context).to(x.dtype)
-            shift = anchor * future.view(1, T, 1, 1, 1)
+        shift = self.anchor_shift(x, t, context) if cfg.residual and context > 0 else None
+        if shift is not None:
             x = x - ab.sqrt() * shift
+        h, c, place = self.embed(x, t, action, pose, context)
+        R, key_mask = 0, None
+        if views is not None:
+            h, c, key_mask = self.add_views(h, c, place, context, views, view_pose, view_keep)
+            R = views.shape[1]
+        n = cfg.tokens_per_frame
+        h = h.reshape(B, (T + R) * n, -1)
+        for i, block in enumerate(self.blocks):
+            mask = self.attention_mask(T, i, x.device, R)
+            if key_mask is not None:
+                mask = key_mask if mask is None else mask & key_mask
+            h = block(h, c, mask)
+        out = self.unpatchify(self.final(h[:, : T * n], c[:, :T]).reshape(B, T, n, -1))
+        if cfg.prediction == "x0":  # v = (sqrt(ab) x_t - x0) / sqrt(1 - ab); a clean (level 0) frame: -x0
+            noisy = (t > 0).view(B, T, 1, 1, 1)
+            den = torch.where(noisy, (1 - ab).clamp(min=1e-12).sqrt(), torch.ones_like(ab))
+            out = (ab.sqrt() * x * noisy - out) / den
+        return out - (1 - ab).sqrt() * shift if shift is not None else out
+
+    def anchor_shift(self, x: torch.Tensor, t: torch.Tensor, context: int) -> torch.Tensor:
+        """The last context frame on every future frame, zero on the context (the residual
+        parameterisation denoises the change from it); a dropped context (pure noise) gives none."""
+        T = x.shape[1]
+        kept = (t[:, context - 1] < self.config.num_train_timesteps - 1).to(x.dtype).view(-1, 1, 1, 1, 1)
+        future = (torch.arange(T, device=x.device) >= context).to(x.dtype)
+        return x[:, context - 1 : context] * kept * future.view(1, T, 1, 1, 1)
+
+    def embed(self, x: torch.Tensor, t: torch.Tensor, action: torch.Tensor, pose: torch.Tensor | None,
+              context: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Tokens (B,T,N,D), per-frame conditioning (B,T,D) and the image-place embedding (B,N,D)."""
+        cfg, (B, T) = self.config, x.shape[:2]
         patches = self.patchify(x)
         place = self.pos_space(self.token_index.expand(B, -1))  # (B,N,D): per sample, for mixed-adapter batches
         h = self.patch_embed(patches) + place[:, None] + self.pos_time[:T, None]
@@ -356,25 +383,7 @@ class VideoDiT(nn.Module):
             c = c + self.pose_embed(pose)
             if self.pose_token is not None:
                 h = h + self.pose_token(self.pose_features(pose, action))
-        n, R, key_mask = cfg.tokens_per_frame, 0, None
-        if views is not None:
-            h, c, key_mask = self.add_views(h, c, place, context, views, view_pose, view_keep)
-            R = views.shape[1]
-        h = h.reshape(B, (T + R) * n, -1)
-        for i, block in enumerate(self.blocks):
-            mask = self.attention_mask(T, i, x.device, R)
-            if key_mask is not None:
-                mask = key_mask if mask is None else mask & key_mask
-            h = block(h, c, mask)
-        h, c = h[:, : T * n], c[:, :T]
-        out = self.unpatchify(self.final(h, c).reshape(B, T, n, -1))
-        if cfg.prediction == "x0":  # v = (sqrt(ab) x_t - x0) / sqrt(1 - ab); a clean (level 0) frame: -x0
-            noisy = (t > 0).view(B, T, 1, 1, 1)
-            den = torch.where(noisy, (1 - ab).clamp(min=1e-12).sqrt(), torch.ones_like(ab))
-            out = (ab.sqrt() * x * noisy - out) / den
-        if shift is not None:
-            out = out - (1 - ab).sqrt() * shift
-        return out
+        return h, c, place
 
 
 # Fields that change the clip layout but not the weights (apart from ``pos_time``, see retime_positions).

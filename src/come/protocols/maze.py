@@ -24,7 +24,6 @@ Windows of all episodes are processed as one batch: one memory (adapter) per win
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -36,9 +35,9 @@ from ..data.clips import frames_to_tensor, pose_track, skip_actions, tensor_to_f
 from ..data.episodes import EpisodeError, load_episode
 from ..data.places import TURN_COST, nearest_views
 from ..metrics.image import ssim, window_psnr
-from ..metrics.intervals import error_bars, interval_text, mean_ci95
+from ..metrics.intervals import interval_text, mean_ci95
 from ..models.pose_encoder import PoseEncoder, infer_track, to_absolute_pose
-from ..plotting import pyplot, save_figure
+from ..plotting import bar_chart, save_figure, subplots
 from ..video import side_by_side, write_video
 from .pose import true_track
 
@@ -147,7 +146,8 @@ def _references(episodes: list[dict], starts: list[tuple[int, int]], batch: dict
         nearest_pose_frames(h, episodes[e]["track"][s - history : s], episodes[e]["track"][s : s + frames])
         for h, (e, s) in zip(batch["frames"], starts)])
     last = batch["frames"][:, -1:].expand_as(batch["truth"])
-    return {"copy_last_frame": score_windows(last, batch["truth"]), "nearest_pose_frame": score_windows(nearest, batch["truth"])}
+    return {"copy_last_frame": score_windows(last, batch["truth"]),
+            "nearest_pose_frame": score_windows(nearest, batch["truth"])}
 
 
 def score_windows(pred: torch.Tensor, truth: torch.Tensor) -> dict:
@@ -174,20 +174,10 @@ def differences_from_base(scores: dict[str, dict]) -> dict[str, dict]:
 def predict_windows(world, batch: dict, variants, steps: int, lr: float, batch_size: int, seed: int,
                     progress: bool = False, memorize_options: dict | None = None
                     ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
-    """Observe each window's history, memorize it (if a variant needs memory) and imagine per variant."""
-    world.observe(batch["frames"], batch["action"], batch["pose"])
-    seconds = {}
-    if any(world.needs_memory(v) for v in variants):
-        t0 = time.time()
-        world.memorize(steps=steps, lr=lr, batch_size=batch_size, seed=seed, progress=progress,
-                       **(memorize_options or {}))
-        seconds["memorize"] = time.time() - t0
-    preds = {}
-    for v in variants:
-        t0 = time.time()
-        preds[v] = world.imagine(batch["future_action"], batch["future_pose"], variant=v, seed=seed, progress=progress)
-        seconds[v] = time.time() - t0
-    return preds, seconds
+    """:meth:`~come.world.WorldModel.predict` on a batch of windows from :func:`window_batch`."""
+    return world.predict(batch["frames"], batch["action"], batch["pose"], batch["future_action"], batch["future_pose"],
+                         variants, seed, progress, steps=steps, lr=lr, batch_size=batch_size,
+                         **(memorize_options or {}))
 
 
 def evaluate_maze(
@@ -269,7 +259,8 @@ def window_protocol(name: str, make_world, rank: int, episodes: list[dict], star
         shown = [v for v in ("base", "come") if v in preds] or list(preds)[:1]
         panels = [tensor_to_frames(batch["truth"][0])] + [tensor_to_frames(preds[v][0]) for v in shown]
         write_video(out / f"{name}_00.mp4", side_by_side(panels), fps=4)
-        plot_bars(scores, f"{name} ({len(starts)} windows)", out / f"{name}.png")
+        bar_chart({v: s["psnr"] for v, s in scores.items()}, "PSNR (dB)", out / f"{name}.png",
+                  title=f"{name} ({len(starts)} windows)")
     return result
 
 
@@ -312,24 +303,9 @@ def capacity_protocol(make_world, episodes: list[dict], fixed, frames: int, rank
     return {"windows": len(starts), "grid": grid}
 
 
-def plot_bars(variants: dict, title: str, path: Path) -> None:
-    """Mean PSNR per variant with 95% intervals."""
-    plt = pyplot()
-    names = list(variants)
-    means = [variants[n]["psnr"]["mean"] for n in names]
-    err = error_bars([variants[n]["psnr"] for n in names])
-    fig, ax = plt.subplots(figsize=(1.1 * len(names) + 1.5, 3.2))
-    ax.bar(names, means, yerr=err, capsize=3, color="tab:blue")
-    ax.set_ylim(min(means) - 3, max(means) + 2)
-    ax.set_ylabel("PSNR (dB)")
-    ax.set_title(title, fontsize=9)
-    save_figure(fig, path)
-
-
 def plot_streaming(curves: dict[str, list[float]], path: Path) -> None:
     """PSNR per streaming iteration, one line per variant."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(4.8, 3.2))
+    fig, ax = subplots(figsize=(4.8, 3.2))
     for v, ys in curves.items():
         ax.plot(range(1, len(ys) + 1), ys, marker="o", ms=3, label=v)
     ax.set_xlabel("iteration")
@@ -355,7 +331,8 @@ def format_maze_table(result: dict) -> str:
         for v, s in rows:
             p, q, d = s["psnr"], s["ssim"], r.get("vs_base", {}).get(v)
             diff = "" if d is None else f"{d['mean']:+.2f} {interval_text(d)}, {d['wins']}"
-            label = {"copy_last_frame": "(copy last frame)", "nearest_pose_frame": "(nearest-pose history frame)"}.get(v, v)
+            label = {"copy_last_frame": "(copy last frame)",
+                     "nearest_pose_frame": "(nearest-pose history frame)"}.get(v, v)
             lines.append(f"| {label} | {p['mean']:.2f} {interval_text(p)} | {diff} | {q['mean']:.3f} |")
     r = result["protocols"].get("streaming")
     if r is not None:

@@ -27,7 +27,7 @@ from ..checkpoint import load_model
 from ..data.clips import frames_to_tensor, skip_actions
 from ..data.episodes import EpisodeError, episode_files, load_episode
 from ..models.pose_encoder import infer_track
-from ..plotting import pyplot, save_figure
+from ..plotting import save_figure, subplots
 from ..metrics.intervals import mean_ci95
 
 
@@ -49,7 +49,8 @@ def track_errors(truth: np.ndarray, pred: np.ndarray, delta: int) -> dict[str, f
         xyz = np.concatenate([track[:, :2], np.zeros((len(track), 1))], axis=1)
         half = track[:, 2] / 2
         quat = np.stack([np.cos(half), np.zeros_like(half), np.zeros_like(half), np.sin(half)], axis=1)
-        return PoseTrajectory3D(positions_xyz=xyz, orientations_quat_wxyz=quat, timestamps=np.arange(len(track), dtype=float))
+        return PoseTrajectory3D(positions_xyz=xyz, orientations_quat_wxyz=quat,
+                                timestamps=np.arange(len(track), dtype=float))
 
     ref, est = traj(truth), traj(pred)
     ape = metrics.APE(metrics.PoseRelation.translation_part)
@@ -110,9 +111,8 @@ def evaluate_pose(
 
 def plot_tracks(tracks, path: Path) -> None:
     """True (black) and inferred (red) tracks of each episode over its maze layout (walls grey)."""
-    plt = pyplot()
     n = len(tracks)
-    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.4), squeeze=False)
+    fig, axes = subplots(1, n, figsize=(3.2 * n, 3.4), squeeze=False)
     for ax, (name, truth, pred, layout) in zip(axes[0], tracks):
         if layout.ndim == 3:
             layout = layout[0]
@@ -131,5 +131,6 @@ def plot_tracks(tracks, path: Path) -> None:
 def format_table(result: dict) -> str:
     lines = [f"{'':<16} {'ATE (cells)':>12} {'RPE@' + str(result['delta']):>10} {'heading (deg)':>14}"]
     for name, s in result["summary"].items():
-        lines.append(f"{name:<16} {s['ate']['mean']:>12.3f} {s['rpe']['mean']:>10.3f} {s['heading_deg']['mean']:>14.1f}")
+        lines.append(
+            f"{name:<16} {s['ate']['mean']:>12.3f} {s['rpe']['mean']:>10.3f} {s['heading_deg']['mean']:>14.1f}")
     return "\n".join(lines)

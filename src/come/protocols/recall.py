@@ -19,7 +19,6 @@ with a predictor that draws a random layout.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,9 +29,9 @@ from ..data.cards import GRID, N_OBJECTS, generate_episode, render
 from ..data.clips import frames_to_tensor, pose_track, tensor_to_frames
 from ..metrics.cards import card_mse
 from ..presets import TrainConfig
-from ..plotting import pyplot, save_figure
+from ..plotting import bar_chart, save_figure, subplots
 from ..video import side_by_side, write_video
-from ..metrics.intervals import error_bars, interval_text, proportion_ci95
+from ..metrics.intervals import interval_text, proportion_ci95
 
 # How the protocol memorizes (dev episodes of seeds 100 and 102, BENCHMARKS.md "A place memory" and
 # "Recall past 0.80"): windows
@@ -124,19 +123,15 @@ def recall_rollouts(world, eps: list[dict], variants: tuple[str, ...], memorizat
     predictions: dict[str, list] = {name: [None] * len(eps) for name in variants}
     for members in tqdm(groups.values(), desc="recall episodes", disable=not progress or len(groups) == 1):
         group = [eps[i] for i in members]
-        world.observe(_stack(group, "history"), _stack(group, "history_action"), _stack(group, "history_pose"))
-        if any(world.needs_memory(v) for v in variants):
-            t0 = time.time()
-            world.memorize(steps=memorization_steps, lr=lr, batch_size=batch_size, seed=seed, progress=progress,
-                           **(MEMORIZE_OPTIONS if memorize_options is None else memorize_options))
-            seconds["memorize"] += time.time() - t0
+        preds, spent = world.predict(_stack(group, "history"), _stack(group, "history_action"),
+                                     _stack(group, "history_pose"), _stack(group, "action"), _stack(group, "pose"),
+                                     variants, seed, progress, steps=memorization_steps, lr=lr, batch_size=batch_size,
+                                     **(MEMORIZE_OPTIONS if memorize_options is None else memorize_options))
+        for name, t in spent.items():
+            seconds[name] += t
         for name in variants:
-            t0 = time.time()
-            pred = world.imagine(_stack(group, "action"), _stack(group, "pose"), variant=name, seed=seed,
-                                 progress=progress)
-            seconds[name] += time.time() - t0
-            for i, p in zip(members, pred):
-                predictions[name][i] = p
+            for i, pred in zip(members, preds[name]):
+                predictions[name][i] = pred
     return predictions, seconds
 
 
@@ -155,8 +150,8 @@ def evaluate_recall(
 ) -> dict:
     """Run the recall protocol with a :class:`~come.world.WorldModel`; returns a JSON-ready dict.
 
-    The rollouts are :func:`recall_rollouts`'s. ``memorize_options`` go to :meth:`~come.world.WorldModel.memorize` (default
-    ``MEMORIZE_OPTIONS``).
+    The rollouts are :func:`recall_rollouts`'s. ``memorize_options`` go to
+    :meth:`~come.world.WorldModel.memorize` (default ``MEMORIZE_OPTIONS``).
     """
     cfg = world.cfg
     tau = recall_tau(cfg.model["resolution"])
@@ -202,10 +197,9 @@ def evaluate_recall(
 
 def final_frames_grid(truth: torch.Tensor, predictions: dict[str, torch.Tensor], path: Path) -> Path:
     """PNG of the last recall frame: one row per episode, columns truth then each variant (titled)."""
-    plt = pyplot()
     cols = {"truth": truth, **predictions}
     n = len(truth)
-    fig, axes = plt.subplots(n, len(cols), figsize=(1.4 * len(cols), 1.4 * n + 0.3), squeeze=False)
+    fig, axes = subplots(n, len(cols), figsize=(1.4 * len(cols), 1.4 * n + 0.3), squeeze=False)
     for j, (name, frames) in enumerate(cols.items()):
         images = tensor_to_frames(frames)
         for i in range(n):
@@ -220,23 +214,13 @@ def final_frames_grid(truth: torch.Tensor, predictions: dict[str, torch.Tensor],
 
 def plot_recall(variants: dict, chance: float, path: Path) -> Path:
     """Bar chart of mean recall per variant with 95% intervals and the chance line."""
-    plt = pyplot()
-    names = list(variants)
-    means = [variants[n]["recall"] for n in names]
-    err = error_bars([{"mean": variants[n]["recall"], "ci95": variants[n]["ci95"]} for n in names])
-    fig, ax = plt.subplots(figsize=(1.2 * len(names) + 2, 3.2))
-    ax.bar(names, means, yerr=err, capsize=4, color="#4c72b0")
-    ax.axhline(chance, color="grey", ls="--", label=f"chance {chance:.2f}")
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("tile recall")
-    ax.legend(loc="upper left")
-    return save_figure(fig, path, dpi=120)
+    entries = {n: {"mean": v["recall"], "ci95": v["ci95"]} for n, v in variants.items()}
+    return bar_chart(entries, "tile recall", path, ylim=(0, 1), chance=chance)
 
 
 def plot_sweep(xs, curves: dict[str, list[float]], xlabel: str, path: Path) -> Path:
     """Recall against a swept setting (memorization steps or LoRA rank), one line per variant."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    fig, ax = subplots(figsize=(4.5, 3.2))
     for name, ys in curves.items():
         ax.plot(xs, ys, marker="o", label=name)
     ax.set_xscale("log")

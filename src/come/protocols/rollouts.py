@@ -32,6 +32,22 @@ from ..video import side_by_side, write_video
 CARD_TAU = 0.01  # per-card MSE under which a card counts as right (a wrong object's card is >= 0.06 at 32x32)
 
 
+def score_cards(pred: torch.Tensor, r: dict, covered, start: int, context: int, frames: int, row: dict,
+                flips: dict) -> None:
+    """Memory Cards diagnostics of one rollout into ``row`` and ``flips``: the cursor on the right card, the
+    cards that changed drawn right, and (with the episode's ``covered`` track) right per kind of flip."""
+    row["cursor"].append(float((cursor_cell(pred) == cursor_cell(r["truth"])).all(-1).float().mean()))
+    before = torch.cat([r["copy_last"][:1], r["truth"][:-1]])
+    flipped = card_mse(before, r["truth"]) > CARD_TAU  # cards that changed since the previous frame
+    right = card_mse(pred, r["truth"]) < CARD_TAU
+    if flipped.any():
+        row["flips"].append(float(right[flipped].float().mean()))
+    if covered is not None:
+        for kind, mask in flip_masks(covered, start, context, frames).items():
+            flips[kind][0] += int(right[mask].sum())
+            flips[kind][1] += int(mask.sum())
+
+
 def evaluate_rollouts(
     ckpt: str | Path,
     data: str | Path,
@@ -63,16 +79,7 @@ def evaluate_rollouts(
             rows[name]["psnr"].append(window_psnr(pred, r["truth"]))
             rows[name]["ssim"].append(float(ssim(pred, r["truth"]).mean()))
             if cards:
-                rows[name]["cursor"].append(float((cursor_cell(pred) == cursor_cell(r["truth"])).all(-1).float().mean()))
-                before = torch.cat([r["copy_last"][:1], r["truth"][:-1]])
-                flipped = card_mse(before, r["truth"]) > CARD_TAU  # cards that changed since the previous frame
-                right = card_mse(pred, r["truth"]) < CARD_TAU
-                if flipped.any():
-                    rows[name]["flips"].append(float(right[flipped].float().mean()))
-                if covered is not None:
-                    for kind, mask in flip_masks(covered, start, cfg.context, frames).items():
-                        flips[name][kind][0] += int(right[mask].sum())
-                        flips[name][kind][1] += int(mask.sum())
+                score_cards(pred, r, covered, start, cfg.context, frames, rows[name], flips[name])
         if out is not None and i < videos:
             panels = [tensor_to_frames(r[k]) for k in ("truth", "pred", "copy_last")]
             write_video(Path(out) / f"rollout_{i:02d}.mp4", side_by_side(panels), fps=2)

@@ -1,0 +1,76 @@
+"""What every ``come`` command shares: the app, the user-error type, option parsing and JSON output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts are plain text: "[default: ...]" must show as written
+    help="come: Composition of Memory Experts for diffusion video world models.",
+)
+
+
+class UserError(Exception):
+    """Bad input from the user: reported as one line, exit code 2."""
+
+
+def fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def parse_names(text: str, option: str, allowed) -> tuple[str, ...]:
+    """The comma-separated names of ``text``, each one of ``allowed``."""
+    names = tuple(v.strip() for v in text.split(",") if v.strip())
+    if not names or any(v not in allowed for v in names):
+        raise UserError(f"{option}: choose from {', '.join(allowed)}, got '{text}'")
+    return names
+
+
+def parse_choice(text: str, option: str, allowed) -> None:
+    if text not in allowed:
+        raise UserError(f"{option}: choose from {', '.join(allowed)}, got '{text}'")
+
+
+def parse_ints(text: Optional[str], option: str) -> tuple[int, ...]:
+    """The comma-separated positive integers of ``text`` (none when it is empty)."""
+    try:
+        values = tuple(int(v) for v in text.split(",")) if text else ()
+    except ValueError:
+        raise UserError(f"{option}: expected comma-separated integers, got '{text}'") from None
+    if any(v < 1 for v in values):
+        raise UserError(f"{option}: values must be at least 1, got '{text}'")
+    return values
+
+
+def write_json(path: Optional[Path], result: dict) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def guard(fn):
+    """Turn the library's input errors into one clear line and exit code 2."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from ..checkpoint import CheckpointError
+        from ..data.episodes import EpisodeError
+        from ..data.maze import MazeEnvError
+
+        try:
+            return fn(*args, **kwargs)
+        except (UserError, CheckpointError, EpisodeError, MazeEnvError) as e:
+            fail(str(e))
+        except ValueError as e:
+            fail(str(e))
+
+    return wrapper

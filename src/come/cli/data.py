@@ -1,0 +1,80 @@
+"""``come data``: generate Memory Cards and Memory Maze datasets."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import typer
+
+from .common import app, guard
+
+data_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help=(
+    "Generate datasets (one compressed .npz per episode + meta.json)."))
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("cards")
+@guard
+def data_cards(
+    out: Path = typer.Option(..., help=(
+        "Dataset folder; episodes go to OUT/<split>/ep_00000.npz with OUT/<split>/meta.json.")),
+    episodes: int = typer.Option(200, min=1, help="Number of episodes."),
+    seed: int = typer.Option(0, help="Seed; the same seed gives byte-identical files."),
+    resolution: int = typer.Option(32, help=(
+        "Frame size in pixels (multiple of 4, >= 16): 32 for CPU, 48 or 64 for GPU.")),
+    length: int = typer.Option(250, min=2, help=(
+        "Frames per episode (train/test; zigzag episodes have a fixed length).")),
+    split: str = typer.Option("train", help="train | test (random walks) or zigzag (observe-then-recall walks)."),
+):
+    """Generate Memory Cards episodes: a 4x4 grid of 8 object pairs, a cursor, and 5 actions.
+
+    Per frame: image (H,W,3) uint8, action one-hot (5: up, down, left, right, toggle),
+    cursor (row, col), covered (4,4); per episode: layout (4,4) object ids.
+    """
+    from ..data.cards import generate_dataset
+
+    t = time.time()
+    folder = generate_dataset(out, episodes, seed, split, length, resolution)
+    typer.echo(f"wrote {episodes} episodes to {folder} in {time.time() - t:.1f}s")
+
+
+@data_app.command("maze")
+@guard
+def data_maze(
+    out: Path = typer.Option(..., help=(
+        "Dataset folder; episodes go to OUT/<split>/ep_00000.npz with OUT/<split>/meta.json.")),
+    episodes: int = typer.Option(100, min=1, help="Number of episodes (a re-run with more keeps the finished ones)."),
+    size: str = typer.Option("9x9", help="Maze size: 9x9, 11x11, 13x13 or 15x15 (3, 4, 5, 6 objects)."),
+    steps: int = typer.Option(1000, min=1, help=(
+        "Actions per episode (frames = steps + 1); at most the environment's time limit (9x9: 1000, 15x15: 4000).")),
+    seed: int = typer.Option(0, help="Seed; an episode depends only on (seed, split, index)."),
+    workers: int = typer.Option(max(1, os.cpu_count() or 1), min=1, help=(
+        "Parallel processes, one episode each (default: the number of cores).")),
+    split: str = typer.Option("train", help=(
+        "train or eval (the public dataset's folder names; eval is read as the test split).")),
+    noise: float = typer.Option(0.15, min=0.0, max=1.0, help=(
+        "Share of uniformly random actions in the explorer's walk.")),
+):
+    """Generate Memory Maze episodes: the real memory-maze environment, a scripted explorer.
+
+    Needs the 'maze' extra: pip install memory-maze gym mujoco==3.17.0. Renders headless
+    with MuJoCo (MUJOCO_GL; when unset EGL, else OSMesa, whichever renders here).
+
+    The explorer follows shortest paths to random free cells with --noise random actions,
+    so it often comes back to places it has seen. Episode files have the keys, shapes and
+    dtypes of the public Memory Maze offline dataset, T = steps + 1: image (T,64,64,3)
+    uint8; action (T,6) one-hot (noop, forward, left, right, forward+left, forward+right;
+    action[0] = 0); reward, terminal, reset (T,); agent_pos, agent_dir (T,2); maze_layout
+    (T,S,S); targets_pos, targets_vec (T,K,2); target_pos, target_vec (T,2); target_color.
+
+    Resumable: a re-run skips finished episodes; files are written atomically. On a 2-core
+    CPU a 1000-step 9x9 episode takes 40-45 s of one core; 20 of them took 13 minutes with
+    --workers 2 on cores shared with another job (about 7 minutes on idle cores).
+    """
+    from ..data.maze import generate_dataset
+
+    t = time.time()
+    folder = generate_dataset(out, episodes, seed, size, steps, split, workers, noise)
+    typer.echo(f"wrote {episodes} episodes to {folder} in {time.time() - t:.1f}s")

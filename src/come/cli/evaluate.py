@@ -1,0 +1,237 @@
+"""``come eval``: the evaluation protocols (a table on screen, JSON for tools, plots and videos)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import UserError, app, guard, parse_choice, parse_ints, parse_names, write_json
+
+eval_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help=(
+    "Evaluation protocols (a table on screen, JSON for tools, videos)."))
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.command("rollouts")
+@guard
+def eval_rollouts(
+    ckpt: Path = typer.Option(..., help="Run folder made by 'come train'."),
+    data: Path = typer.Option(..., help="Dataset folder; its test/ split (or the folder itself) is used."),
+    episodes: int = typer.Option(20, min=1, help="Held-out episodes (one random window each)."),
+    frames: int = typer.Option(5, min=1, help="Frames rolled out after the context."),
+    seed: int = typer.Option(0, help="Seed for the windows and the sampling noise."),
+    steps: int = typer.Option(20, min=1, help="DDIM steps per chunk."),
+    precision: str = typer.Option("auto", help="auto, bf16 or fp32."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result as JSON here."),
+    out: Optional[Path] = typer.Option(None, help="Folder for videos (truth | model | copy-last)."),
+):
+    """Score held-out rollouts against copying the last context frame (PSNR, SSIM, card diagnostics)."""
+    from ..protocols.rollouts import evaluate_rollouts, format_table
+
+    result = evaluate_rollouts(ckpt, data, episodes, frames, seed, steps, precision, out)
+    typer.echo(format_table(result))
+    typer.echo(f"{result['episodes']} episodes, {frames} frames after {result['context']} context frames, "
+               f"{result['seconds_per_episode']:.2f}s per episode")
+    write_json(json_out, result)
+
+
+@eval_app.command("pose")
+@guard
+def eval_pose(
+    ckpt: Path = typer.Option(..., help="Pose encoder run folder (come train --preset maze-pose)."),
+    data: Path = typer.Option(..., help="Memory Maze dataset folder; its eval/ (or test/) split is used."),
+    episodes: int = typer.Option(4, min=1, help="Held-out episodes, each tracked from its first frame to its last."),
+    delta: int = typer.Option(10, min=1, help="Frames over which the relative pose error (RPE) is measured."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result as JSON here."),
+    out: Optional[Path] = typer.Option(None, help="Folder for pose_tracks.png (true and inferred tracks on the maze)."),
+):
+    """Score the SLTM's pose encoder: whole-episode tracks dead-reckoned from frames and actions
+    against the true poses (ATE, RPE and heading error, with evo), and standing still for scale."""
+    from ..protocols.pose import evaluate_pose, format_table
+
+    result = evaluate_pose(ckpt, data, episodes, delta, out)
+    typer.echo(format_table(result))
+    typer.echo(f"{result['episodes']} episodes, {result['seconds_per_episode']:.2f}s per episode")
+    write_json(json_out, result)
+
+
+@eval_app.command("maze")
+@guard
+def eval_maze(
+    ckpt: Optional[Path] = typer.Option(None, help=(
+        "Base model: a Memory Maze run folder (e.g. preset maze-tiny) [default: the shipped maze-place, which is also "
+        "the place memory].")),
+    data: Path = typer.Option(..., help="Memory Maze dataset folder; its eval/ (or test/) split is used."),
+    place: Optional[Path] = typer.Option(None, help=(
+        "Place memory model run (preset maze-place): given the history frames seen from the nearest poses [default: "
+        "the base model when it takes place views, as the shipped maze-place does].")),
+    stm: Optional[Path] = typer.Option(None, help="Short-term memory model run (a longer context window)."),
+    sltm: Optional[Path] = typer.Option(None, help="Spatial memory model run (absolute pose, e.g. preset maze-sltm)."),
+    pose_encoder: Optional[Path] = typer.Option(None, help=(
+        "Pose encoder run (preset maze-pose): infer the SLTM's poses from frames and actions instead of reading them "
+        "from the dataset.")),
+    protocols: str = typer.Option("fixed,revisits", help="Comma-separated: fixed, revisits, streaming, capacity."),
+    variants: Optional[str] = typer.Option(None, help=(
+        "Comma-separated variants, of base, ltm, stm, sltm, place, stm+ltm, come, poe, hg [default: every memory "
+        "variant the given models allow; poe (the naive product) and hg (history guidance) on request].")),
+    episodes: int = typer.Option(4, min=1, help="Held-out episodes."),
+    history: int = typer.Option(200, min=1, help=(
+        "History frames before each predicted window (and streaming's start).")),
+    frames: int = typer.Option(8, min=1, help="Frames predicted per window (per streaming iteration)."),
+    steps: int = typer.Option(50, min=1, help="Memorization steps per window."),
+    updates: int = typer.Option(25, min=1, help="Streaming: memorization steps per iteration."),
+    rank: int = typer.Option(32, min=1, help="LoRA rank of the memories."),
+    lr: float = typer.Option(1e-2, help="Memorization learning rate (AdamW)."),
+    lr_schedule: str = typer.Option("cosine", help=(
+        "Memorization learning rate over the steps: cosine (decays to 0) or constant.")),
+    batch_size: int = typer.Option(16, min=1, help="Windows of the history per memorization step."),
+    weighting: str = typer.Option("change", help=(
+        "How memorization draws the history's windows: change (frame change) or surprise (the base model's "
+        "own loss).")),
+    context_dropout: float = typer.Option(0.0, min=0.0, max=1.0, help=(
+        "Share of memorized windows whose context is dropped.")),
+    pose_dropout: float = typer.Option(0.0, min=0.0, max=1.0, help=(
+        "Share of memorized windows whose pose is dropped (the SLTM's).")),
+    w_ltm: float = typer.Option(1.0, help="Contrast weight of the long-term memory expert."),
+    w_stm: float = typer.Option(1.0, help="Contrast weight of the short-term memory expert."),
+    w_sltm: float = typer.Option(1.0, help="Contrast weight of the spatial memory expert."),
+    come_experts: str = typer.Option("stm,place,sltm", "--come", help=(
+        "Experts that come and poe compose (those given), of ltm, stm, place, sltm; the long-term memory lowers CoME "
+        "on Memory Maze, so it is left out by default.")),
+    w_place: float = typer.Option(1.0, help="Contrast weight of the place memory expert."),
+    sltm_null: str = typer.Option("adapters_off", help=(
+        "The SLTM's baseline: pose_drop (its memorized adapters without the pose) or adapters_off (the pose without "
+        "the memory).")),
+    windows: int = typer.Option(2, min=1, help="Windows per episode (fixed and revisits)."),
+    min_gap: int = typer.Option(100, min=1, help="Revisits: frames since the place was last seen."),
+    iterations: int = typer.Option(11, min=1, help="Streaming iterations."),
+    capacity_ranks: str = typer.Option("8,32", help="Capacity sweep: comma-separated LoRA ranks."),
+    capacity_histories: str = typer.Option("50,200", help="Capacity sweep: comma-separated history lengths."),
+    ddim_steps: int = typer.Option(10, min=1, help="DDIM steps per generated chunk."),
+    seed: int = typer.Option(0, help="Seed for the windows, memorization and sampling."),
+    precision: str = typer.Option("auto", help="auto, bf16 or fp32."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result as JSON here."),
+    out: Optional[Path] = typer.Option(None, help=(
+        "Folder for plots (fixed.png, revisits.png, streaming.png) and videos (truth | base | CoME).")),
+):
+    """Memory Maze protocols: fixed context, revisits, streaming and the capacity sweep (PSNR, SSIM)."""
+    from ..checkpoint import load_model
+    from ..data.episodes import episode_files
+    from ..demo import SHIPPED_MAZE
+    from ..memory import LR_SCHEDULES, WINDOW_WEIGHTINGS
+    from ..protocols.maze import PROTOCOLS, evaluate_maze, format_maze_table
+    from ..runtime import use_bf16
+    from ..world import EXPERTS, SLTM_NULLS, ExpertWeights, WorldModel, choose_variants
+
+    ckpt = ckpt or SHIPPED_MAZE
+    _, cfg = load_model(ckpt)
+    if cfg.model.get("action_dim") != 6:
+        raise UserError(f"{ckpt}: not a Memory Maze model (its actions have {cfg.model.get('action_dim')} dims, not 6)")
+    parse_choice(weighting, "--weighting", WINDOW_WEIGHTINGS)
+    parse_choice(lr_schedule, "--lr-schedule", LR_SCHEDULES)
+    parse_choice(sltm_null, "--sltm-null", SLTM_NULLS)
+    chosen = parse_names(protocols, "--protocols", PROTOCOLS)
+    composed = parse_names(come_experts, "--come", EXPERTS)
+    ranks = parse_ints(capacity_ranks, "--capacity-ranks")
+    histories = parse_ints(capacity_histories, "--capacity-histories")
+    place = place or (ckpt if cfg.model.get("views") else None)  # a base that takes views is its own place memory
+    given = {"ltm"} | {name for name, run in (("stm", stm), ("sltm", sltm), ("place", place)) if run}
+    try:
+        names = choose_variants(variants, given)
+    except ValueError as e:
+        raise UserError(f"--variants: {e} (--stm, --sltm and --place give the expert models)") from None
+    encoder = load_model(pose_encoder, network="pose-encoder")[0] if pose_encoder is not None else None
+    options = dict(stm=stm, sltm=sltm, place=place, steps=ddim_steps, bf16=use_bf16(precision, "cpu"),
+                   weights=ExpertWeights(ltm=w_ltm, stm=w_stm, sltm=w_sltm, place=w_place), sltm_null=sltm_null,
+                   come_experts=composed)
+
+    def make_world(lora_rank: int) -> WorldModel:
+        return WorldModel.from_pretrained(ckpt, rank=lora_rank, **options)
+
+    make_world(rank)  # every model is checked before any work
+    memorize = {"weighting": weighting, "p_context_dropout": context_dropout, "p_pose_dropout": pose_dropout,
+                "lr_schedule": lr_schedule}
+    result = evaluate_maze(make_world, episode_files(data, "test")[:episodes], cfg, chosen, names, history, frames,
+                           steps, lr, batch_size, rank=rank, min_gap=min_gap, windows_per_episode=windows,
+                           stream_updates=updates, iterations=iterations, capacity_ranks=ranks,
+                           capacity_histories=histories, pose_encoder=encoder, memorize_options=memorize, seed=seed,
+                           out=out)
+    runs = {"checkpoint": ckpt, "stm": stm, "sltm": sltm, "place": place, "pose_encoder": pose_encoder, "data": data}
+    result |= {"come_experts": list(composed), "ltm_weight": w_ltm, "stm_weight": w_stm, "sltm_weight": w_sltm,
+               "place_weight": w_place, "sltm_null": sltm_null, "ddim_steps": ddim_steps,
+               **{k: str(v) if v is not None else None for k, v in runs.items()}}
+    typer.echo(format_maze_table(result))
+    write_json(json_out, result)
+
+
+@eval_app.command("cards-recall")
+@guard
+def eval_cards_recall(
+    ckpt: Path = typer.Option(..., help="Base model: a run folder made by 'come train' on Memory Cards (cursor pose)."),
+    stm: Optional[Path] = typer.Option(None, help=(
+        "Short-term memory model (e.g. the cards-stm preset) for 'stm', 'come' and 'poe'.")),
+    episodes: int = typer.Option(50, min=1, help="Zig-zag recall episodes, generated from --seed."),
+    seed: int = typer.Option(0, help="Seed of the episodes and of all sampling and memorization noise."),
+    steps: int = typer.Option(20, min=0, help="Memorization steps of the long-term memory (LoRA) per episode."),
+    variants: str = typer.Option("base,ltm,come,poe,hg", help=(
+        "Comma-separated: base, ltm, stm, stm+ltm, come, poe, hg.")),
+    rank: int = typer.Option(32, min=1, help="LoRA rank of the long-term memory."),
+    lr: float = typer.Option(1e-1, help="Memorization learning rate (AdamW)."),
+    batch_size: int = typer.Option(64, min=1, help="Windows of the history per memorization step."),
+    w_ltm: float = typer.Option(1.5, help="Contrast weight of the long-term memory expert."),
+    w_stm: float = typer.Option(1.0, help="Contrast weight of the short-term memory expert."),
+    w_hg: float = typer.Option(1.5, help="History-guidance scale (HG-v)."),
+    ddim_steps: int = typer.Option(20, min=1, help="DDIM steps per generated chunk."),
+    sweep_steps: Optional[str] = typer.Option(None, help=(
+        "Also sweep memorization steps, e.g. 5,10,20,50,100 (plot recall_vs_steps.png).")),
+    sweep_ranks: Optional[str] = typer.Option(None, help=(
+        "Also sweep LoRA ranks, e.g. 4,8,32,64 (plot recall_vs_rank.png).")),
+    precision: str = typer.Option("auto", help="auto, bf16 or fp32."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result as JSON here."),
+    out: Optional[Path] = typer.Option(None, help=(
+        "Folder for recall.png, the sweep plots and videos (truth | base | CoME).")),
+    videos: int = typer.Option(4, min=0, help="Episodes to write as videos into --out."),
+):
+    """Memory Cards recall: watch every card once, then draw what lies under each card.
+
+    Phase 1 of each zig-zag episode (every card uncovered and covered again) is the
+    history; the model rolls phase 2 (every card uncovered) out from its actions. A card
+    of the last frame is recalled when its MSE to the truth is under tau (a quarter of the
+    smallest MSE between two different cards); chance is a random layout. Prints the
+    table (mean recall, 95% CI per variant) and writes JSON, plots and videos.
+    """
+    from ..checkpoint import load_model
+    from ..protocols.recall import evaluate_recall, format_recall_table, recall_sweeps
+    from ..runtime import use_bf16
+    from ..world import MEMORY_VARIANTS, ExpertWeights, WorldModel, choose_variants
+
+    if any(v.strip() in ("sltm", "place") for v in variants.split(",")):
+        raise UserError("--variants sltm and place: those experts need map poses (Memory Maze); Memory Cards has none")
+    try:
+        names = choose_variants(variants, {"ltm", "stm"} if stm else {"ltm"})
+    except ValueError as e:
+        raise UserError(f"--variants: {e} (--stm RUN gives a short-term memory model)") from None
+    if load_model(ckpt)[1].pose != "cursor":
+        raise UserError(f"{ckpt}: cards-recall needs a Memory Cards model conditioned on the cursor pose")
+    sweep_s, sweep_r = parse_ints(sweep_steps, "--sweep-steps"), parse_ints(sweep_ranks, "--sweep-ranks")
+    options = dict(stm=stm, weights=ExpertWeights(ltm=w_ltm, stm=w_stm, hg=w_hg), steps=ddim_steps,
+                   bf16=use_bf16(precision, "cpu"))
+
+    def make_world(lora_rank: Optional[int] = None) -> WorldModel:
+        return WorldModel.from_pretrained(ckpt, rank=lora_rank or rank, **options)
+
+    result = evaluate_recall(make_world(), episodes, seed, steps, names, lr, batch_size, out, videos)
+    typer.echo(format_recall_table(result))
+    if sweep_s or sweep_r:
+        swept = tuple(v for v in names if v in MEMORY_VARIANTS) or ("come",)
+        result["sweeps"] = recall_sweeps(make_world, episodes, seed, sweep_s, sweep_r, steps, swept, lr, batch_size,
+                                         out)
+        for key, sw in result["sweeps"].items():
+            for v, ys in sw["recall"].items():
+                typer.echo(f"recall vs {key} ({v}): " + ", ".join(f"{x}: {y:.3f}" for x, y in zip(sw["values"], ys)))
+    write_json(json_out, result)
+    if out is not None:
+        typer.echo(f"wrote {out}/recall.png and {min(videos, episodes)} videos "
+                   f"(truth | {' | '.join(result['videos'])})")
