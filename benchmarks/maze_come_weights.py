@@ -17,8 +17,7 @@ from come.checkpoint import load_model
 from come.data.episodes import episode_files
 from come.demo import SHIPPED_MAZE
 from come.metrics.image import window_psnr
-from come.protocols.maze import (MEMORIZE_BATCH, MEMORIZE_LR, MEMORIZE_OPTIONS, MEMORIZE_STEPS, load_maze_episode,
-                                 window_batch, window_starts)
+from come.protocols.maze import load_maze_episode, window_batch, window_starts
 from come.runtime import use_bf16
 from come.world import ExpertWeights, WorldModel
 
@@ -45,7 +44,7 @@ def main():
                        come_experts=("ltm", "place"))
     world.observe(batch["frames"], batch["action"], batch["pose"])
     t0 = time.time()
-    world.memorize(steps=MEMORIZE_STEPS, lr=MEMORIZE_LR, batch_size=MEMORIZE_BATCH, **MEMORIZE_OPTIONS)
+    world.memorize("maze")
     print(f"{len(starts)} windows, memorized in {time.time() - t0:.0f} s")
     psnr = {}
     for name, variant, w_ltm, w_place in SETTINGS:

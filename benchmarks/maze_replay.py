@@ -27,9 +27,8 @@ import numpy as np
 
 from come.checkpoint import load_model
 from come.data.episodes import episode_files
-from come.protocols.maze import (MEMORIZE_BATCH, MEMORIZE_LR, MEMORIZE_OPTIONS, MEMORIZE_STEPS, score_windows,
-                                 window_batch,
-                                 load_maze_episode, revisit_starts)
+from come.memory import RECIPES
+from come.protocols.maze import load_maze_episode, revisit_starts, score_windows, window_batch
 from come.world import ExpertWeights, WorldModel
 
 
@@ -44,8 +43,9 @@ def main():
     p.add_argument("--frames", type=int, default=32)
     p.add_argument("--replay-at", type=int, default=100, help="history frame the replay starts from")
     p.add_argument("--weight", type=float, default=0.5)
-    p.add_argument("--steps", type=int, default=MEMORIZE_STEPS, help="memorization steps")
-    p.add_argument("--batch-size", type=int, default=MEMORIZE_BATCH, help="history windows per memorization step")
+    p.add_argument("--steps", type=int, default=RECIPES["maze"].steps, help="memorization steps")
+    p.add_argument("--batch-size", type=int, default=RECIPES["maze"].batch_size,
+                   help="history windows per memorization step")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     if not 3 <= args.replay_at <= args.history - args.frames:
@@ -59,7 +59,7 @@ def main():
                        weights=ExpertWeights(ltm=args.weight, sltm=args.weight), sltm_null="adapters_off", steps=10)
     world.observe(batch["frames"], batch["action"], batch["pose"])
     t0 = time.time()
-    world.memorize(steps=args.steps, lr=MEMORIZE_LR, batch_size=args.batch_size, seed=args.seed, **MEMORIZE_OPTIONS)
+    world.memorize("maze", steps=args.steps, batch_size=args.batch_size, seed=args.seed)
     row = {"windows": starts, "memorize_s": round(time.time() - t0, 1), "revisit": {}, "replay": {}}
     variants = ["base", "ltm"] + (["sltm", "come"] if args.sltm else [])
     for v in variants:

@@ -22,8 +22,8 @@ import numpy as np
 
 from come.checkpoint import load_model
 from come.metrics.cards import card_mse
-from come.protocols.recall import (MEMORIZE_BATCH, MEMORIZE_LR, MEMORIZE_OPTIONS, recall_episode, recall_rollouts,
-                                   recall_tau)
+from come.memory import RECIPES
+from come.protocols.recall import recall_episode, recall_rollouts, recall_tau
 from come.world import ExpertWeights, WorldModel
 
 
@@ -33,9 +33,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=102)
     ap.add_argument("--episodes", type=int, default=12)
     ap.add_argument("--steps", type=int, default=50, help="memorization steps")
-    ap.add_argument("--lr", type=float, default=MEMORIZE_LR)
-    ap.add_argument("--batch", type=int, default=MEMORIZE_BATCH, help="windows per memorization step")
-    ap.add_argument("--context-dropout", type=float, default=MEMORIZE_OPTIONS["p_context_dropout"])
+    recipe = RECIPES["cards"]
+    ap.add_argument("--lr", type=float, default=recipe.lr)
+    ap.add_argument("--batch", type=int, default=recipe.batch_size, help="windows per memorization step")
+    ap.add_argument("--context-dropout", type=float, default=recipe.p_context_dropout)
     ap.add_argument("--no-first-frames", action="store_true", help="never make the history's first frames targets")
     ap.add_argument("--lr-schedule", default="constant", choices=("constant", "cosine"))
     ap.add_argument("--w", type=float, default=1.5, help="contrast weight of the memory")
@@ -47,11 +48,10 @@ def main() -> None:
     world = WorldModel(base, cfg, steps=args.ddim_steps, weights=ExpertWeights(ltm=args.w))
     tau = recall_tau(cfg.model["resolution"])
     eps = [recall_episode(args.seed, i, cfg) for i in range(args.episodes)]
-    options = {**MEMORIZE_OPTIONS, "p_context_dropout": args.context_dropout,
+    options = {"lr": args.lr, "batch_size": args.batch, "p_context_dropout": args.context_dropout,
                "first_frames": not args.no_first_frames, "lr_schedule": args.lr_schedule}
     t0 = time.time()
-    predictions, _ = recall_rollouts(world, eps, ("ltm",), args.steps, args.lr, args.batch, args.seed,
-                                     memorize_options=options)
+    predictions, _ = recall_rollouts(world, eps, ("ltm",), args.steps, args.seed, **options)
     cards = []  # (right at reveal, right at the end, second half, face-down start)
     for p, e in zip(predictions["ltm"], eps):
         covered = e["covered"]

@@ -95,9 +95,9 @@ def test_every_protocol_end_to_end(maze_runs, tmp_path):
     assert result["variants"] == ["base", "ltm", "stm", "sltm", "place", "stm+ltm", "come", "poe", "hg"]
     assert result["place_weight"] == 1.5 and result["place"] == str(r["place"])
     assert result["come_experts"] == ["ltm", "place", "sltm"]
-    assert result["memorization_batch"] == 3
-    assert result["memorize_options"] == {"weighting": "surprise", "p_context_dropout": 0.5, "p_pose_dropout": 0.3,
-                                          "lr_schedule": "constant"}
+    assert result["memorization"] == {"steps": 2, "lr": 1e-2, "batch_size": 3, "weighting": "surprise",
+                                      "boost": 4.0, "p_context_dropout": 0.5, "p_pose_dropout": 0.3,
+                                      "lr_schedule": "constant"}
     assert result["sltm_null"] == "pose_drop" and result["sltm_weight"] == 1.5
     for name in ("fixed", "revisits"):
         assert protocols[name]["windows"] == 2
@@ -171,20 +171,18 @@ def test_the_cli_memorizes_as_the_protocol_does():
     import inspect
 
     from come.cli import evaluate as cli
-    from come.protocols.maze import (COME_EXPERTS, LTM_WEIGHT, MEMORIZE_BATCH, MEMORIZE_LR, MEMORIZE_OPTIONS,
-                                     MEMORIZE_STEPS, SLTM_NULL)
+    from come.memory import RECIPES
+    from come.protocols.maze import COME_EXPERTS, LTM_WEIGHT, SLTM_NULL
 
     params = inspect.signature(cli.eval_maze).parameters
-    assert params["steps"].default.default == MEMORIZE_STEPS
+    recipe = RECIPES["maze"]
     assert params["w_ltm"].default.default == LTM_WEIGHT
     assert params["come_experts"].default.default == ",".join(COME_EXPERTS)
     assert params["sltm_null"].default.default == SLTM_NULL
-    assert params["lr_schedule"].default.default == MEMORIZE_OPTIONS["lr_schedule"]
-    assert params["lr"].default.default == MEMORIZE_LR
-    assert params["batch_size"].default.default == MEMORIZE_BATCH
-    assert params["weighting"].default.default == MEMORIZE_OPTIONS["weighting"]
-    assert params["context_dropout"].default.default == MEMORIZE_OPTIONS["p_context_dropout"]
-    assert params["pose_dropout"].default.default == MEMORIZE_OPTIONS["p_pose_dropout"]
+    for option, setting in (("steps", "steps"), ("lr", "lr"), ("batch_size", "batch_size"),
+                            ("weighting", "weighting"), ("lr_schedule", "lr_schedule"),
+                            ("context_dropout", "p_context_dropout"), ("pose_dropout", "p_pose_dropout")):
+        assert params[option].default.default == getattr(recipe, setting), option
 
 
 def test_differences_from_base_pairs_windows():

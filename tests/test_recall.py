@@ -81,8 +81,8 @@ def test_the_cli_memorizes_as_the_protocol_does():
     import inspect
 
     from come.cli import evaluate as cli
-    from come.protocols.recall import MEMORIZE_BATCH, MEMORIZE_LR
+    from come.memory import RECIPES
 
     params = inspect.signature(cli.eval_cards_recall).parameters
-    assert params["lr"].default.default == MEMORIZE_LR
-    assert params["batch_size"].default.default == MEMORIZE_BATCH
+    assert params["lr"].default.default == RECIPES["cards"].lr
+    assert params["batch_size"].default.default == RECIPES["cards"].batch_size

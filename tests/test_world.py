@@ -238,3 +238,26 @@ def test_place_memory_sees_the_views_nearest_each_frame():
         passes[name] = stats["passes"]
     torch.testing.assert_close(outs["own"], outs["apart"], atol=1e-4, rtol=1e-4)
     assert passes == {"own": 1, "apart": 3}  # apart: the prior, and the place memory with and without views
+
+
+def test_memorize_follows_the_recipe_of_the_models_dataset(monkeypatch):
+    """With no settings, memorize() fits as its dataset's protocol does (Memory Cards: the cursor pose); a
+    named recipe and any changed setting are honoured, and an unknown recipe is refused."""
+    from come.memory import RECIPES, LoRAMemory
+
+    seen = []
+    monkeypatch.setattr(LoRAMemory, "memorize", lambda self, *args, **kw: seen.append(kw) or [0.0])
+    base = _net(4, 0)
+    world = WorldModel(base, _cfg(base, 2), rank=4, steps=2)
+    frames, action, pose, *_ = _batch()
+    world.observe(frames, action, pose)
+    world.memorize()
+    cards = RECIPES["cards"]
+    assert len(seen) == 2  # one adapter per episode
+    assert {k: seen[0][k] for k in ("steps", "lr", "batch_size", "weighting", "p_context_dropout")} == \
+        {"steps": cards.steps, "lr": cards.lr, "batch_size": cards.batch_size, "weighting": "surprise",
+         "p_context_dropout": cards.p_context_dropout}
+    world.memorize("maze", lr=0.5)
+    assert seen[-1]["lr"] == 0.5 and seen[-1]["lr_schedule"] == "cosine" and seen[-1]["weighting"] == "change"
+    with pytest.raises(ValueError, match="recipe 'magic'"):
+        world.memorize("magic")

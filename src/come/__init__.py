@@ -18,7 +18,8 @@ _PUBLIC = {
     "WorldModel": "world", "ExpertWeights": "world", "VARIANTS": "world", "VARIANT_EXPERTS": "world",
     "Expert": "compose", "History": "compose", "Denoiser": "compose", "DiTDenoiser": "compose",
     "compose_eps": "compose", "composed_eps_fn": "compose",
-    "LoRAMemory": "memory", "sample_ddim": "diffusion.sampling", "make_scheduler": "diffusion.schedule",
+    "LoRAMemory": "memory", "Recipe": "memory", "RECIPES": "memory",
+    "sample_ddim": "diffusion.sampling", "make_scheduler": "diffusion.schedule",
     "VideoDiT": "models.dit", "DiTConfig": "models.dit",
     "load_model": "checkpoint", "shipped_models": "checkpoint", "TrainConfig": "presets",
 }

@@ -78,7 +78,7 @@ def run_maze_demo(out: Path, episodes: int = 2, frames: int = 32, seed: int = 43
         return WorldModel.from_pretrained(SHIPPED_MAZE, rank=rank, steps=10, bf16=bf16, come_experts=COME_EXPERTS)
 
     result = evaluate_maze(make_world, episode_files(out / "data", "test"), cfg, ("revisits",), MAZE_DEMO_VARIANTS,
-                           history=history, frames=frames, steps=memorization_steps, seed=seed, out=out,
+                           history=history, frames=frames, memorize={"steps": memorization_steps}, seed=seed, out=out,
                            progress=progress)
     table = format_maze_table(result)
     echo(table)

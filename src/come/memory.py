@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -36,6 +37,41 @@ ADAPTER_INIT_SEED = 0  # every adapter starts from the same random LoRA A (B is 
 # learning-rate factor at step i of n
 LR_SCHEDULES = {"constant": lambda i, n: 1.0, "cosine": lambda i, n: 0.5 * (1 + math.cos(math.pi * i / max(n, 1)))}
 WINDOW_WEIGHTINGS = ("change", "surprise")  # how memorize draws the history's windows
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a memory is fitted on an episode at test time: the settings of :meth:`LoRAMemory.memorize` that a
+    dataset's protocol fixes (the noise levels and loss weights come from each network's training config)."""
+
+    steps: int = 50
+    lr: float = 1e-3
+    batch_size: int = 8
+    weighting: str = "change"
+    boost: float = 4.0
+    p_context_dropout: float = 0.0
+    p_pose_dropout: float = 0.0
+    lr_schedule: str = "constant"
+
+    def with_overrides(self, **overrides) -> dict:
+        """The recipe's settings as keyword arguments, with ``overrides`` (None values ignored) on top."""
+        return {**asdict(self), **{k: v for k, v in overrides.items() if v is not None}}
+
+
+RECIPES = {
+    # Memory Cards: the small place memory at a high learning rate on 64 windows a step, drawn by the base
+    # model's surprise (a reveal, not a cursor move), the context of 10% of them dropped so that an episode
+    # that starts face up is learned as whole frames (BENCHMARKS.md, "Recall past 0.80").
+    "cards": Recipe(steps=50, lr=1e-1, batch_size=64, weighting="surprise", boost=20.0, p_context_dropout=0.1),
+    # Memory Maze: the best of the settings tried on dev revisit windows (BENCHMARKS.md, "Memory Maze: the
+    # LTM and the spatial expert on an x0 base model").
+    "maze": Recipe(steps=50, lr=1e-2, batch_size=16, weighting="change", lr_schedule="cosine"),
+}
+
+
+def recipe_for(pose: str | None) -> str:
+    """The recipe of a world model by its pose input: Memory Cards' cursor, else Memory Maze."""
+    return "cards" if pose == "cursor" else "maze"
 
 
 @contextmanager

@@ -33,7 +33,7 @@ from .compose import DiTDenoiser, Expert, History, composed_eps_fn, history_guid
 from .data.places import nearest_views, relative_view_pose
 from .diffusion.sampling import autoregress
 from .diffusion.schedule import make_scheduler
-from .memory import LoRAMemory
+from .memory import RECIPES, LoRAMemory, Recipe, recipe_for
 from .models.dit import VideoDiT
 from .presets import TrainConfig
 
@@ -191,45 +191,38 @@ class WorldModel:
     def episode_adapters(self) -> tuple[str, ...]:
         return tuple(f"episode{b}" for b in range(len(self.frames)))
 
-    def memorize(self, steps: int = 50, lr: float = 1e-3, batch_size: int = 8, seed: int = 0,
-                 progress: bool = False, recent: int | None = None, **options) -> list[list[float]]:
+    def memorize(self, recipe: str | Recipe | None = None, seed: int = 0, progress: bool = False,
+                 recent: int | None = None, **overrides) -> list[list[float]]:
         """Memorize each episode of the history (its last ``recent`` frames, if given) into its own adapter,
         in every memory (LTM, and SLTM when there is one); returns the loss curves, per memory then per
         episode.
 
-        ``options`` go to :meth:`LoRAMemory.memorize` (``weighting``, ``boost``, ``p_context_dropout``,
-        ``first_frames``, ``lr_schedule``, ``high_fraction``, ``high_min``, ``max_weight``,
-        ``context_noise_max``); the noise levels and
-        loss weights default to those each memory's network was trained with.
+        ``recipe`` names the settings (:data:`~come.memory.RECIPES`: ``cards`` or ``maze``; by default the
+        one of the base model's dataset), or is a :class:`~come.memory.Recipe`; ``overrides`` change any
+        setting of :meth:`LoRAMemory.memorize` (``steps``, ``lr``, ``batch_size``, ``weighting``,
+        ``first_frames``, ``high_min``...). The noise levels and loss weights default to those each memory's
+        network was trained with.
         """
         if self.frames is None:
             raise ValueError("observe() a history before memorize()")
+        recipe = recipe or recipe_for(self.cfg.pose)
+        if isinstance(recipe, str):
+            if recipe not in RECIPES:
+                raise ValueError(f"unknown memorization recipe '{recipe}' (choose from {', '.join(RECIPES)})")
+            recipe = RECIPES[recipe]
         curves = []
         part = slice(-recent if recent else None, None)
         for memory, cfg in self.memories:
-            settings = {"high_fraction": cfg.high_level_fraction, "high_min": cfg.high_level_min,
-                        "max_weight": cfg.max_loss_weight, "context_noise_max": cfg.context_noise_max, **options}
+            settings = recipe.with_overrides(high_fraction=cfg.high_level_fraction, high_min=cfg.high_level_min,
+                                             max_weight=cfg.max_loss_weight, context_noise_max=cfg.context_noise_max)
+            settings |= overrides
             for b, name in enumerate(self.episode_adapters):
                 curves.append(memory.memorize(
                     self.frames[b, part], self.action[b, part], None if self.pose is None else self.pose[b, part],
-                    steps=steps, lr=lr,
-                    batch_size=batch_size, context=cfg.context, future=cfg.future, bf16=self.bf16,
-                    seed=seed + b, progress=progress, adapter=name, **settings))
+                    context=cfg.context, future=cfg.future, bf16=self.bf16, seed=seed + b, progress=progress,
+                    adapter=name, **settings))
         self.memorized = True
         return curves
-
-    def members(self, variant: str) -> tuple[str, ...]:
-        """The experts a variant composes on top of the prior (the expert table, ``VARIANT_EXPERTS``)."""
-        if variant not in VARIANT_EXPERTS:
-            raise ValueError(f"unknown variant '{variant}' (choose from {', '.join(VARIANTS)})")
-        available = {"ltm": True, "stm": self.stm is not None, "place": self.place is not None,
-                     "sltm": self.sltm is not None}
-        if variant in COMPOSITIONS:
-            return tuple(e for e in VARIANT_EXPERTS[variant] if e in self.come_experts and available[e])
-        missing = [e for e in VARIANT_EXPERTS[variant] if not available[e]]
-        if missing:
-            raise ValueError(f"variant '{variant}' needs a {' and a '.join(MODEL_NAMES[e] for e in missing)} model")
-        return VARIANT_EXPERTS[variant]
 
     def predict(self, frames: torch.Tensor, action: torch.Tensor, pose: torch.Tensor | None,
                 future_action: torch.Tensor, future_pose: torch.Tensor | None, variants, seed: int = 0,
@@ -323,11 +316,9 @@ class WorldModel:
         horizon: int = 4,
         iterations: int = 11,
         variant: str = "come",
-        lr: float = 1e-3,
-        batch_size: int = 8,
         seed: int = 0,
         progress: bool = False,
-        **options,
+        **memorize,
     ) -> list[dict]:
         """Streaming memory over whole episodes (B,T,...): the memory keeps learning as frames arrive.
 
@@ -335,7 +326,7 @@ class WorldModel:
         retrieves from all of them), memorize the last ``window`` for ``updates`` steps (the
         adapters carry over from the previous iteration; skipped for variants without memory),
         predict the next ``horizon`` frames, then move on by ``horizon`` observed frames.
-        ``options`` go to :meth:`memorize`.
+        ``memorize`` changes settings of the memorization recipe (:meth:`memorize`).
         Returns per iteration ``position``, ``prediction`` and ``truth`` (B,h,C,H,W).
         """
         end = start + iterations * horizon
@@ -348,7 +339,7 @@ class WorldModel:
             pos = start + i * horizon
             self.observe(frames[:, :pos], action[:, :pos], None if pose is None else pose[:, :pos], keep_memory=i > 0)
             if uses_memory:
-                self.memorize(steps=updates, lr=lr, batch_size=batch_size, seed=seed + i, recent=window, **options)
+                self.memorize(seed=seed + i, recent=window, **{**memorize, "steps": updates})
             nxt = slice(pos, pos + horizon)
             pred = self.imagine(action[:, nxt], None if pose is None else pose[:, nxt], variant=variant, seed=seed + i)
             out.append({"position": pos, "prediction": pred, "truth": frames[:, nxt]})

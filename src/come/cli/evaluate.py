@@ -151,13 +151,12 @@ def eval_maze(
         return WorldModel.from_pretrained(ckpt, rank=lora_rank, **options)
 
     make_world(rank)  # every model is checked before any work
-    memorize = {"weighting": weighting, "p_context_dropout": context_dropout, "p_pose_dropout": pose_dropout,
-                "lr_schedule": lr_schedule}
+    memorize = {"steps": steps, "lr": lr, "batch_size": batch_size, "weighting": weighting,
+                "p_context_dropout": context_dropout, "p_pose_dropout": pose_dropout, "lr_schedule": lr_schedule}
     result = evaluate_maze(make_world, episode_files(data, "test")[:episodes], cfg, chosen, names, history, frames,
-                           steps, lr, batch_size, rank=rank, min_gap=min_gap, windows_per_episode=windows,
-                           stream_updates=updates, iterations=iterations, capacity_ranks=ranks,
-                           capacity_histories=histories, pose_encoder=encoder, memorize_options=memorize, seed=seed,
-                           out=out)
+                           memorize, rank=rank, min_gap=min_gap, windows_per_episode=windows, stream_updates=updates,
+                           iterations=iterations, capacity_ranks=ranks, capacity_histories=histories,
+                           pose_encoder=encoder, seed=seed, out=out)
     runs = {"checkpoint": ckpt, "stm": stm, "sltm": sltm, "place": place, "pose_encoder": pose_encoder, "data": data}
     result |= {"come_experts": list(composed), "ltm_weight": w_ltm, "stm_weight": w_stm, "sltm_weight": w_sltm,
                "place_weight": w_place, "sltm_null": sltm_null, "ddim_steps": ddim_steps,
@@ -222,12 +221,13 @@ def eval_cards_recall(
     def make_world(lora_rank: Optional[int] = None) -> WorldModel:
         return WorldModel.from_pretrained(ckpt, rank=lora_rank or rank, **options)
 
-    result = evaluate_recall(make_world(), episodes, seed, steps, names, lr, batch_size, out, videos)
+    memorize = {"lr": lr, "batch_size": batch_size}
+    result = evaluate_recall(make_world(), episodes, seed, steps, names, out, videos, memorize=memorize)
     typer.echo(format_recall_table(result))
     if sweep_s or sweep_r:
         swept = tuple(v for v in names if v in MEMORY_VARIANTS) or ("come",)
-        result["sweeps"] = recall_sweeps(make_world, episodes, seed, sweep_s, sweep_r, steps, swept, lr, batch_size,
-                                         out)
+        result["sweeps"] = recall_sweeps(make_world, episodes, seed, sweep_s, sweep_r, steps, swept, out,
+                                         memorize=memorize)
         for key, sw in result["sweeps"].items():
             for v, ys in sw["recall"].items():
                 typer.echo(f"recall vs {key} ({v}): " + ", ".join(f"{x}: {y:.3f}" for x, y in zip(sw["values"], ys)))

@@ -34,6 +34,7 @@ from tqdm import tqdm
 from ..data.clips import frames_to_tensor, pose_track, skip_actions, tensor_to_frames
 from ..data.episodes import EpisodeError, load_episode
 from ..data.places import TURN_COST, nearest_views
+from ..memory import RECIPES
 from ..metrics.image import ssim, window_psnr
 from ..metrics.intervals import interval_text, mean_ci95
 from ..models.pose_encoder import PoseEncoder, infer_track, to_absolute_pose
@@ -42,12 +43,6 @@ from ..video import side_by_side, write_video
 from .pose import true_track
 
 PROTOCOLS = ("fixed", "revisits", "streaming", "capacity")
-# How the protocols memorize by default (also the defaults of 'come eval maze'): the best of the settings
-# tried on dev revisit windows (BENCHMARKS.md, "Memory Maze: the LTM and the spatial expert on an x0 base model").
-MEMORIZE_STEPS = 50
-MEMORIZE_LR = 1e-2
-MEMORIZE_BATCH = 16
-MEMORIZE_OPTIONS = {"weighting": "change", "p_context_dropout": 0.0, "p_pose_dropout": 0.0, "lr_schedule": "cosine"}
 LTM_WEIGHT = 1.0  # contrast weight of the LTM on Memory Maze: 1.5 was worse on every dev setting
 # The experts CoME composes on Memory Maze: not the LTM, which is below the base model on revisits reached
 # along new paths (BENCHMARKS.md, "Memory Maze: the short-term memory and every variant on revisits").
@@ -171,13 +166,12 @@ def differences_from_base(scores: dict[str, dict]) -> dict[str, dict]:
     return out
 
 
-def predict_windows(world, batch: dict, variants, steps: int, lr: float, batch_size: int, seed: int,
-                    progress: bool = False, memorize_options: dict | None = None
+def predict_windows(world, batch: dict, variants, seed: int = 0, progress: bool = False, **memorize
                     ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
-    """:meth:`~come.world.WorldModel.predict` on a batch of windows from :func:`window_batch`."""
+    """:meth:`~come.world.WorldModel.predict` on a batch of windows from :func:`window_batch`; ``memorize``
+    changes settings of the maze recipe."""
     return world.predict(batch["frames"], batch["action"], batch["pose"], batch["future_action"], batch["future_pose"],
-                         variants, seed, progress, steps=steps, lr=lr, batch_size=batch_size,
-                         **(memorize_options or {}))
+                         variants, seed, progress, **memorize)
 
 
 def evaluate_maze(
@@ -188,9 +182,7 @@ def evaluate_maze(
     variants=("base", "ltm", "come"),
     history: int = 200,
     frames: int = 8,
-    steps: int = MEMORIZE_STEPS,
-    lr: float = MEMORIZE_LR,
-    batch_size: int = MEMORIZE_BATCH,
+    memorize: dict | None = None,
     rank: int = 32,
     min_gap: int = 100,
     windows_per_episode: int = 2,
@@ -200,14 +192,13 @@ def evaluate_maze(
     capacity_ranks=(8, 32),
     capacity_histories=(50, 200),
     pose_encoder: PoseEncoder | None = None,
-    memorize_options: dict | None = None,
     seed: int = 0,
     out: str | Path | None = None,
     progress: bool = True,
 ) -> dict:
     """Run the chosen protocols; ``make_world(rank)`` builds a fresh :class:`~come.world.WorldModel`.
-    ``memorize_options`` go to :meth:`~come.world.WorldModel.memorize` (window weighting, context
-    dropout...). Returns a JSON-ready dict; writes plots and videos to ``out``."""
+    ``memorize`` changes settings of the maze memorization recipe (``RECIPES["maze"]``: steps, lr, window
+    weighting...). Returns a JSON-ready dict; writes plots and videos to ``out``."""
     unknown = [p for p in protocols if p not in PROTOCOLS]
     if unknown:
         raise ValueError(f"unknown protocol(s) {', '.join(unknown)} (choose from {', '.join(PROTOCOLS)})")
@@ -217,39 +208,36 @@ def evaluate_maze(
     short = [f.name for f, e in zip(files, episodes) if len(e["frames"]) < need]
     if short:
         raise EpisodeError(f"{', '.join(short)}: fewer than history {history} + {frames} frames")
-    options = dict(MEMORIZE_OPTIONS if memorize_options is None else memorize_options)
-    result = {"episodes": len(files), "history": history, "frames": frames, "memorization_steps": steps,
-              "memorization_lr": lr, "memorization_batch": batch_size, "memorize_options": options,
+    memorize = RECIPES["maze"].with_overrides(**(memorize or {}))
+    result = {"episodes": len(files), "history": history, "frames": frames, "memorization": dict(memorize),
               "lora_rank": rank, "seed": seed, "variants": list(variants), "protocols": {}}
     out = Path(out) if out is not None else None
 
     fixed, revisits = window_starts(episodes, history, frames, min_gap, windows_per_episode, seed)
-    memorize = dict(steps=steps, lr=lr, batch_size=batch_size, seed=seed)
+    memorize["seed"] = seed
     for name, starts in (("fixed", fixed), ("revisits", revisits)):
         if name in protocols:
             result["protocols"][name] = window_protocol(name, make_world, rank, episodes, starts, variants, history,
-                                                        frames, min_gap, memorize, options, out, progress)
+                                                        frames, min_gap, memorize, out, progress)
     if "streaming" in protocols:
         result["protocols"]["streaming"] = streaming_protocol(make_world, rank, episodes, variants, history, frames,
                                                               iterations, stream_window, stream_updates, memorize,
-                                                              options, out, progress)
+                                                              out, progress)
     if "capacity" in protocols:
         result["protocols"]["capacity"] = capacity_protocol(make_world, episodes, fixed, frames, capacity_ranks,
-                                                            capacity_histories, memorize, options, progress)
+                                                            capacity_histories, memorize, progress)
     return result
 
 
 def window_protocol(name: str, make_world, rank: int, episodes: list[dict], starts, variants, history: int,
-                    frames: int, min_gap: int, memorize: dict, options: dict, out: Path | None, progress: bool
-                    ) -> dict:
+                    frames: int, min_gap: int, memorize: dict, out: Path | None, progress: bool) -> dict:
     """Fixed or revisit windows: every variant's scores, the model-free references, the per-window
     differences against the base and the seconds per window; a video and a bar plot into ``out``."""
     if not starts:
         return {"windows": 0, "note": f"no revisit after a gap of more than {min_gap} frames to a place seen in "
                                       f"the last {history}"}
     batch = window_batch(episodes, starts, history, frames)
-    preds, seconds = predict_windows(make_world(rank), batch, variants, **memorize, progress=progress,
-                                     memorize_options=options)
+    preds, seconds = predict_windows(make_world(rank), batch, variants, progress=progress, **memorize)
     scores = {v: score_windows(p, batch["truth"]) for v, p in preds.items()}
     references = _references(episodes, starts, batch, history)
     result = {"windows": len(starts), "starts": starts, "variants": scores, **references,
@@ -265,8 +253,8 @@ def window_protocol(name: str, make_world, rank: int, episodes: list[dict], star
 
 
 def streaming_protocol(make_world, rank: int, episodes: list[dict], variants, history: int, frames: int,
-                       iterations: int, window: int, updates: int, memorize: dict, options: dict,
-                       out: Path | None, progress: bool) -> dict:
+                       iterations: int, window: int, updates: int, memorize: dict, out: Path | None,
+                       progress: bool) -> dict:
     """From frame ``history`` on, ``iterations`` times: memorize the last ``window`` frames, predict the next
     ``frames``, append the truth; mean PSNR per iteration and variant (a plot into ``out``)."""
     end = history + iterations * frames
@@ -278,8 +266,7 @@ def streaming_protocol(make_world, rank: int, episodes: list[dict], variants, hi
     for v in tqdm(variants, desc="streaming", unit="variant", disable=not progress):
         its = make_world(rank).stream(full["frames"], full["action"], full["pose"], start=history, window=window,
                                       updates=updates, horizon=frames, iterations=iterations, variant=v,
-                                      lr=memorize["lr"], batch_size=memorize["batch_size"], seed=memorize["seed"],
-                                      **options)
+                                      **memorize)
         curves[v] = [float(np.mean([window_psnr(p, t) for p, t in zip(it["prediction"], it["truth"])]))
                      for it in its]
     if out is not None:
@@ -289,7 +276,7 @@ def streaming_protocol(make_world, rank: int, episodes: list[dict], variants, hi
 
 
 def capacity_protocol(make_world, episodes: list[dict], fixed, frames: int, ranks, histories, memorize: dict,
-                      options: dict, progress: bool) -> dict:
+                      progress: bool) -> dict:
     """The LTM's PSNR over LoRA rank x history length, on fixed windows late enough for the longest history."""
     grid = {}
     longest = max(histories)
@@ -297,7 +284,7 @@ def capacity_protocol(make_world, episodes: list[dict], fixed, frames: int, rank
     for r in tqdm(ranks, desc="capacity", unit="rank", disable=not progress):
         for h in histories:
             batch = window_batch(episodes, starts, h, frames)
-            preds, _ = predict_windows(make_world(r), batch, ("ltm",), **memorize, memorize_options=options)
+            preds, _ = predict_windows(make_world(r), batch, ("ltm",), **memorize)
             grid[f"rank{r}_history{h}"] = {"rank": r, "history": h,
                                            "psnr": score_windows(preds["ltm"], batch["truth"])["psnr"]}
     return {"windows": len(starts), "grid": grid}

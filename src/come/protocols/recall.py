@@ -27,24 +27,12 @@ from tqdm import tqdm
 
 from ..data.cards import GRID, N_OBJECTS, generate_episode, render
 from ..data.clips import frames_to_tensor, pose_track, tensor_to_frames
+from ..memory import RECIPES
 from ..metrics.cards import card_mse
-from ..presets import TrainConfig
-from ..plotting import bar_chart, save_figure, subplots
-from ..video import side_by_side, write_video
 from ..metrics.intervals import interval_text, proportion_ci95
-
-# How the protocol memorizes (dev episodes of seeds 100 and 102, BENCHMARKS.md "A place memory" and
-# "Recall past 0.80"): windows
-# drawn by the base model's surprise (a reveal, not a cursor move: 0.57 recall against 0.47 by frame
-# change), a high learning rate for the small place memory with 64 windows a step (at 50 steps, seed 102:
-# lr 1e-2 x 16 windows 0.45, 3e-2 x 64 0.79, 1e-1 x 64 0.81, 1e-1 x 128 0.82), the history's first frames
-# as targets too (0.81 -> 0.91; see LoRAMemory.memorize's ``first_frames``), and the context of 10% of the
-# windows dropped: an episode that starts face up never shows a reveal, and only drawing whole frames
-# teaches its memory the objects (its recall 0.13-0.18 -> 0.40-0.48 at the earlier settings).
-MEMORIZE_LR = 1e-1
-MEMORIZE_BATCH = 64
-MEMORIZE_OPTIONS = {"weighting": "surprise", "boost": 20.0, "p_context_dropout": 0.1}
-
+from ..plotting import bar_chart, save_figure, subplots
+from ..presets import TrainConfig
+from ..video import side_by_side, write_video
 
 def card_faces(resolution: int) -> torch.Tensor:
     """(N_OBJECTS + 1, 3, R, R) frames in [-1, 1]: the whole grid showing one object (then the back)."""
@@ -106,10 +94,10 @@ def _stack(episodes: list[dict], key: str) -> torch.Tensor | None:
     return torch.stack([e[key] for e in episodes]) if key in episodes[0] else None
 
 
-def recall_rollouts(world, eps: list[dict], variants: tuple[str, ...], memorization_steps: int, lr: float,
-                    batch_size: int, seed: int, progress: bool = False,
-                    memorize_options: dict | None = None) -> tuple[dict[str, list], dict[str, float]]:
-    """Observe, memorize and roll out the recall phase of episodes from :func:`recall_episode`.
+def recall_rollouts(world, eps: list[dict], variants: tuple[str, ...], memorization_steps: int, seed: int,
+                    progress: bool = False, **memorize) -> tuple[dict[str, list], dict[str, float]]:
+    """Observe, memorize (the ``cards`` recipe, with the ``memorize`` changes) and roll out the recall phase
+    of episodes from :func:`recall_episode`.
 
     Episodes of the same length (zig-zag episodes start all covered or all face up, which gives
     two lengths) are processed together: one adapter per episode (memorized one after the other),
@@ -125,8 +113,8 @@ def recall_rollouts(world, eps: list[dict], variants: tuple[str, ...], memorizat
         group = [eps[i] for i in members]
         preds, spent = world.predict(_stack(group, "history"), _stack(group, "history_action"),
                                      _stack(group, "history_pose"), _stack(group, "action"), _stack(group, "pose"),
-                                     variants, seed, progress, steps=memorization_steps, lr=lr, batch_size=batch_size,
-                                     **(MEMORIZE_OPTIONS if memorize_options is None else memorize_options))
+                                     variants, seed, progress, recipe="cards",
+                                     **{**memorize, "steps": memorization_steps})
         for name, t in spent.items():
             seconds[name] += t
         for name in variants:
@@ -141,17 +129,15 @@ def evaluate_recall(
     seed: int = 0,
     memorization_steps: int = 20,
     variants: tuple[str, ...] = ("base", "ltm", "come", "poe", "hg"),
-    lr: float = MEMORIZE_LR,
-    batch_size: int = MEMORIZE_BATCH,
     out: str | Path | None = None,
     videos: int = 4,
     progress: bool = True,
-    memorize_options: dict | None = None,
+    memorize: dict | None = None,
 ) -> dict:
     """Run the recall protocol with a :class:`~come.world.WorldModel`; returns a JSON-ready dict.
 
-    The rollouts are :func:`recall_rollouts`'s. ``memorize_options`` go to
-    :meth:`~come.world.WorldModel.memorize` (default ``MEMORIZE_OPTIONS``).
+    The rollouts are :func:`recall_rollouts`'s; ``memorize`` changes settings of the ``cards`` memorization
+    recipe (``come.memory.RECIPES``).
     """
     cfg = world.cfg
     tau = recall_tau(cfg.model["resolution"])
@@ -160,8 +146,8 @@ def evaluate_recall(
     rng = np.random.default_rng(seed)
     chance = [float(tile_recall(random_layout_frame(e["cursor"][-1], cfg.model["resolution"], rng), t, tau))
               for e, t in zip(eps, truth_last)]
-    predictions, seconds = recall_rollouts(world, eps, variants, memorization_steps, lr, batch_size, seed,
-                                           progress, memorize_options)
+    predictions, seconds = recall_rollouts(world, eps, variants, memorization_steps, seed, progress,
+                                           **(memorize or {}))
     seconds = {k: v / episodes for k, v in seconds.items() if k != "memorize" or v > 0}
     result_variants = {}
     for name in variants:
@@ -187,6 +173,7 @@ def evaluate_recall(
         "episodes": episodes,
         "seed": seed,
         "memorization_steps": memorization_steps,
+        "memorization": RECIPES["cards"].with_overrides(**{**(memorize or {}), "steps": memorization_steps}),
         "lora_rank": world.memory.config.r,
         "ddim_steps": world.steps,
         "variants": result_variants,
@@ -253,10 +240,9 @@ def recall_sweeps(
     ranks: tuple[int, ...] = (),
     memorization_steps: int = 20,
     variants: tuple[str, ...] = ("ltm", "come"),
-    lr: float = MEMORIZE_LR,
-    batch_size: int = MEMORIZE_BATCH,
     out: str | Path | None = None,
     progress: bool = True,
+    memorize: dict | None = None,
 ) -> dict:
     """Recall against memorization steps (at the default rank) and against LoRA rank (at
     ``memorization_steps``); ``make_world(rank)`` builds a fresh :class:`~come.world.WorldModel`."""
@@ -268,7 +254,7 @@ def recall_sweeps(
         for value in tqdm(values, desc=f"sweep {label}", disable=not progress):
             world = make_world(value if key == "rank" else None)
             k = value if key == "steps" else memorization_steps
-            r = evaluate_recall(world, episodes, seed, k, variants, lr, batch_size, progress=False)
+            r = evaluate_recall(world, episodes, seed, k, variants, progress=False, memorize=memorize)
             for v in variants:
                 curves[v].append(r["variants"][v]["recall"])
         result[key] = {"values": list(values), "recall": curves}
