@@ -148,3 +148,22 @@ def test_train_resume_cli_keeps_the_runs_settings(cards_data, tmp_path):
     assert_clear_error(run("train", "--data", cards_data, "--out", run_dir, "--resume", "--preset", "cards-tiny"),
                        "test-micro")
     assert_clear_error(run("train", "--data", cards_data, "--out", run_dir, "--preset", "test-micro"), "--resume")
+
+
+def test_bad_input_is_one_line_and_a_bug_is_a_bug(monkeypatch, micro_run, cards_data):
+    """An InputError from the library is one error line and exit 2; any other exception, a ValueError from
+    deep inside included, is not dressed up as bad input."""
+    import come.protocols.rollouts as rollouts
+    from come.errors import InputError
+
+    def raises(error):
+        def evaluate(*args, **kwargs):
+            raise error
+        return evaluate
+
+    monkeypatch.setattr(rollouts, "evaluate_rollouts", raises(InputError("episode.npz: no frames")))
+    assert_clear_error(run("eval", "rollouts", "--ckpt", micro_run, "--data", cards_data), "episode.npz: no frames")
+    monkeypatch.setattr(rollouts, "evaluate_rollouts", raises(ValueError("shapes do not broadcast")))
+    result = run("eval", "rollouts", "--ckpt", micro_run, "--data", cards_data)
+    assert result.exit_code == 1 and isinstance(result.exception, ValueError)
+    assert "error:" not in result.output

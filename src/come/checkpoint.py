@@ -20,12 +20,13 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save
 
 from .data.episodes import atomic_write_bytes
+from .errors import InputError
 from .models.dit import DiTConfig, VideoDiT
 from .models.pose_encoder import PoseEncoder, PoseEncoderConfig
 from .presets import TrainConfig
 
 
-class CheckpointError(ValueError):
+class CheckpointError(InputError):
     """A checkpoint or run folder is missing, corrupt or does not fit."""
 
 

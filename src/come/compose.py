@@ -30,6 +30,7 @@ from diffusers import DDIMScheduler
 
 from .diffusion.sampling import EpsFn, autocast, noise_context
 from .diffusion.schedule import alpha_bar, to_eps
+from .errors import InputError
 from .memory import BASE_ADAPTER
 
 NULL_KINDS = ("noise", "adapters_off", "pose_drop", "views_drop")
@@ -74,11 +75,11 @@ class DiTDenoiser:
         place = {} if views is None else dict(zip(("views", "view_pose", "view_keep"), views))
         if not self.has_adapters:
             if any(n != BASE_ADAPTER for n in names):
-                raise ValueError(f"adapters {sorted(set(names) - {BASE_ADAPTER})} requested on a network without any")
+                raise InputError(f"adapters {sorted(set(names) - {BASE_ADAPTER})} requested on a network without any")
             return self.network(x, levels, action, pose, context=context, **place)
         missing = set(names) - {BASE_ADAPTER} - set(self.network.peft_config)
         if missing:
-            raise ValueError(f"adapters {sorted(missing)} do not exist (has: {sorted(self.network.peft_config)})")
+            raise InputError(f"adapters {sorted(missing)} do not exist (has: {sorted(self.network.peft_config)})")
         # always name the adapters: without names peft would apply its active adapter to every sample
         return self.network(x, levels, action, pose, context=context, adapter_names=list(names), **place)
 
@@ -119,30 +120,30 @@ class Expert:
         if self.adapter is not None and not isinstance(self.adapter, str):
             self.adapter = tuple(self.adapter)
         if self.null not in NULL_KINDS:
-            raise ValueError(f"expert '{self.name}': null must be one of {NULL_KINDS}, got '{self.null}'")
+            raise InputError(f"expert '{self.name}': null must be one of {NULL_KINDS}, got '{self.null}'")
         if not math.isfinite(self.weight) or not math.isfinite(self.gamma):
-            raise ValueError(f"expert '{self.name}': weight {self.weight} and gamma {self.gamma} must be finite")
+            raise InputError(f"expert '{self.name}': weight {self.weight} and gamma {self.gamma} must be finite")
         if self.null == "views_drop" and not self.views:
-            raise ValueError(f"expert '{self.name}': null 'views_drop' needs place views on its conditional pass")
+            raise InputError(f"expert '{self.name}': null 'views_drop' needs place views on its conditional pass")
         if self.null == "adapters_off" and self.adapter is None:
-            raise ValueError(f"expert '{self.name}': null 'adapters_off' needs an adapter on its conditional pass")
+            raise InputError(f"expert '{self.name}': null 'adapters_off' needs an adapter on its conditional pass")
         if isinstance(self.context, int) and self.context < 1:
-            raise ValueError(f"expert '{self.name}': context must be at least one frame")
+            raise InputError(f"expert '{self.name}': context must be at least one frame")
         if self.null_context is not None and self.null != "noise":
-            raise ValueError(f"expert '{self.name}': null_context needs null 'noise'")
+            raise InputError(f"expert '{self.name}': null_context needs null 'noise'")
         if self.null_keep < 0 or (self.null_keep and self.null != "noise"):
-            raise ValueError(f"expert '{self.name}': null_keep {self.null_keep} needs null 'noise' and must be >= 0")
+            raise InputError(f"expert '{self.name}': null_keep {self.null_keep} needs null 'noise' and must be >= 0")
 
     def indices(self, n_history: int, null: bool = False) -> tuple[int, ...]:
         """History indices this expert sees (on its null pass if ``null``), in time order."""
         context = self.null_context if null and self.null_context is not None else self.context
         if isinstance(context, int):
             if context > n_history:
-                raise ValueError(f"expert '{self.name}' sees the last {context} frames; the history has {n_history}")
+                raise InputError(f"expert '{self.name}' sees the last {context} frames; the history has {n_history}")
             return tuple(range(n_history - context, n_history))
         idx = tuple(sorted({i % n_history for i in context}))  # (-1 and N-1 are one frame)
         if not idx or any(not -n_history <= i < n_history for i in context):
-            raise ValueError(f"expert '{self.name}': context indices {list(context)} fall outside a history of "
+            raise InputError(f"expert '{self.name}': context indices {list(context)} fall outside a history of "
                              f"{n_history}")
         return idx
 
@@ -161,29 +162,29 @@ def compose_eps(
     poe (naive product of experts): ``[prior +] sum_i gamma_i cond_i``.
     """
     if rule not in RULES:
-        raise ValueError(f"rule must be one of {RULES}, got '{rule}'")
+        raise InputError(f"rule must be one of {RULES}, got '{rule}'")
     if len(cond) != len(null) or len(cond) != len(weights):
-        raise ValueError("cond, null and weights must have one entry per expert")
+        raise InputError("cond, null and weights must have one entry per expert")
     if any(not math.isfinite(w) for w in weights):
-        raise ValueError(f"expert weights must be finite, got {list(weights)}")
+        raise InputError(f"expert weights must be finite, got {list(weights)}")
     gammas = [1.0] * len(cond) if gammas is None else list(gammas)
     if rule == "contrastive":
         if any(g != 1 for g in gammas):
-            raise ValueError(f"gamma {list(gammas)} tempers an expert in the naive product (poe) only; "
+            raise InputError(f"gamma {list(gammas)} tempers an expert in the naive product (poe) only; "
                              "the contrastive rule weighs each expert by its weight w")
         if prior is None:
-            raise ValueError("the contrastive composition needs a prior eps_0")
+            raise InputError("the contrastive composition needs a prior eps_0")
         out = prior.clone()
         for c, n, w in zip(cond, null, weights):
             if n is None:
-                raise ValueError("the contrastive composition needs every expert's null prediction")
+                raise InputError("the contrastive composition needs every expert's null prediction")
             out = out + w * (c - n)
         return out
     terms = [g * c for c, g in zip(cond, gammas)]
     if prior is not None:
         terms.insert(0, prior)
     if not terms:
-        raise ValueError("nothing to compose")
+        raise InputError("nothing to compose")
     return torch.stack(terms).sum(0)
 
 
@@ -213,7 +214,7 @@ class History:
 
     def __post_init__(self):
         if self.frames.ndim != 5:
-            raise ValueError(f"history frames must be (B,N,C,H,W), got {tuple(self.frames.shape)}")
+            raise InputError(f"history frames must be (B,N,C,H,W), got {tuple(self.frames.shape)}")
 
 
 def _passes(expert: Expert, n_history: int, with_null: bool) -> tuple[_Pass, _Pass | None]:
@@ -264,7 +265,7 @@ def _pass_inputs(p: _Pass, x: torch.Tensor, t: int, history: History, noise: tor
         pose = torch.cat([history.pose[:, idx], history.pose[:, N:N + F]], dim=1)
         pose = pose if p.pose else torch.zeros_like(pose)
     if isinstance(p.adapter, tuple) and len(p.adapter) != B:
-        raise ValueError(f"{len(p.adapter)} adapter names for a batch of {B} episodes")
+        raise InputError(f"{len(p.adapter)} adapter names for a batch of {B} episodes")
     adapters = list(p.adapter) if isinstance(p.adapter, tuple) else [p.adapter or BASE_ADAPTER] * B
     return torch.cat([ctx, x], dim=1), levels, action, pose, adapters
 
@@ -275,7 +276,7 @@ def _evaluate_passes(net: Denoiser, passes: list[_Pass], x: torch.Tensor, t: int
     """The eps of each pass of one network, in one batched forward call."""
     B, F, k = len(x), x.shape[1], len(passes[0].indices)
     if k + F > net.max_frames:
-        raise ValueError(f"an expert gives its network {k} context + {F} frames; it accepts {net.max_frames}")
+        raise InputError(f"an expert gives its network {k} context + {F} frames; it accepts {net.max_frames}")
     clips, levels, actions, poses, adapters = zip(*(_pass_inputs(p, x, t, history, noise, seen,
                                                                  scheduler.config.num_train_timesteps) for p in passes))
     place = {}  # a denoiser without a place memory never sees views
@@ -313,9 +314,9 @@ def composed_eps_fn(
     for e in members:
         e.indices(N)
         if e.views and history.views is None:
-            raise ValueError(f"expert '{e.name}' sees place views; the history has none")
+            raise InputError(f"expert '{e.name}' sees place views; the history has none")
     if history.action.shape[1] < N + 1:
-        raise ValueError(f"actions cover {history.action.shape[1]} frames; the history alone has {N}")
+        raise InputError(f"actions cover {history.action.shape[1]} frames; the history alone has {N}")
     noise = history.context_noise
     if noise is None:
         noise = torch.randn(frames.shape, generator=torch.Generator().manual_seed(0)).to(frames.device)
@@ -333,7 +334,7 @@ def composed_eps_fn(
 
     def eps_fn(x: torch.Tensor, t: int) -> torch.Tensor:
         if x.shape[2:] != shape:
-            raise ValueError(f"generated frames {tuple(x.shape[2:])} do not match the history's {tuple(shape)}")
+            raise InputError(f"generated frames {tuple(x.shape[2:])} do not match the history's {tuple(shape)}")
         cancelled = torch.zeros_like(x)  # a pass whose terms cancel: any value gives the same sum
         results = dict.fromkeys(coefficients, cancelled)
         for (net_id, _), passes in groups.items():
@@ -371,11 +372,11 @@ def history_guidance(
         views, ws = [context], [weight]
     else:
         if not subsets:
-            raise ValueError("HG-t needs at least one history subsequence")
+            raise InputError("HG-t needs at least one history subsequence")
         views = [tuple(s) for s in subsets]
         ws = list(weights) if weights is not None else [weight / len(views)] * len(views)
         if len(ws) != len(views):
-            raise ValueError("HG-t needs one weight per history subsequence")
+            raise InputError("HG-t needs one weight per history subsequence")
     shared = None
     if subsets is not None:
         shared = sorted({i for v in views for i in v})

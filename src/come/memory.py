@@ -30,6 +30,7 @@ from tqdm import tqdm
 from .diffusion.loss import diffusion_loss
 from .diffusion.sampling import autocast
 from .diffusion.schedule import add_noise, alpha_bar, make_scheduler, velocity
+from .errors import InputError
 
 DEFAULT_TARGETS = ("qkv", "proj", "fc1", "fc2")
 BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in a mixed-adapter batch
@@ -96,9 +97,9 @@ def change_weights(frames: torch.Tensor, window: int, boost: float, first: int =
 
 def _check_history(frames: torch.Tensor, action: torch.Tensor, pose: torch.Tensor | None, window: int) -> None:
     if len(frames) < window:
-        raise ValueError(f"a history of {len(frames)} frames is shorter than one window of {window}")
+        raise InputError(f"a history of {len(frames)} frames is shorter than one window of {window}")
     if len(action) != len(frames) or (pose is not None and len(pose) != len(frames)):
-        raise ValueError("frames, actions and poses of the history must have the same length")
+        raise InputError("frames, actions and poses of the history must have the same length")
 
 
 def _frame_index(n: int, start: int, length: int) -> torch.Tensor:
@@ -131,7 +132,7 @@ class LoRAMemory:
         adapter: str = "ltm",
     ):
         if rank < 1:
-            raise ValueError(f"LoRA rank must be at least 1, got {rank}")
+            raise InputError(f"LoRA rank must be at least 1, got {rank}")
         self.adapter = adapter
         targets = targets or getattr(network, "memory_targets", DEFAULT_TARGETS)
         self.config = LoraConfig(r=rank, lora_alpha=alpha or rank, target_modules=list(targets), lora_dropout=0.0)
@@ -215,7 +216,7 @@ class LoRAMemory:
         ``adapter`` names the episode's adapter (default: the first one); others stay as they are.
         """
         if lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"unknown lr_schedule '{lr_schedule}' (choose from {', '.join(LR_SCHEDULES)})")
+            raise InputError(f"unknown lr_schedule '{lr_schedule}' (choose from {', '.join(LR_SCHEDULES)})")
         adapter = self.adapter_for(adapter or self.adapter)
         window = context + future
         _check_history(frames, action, pose, window)
@@ -226,7 +227,7 @@ class LoRAMemory:
         elif weighting == "surprise":
             probs = self.surprise_weights(frames, action, pose, context, future, boost, seed, first=first)
         else:
-            raise ValueError(f"unknown window weighting '{weighting}' (choose from {', '.join(WINDOW_WEIGHTINGS)})")
+            raise InputError(f"unknown window weighting '{weighting}' (choose from {', '.join(WINDOW_WEIGHTINGS)})")
         rng = np.random.default_rng(seed)
         gen = torch.Generator().manual_seed(seed)
 
@@ -326,7 +327,7 @@ class LoRAMemory:
         window = context + future
         _check_history(frames, action, pose, window)
         if adapter is not None and adapter not in self.adapters:
-            raise ValueError(f"adapter '{adapter}' does not exist (has: {self.adapters})")
+            raise InputError(f"adapter '{adapter}' does not exist (has: {self.adapters})")
         name = adapter or BASE_ADAPTER
         scheduler = make_scheduler(self.base.config.num_train_timesteps)
         gen = torch.Generator().manual_seed(seed)
@@ -369,9 +370,9 @@ class LoRAMemory:
         expected = self._initial[name]
         missing = set(expected) - set(state)
         if missing:
-            raise ValueError(f"{path}: not a memory of this model (missing {sorted(missing)[:2]}...)")
+            raise InputError(f"{path}: not a memory of this model (missing {sorted(missing)[:2]}...)")
         for k, v in state.items():
             if k in expected and v.shape != expected[k].shape:
-                raise ValueError(f"{path}: adapter '{k}' has shape {tuple(v.shape)}, expected "
+                raise InputError(f"{path}: adapter '{k}' has shape {tuple(v.shape)}, expected "
                                  f"{tuple(expected[k].shape)} (another LoRA rank?)")
         set_peft_model_state_dict(self.model, state, adapter_name=name)

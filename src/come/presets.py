@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
+from .errors import InputError
 from .models.dit import PRESETS as MODEL_PRESETS
 
 
@@ -48,16 +49,16 @@ class TrainConfig:
 
     def __post_init__(self):
         if self.precision not in ("auto", "bf16", "fp32"):
-            raise ValueError(f"precision must be auto, bf16 or fp32, got '{self.precision}'")
+            raise InputError(f"precision must be auto, bf16 or fp32, got '{self.precision}'")
         if self.network not in NETWORKS:
-            raise ValueError(f"unknown network '{self.network}' (choose from {', '.join(NETWORKS)})")
+            raise InputError(f"unknown network '{self.network}' (choose from {', '.join(NETWORKS)})")
         if self.context < 1 or self.future < 1:
-            raise ValueError("context and future must be at least 1 frame each")
+            raise InputError("context and future must be at least 1 frame each")
         if self.network != "dit":
             return
         max_frames = self.model.get("max_frames", 8)
         if self.context + self.future > max_frames:
-            raise ValueError(
+            raise InputError(
                 f"context {self.context} + future {self.future} exceeds the model's max_frames={max_frames}")
 
     @property
@@ -119,6 +120,6 @@ TRAIN_PRESETS: dict[str, dict] = {
 def train_config(preset: str, **overrides) -> TrainConfig:
     """The :class:`TrainConfig` of a named preset, with field overrides (None values ignored)."""
     if preset not in TRAIN_PRESETS:
-        raise ValueError(f"unknown preset '{preset}' (choose from {', '.join(TRAIN_PRESETS)})")
+        raise InputError(f"unknown preset '{preset}' (choose from {', '.join(TRAIN_PRESETS)})")
     base = {k: (dict(v) if isinstance(v, dict) else v) for k, v in TRAIN_PRESETS[preset].items()}
     return TrainConfig(preset=preset, **{**base, **{k: v for k, v in overrides.items() if v is not None}})

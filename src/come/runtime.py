@@ -6,6 +6,7 @@ import functools
 from pathlib import Path
 
 import torch
+from .errors import InputError
 
 
 @functools.cache
@@ -25,7 +26,7 @@ def cpu_has_fast_bf16() -> bool:
 def use_bf16(precision: str, device: torch.device | str) -> bool:
     """Resolve 'auto' | 'bf16' | 'fp32' to whether bf16 autocast is used on ``device``."""
     if precision not in ("auto", "bf16", "fp32"):
-        raise ValueError(f"precision must be auto, bf16 or fp32, got '{precision}'")
+        raise InputError(f"precision must be auto, bf16 or fp32, got '{precision}'")
     if precision != "auto":
         return precision == "bf16"
     device = torch.device(device)

@@ -14,6 +14,7 @@ from .data.episodes import EpisodeError, load_episode
 from .compose import DiTDenoiser, Expert, History, composed_eps_fn
 from .diffusion.sampling import autoregress
 from .diffusion.schedule import make_scheduler
+from .errors import InputError
 from .metrics.image import psnr, ssim
 from .models.dit import VideoDiT
 from .presets import TrainConfig
@@ -51,7 +52,7 @@ def rollout(model: VideoDiT, scheduler, frames: torch.Tensor, action: torch.Tens
     composition with the model as its prior and no expert. ``action``/``pose`` (B,K+n_frames,·) are the
     episode's, frame-aligned with ``frames``."""
     if action.shape[1] < context + n_frames:
-        raise ValueError(f"need actions for {context + n_frames} frames, got {action.shape[1]}")
+        raise InputError(f"need actions for {context + n_frames} frames, got {action.shape[1]}")
     prior = Expert("model", DiTDenoiser(model), context)
 
     def eps_for(known: torch.Tensor, f: int):
@@ -80,10 +81,10 @@ def rollout_window(
     chunk = chunk or cfg.future
     max_frames = model.config.max_frames
     if context < 1 or context + chunk > max_frames:
-        raise ValueError(f"context {context} + chunk {chunk} must be between 2 and the model's max_frames={max_frames}")
+        raise InputError(f"context {context} + chunk {chunk} must be between 2 and the model's max_frames={max_frames}")
     total = len(ep["frames"])
     if start + context + frames > total:
-        raise ValueError(
+        raise InputError(
             f"the episode has {total} frames; start {start} + context {context} + frames {frames} do not fit")
     sl = slice(start, start + context + frames)
     device = next(model.parameters()).device
@@ -124,7 +125,7 @@ def sample_episode(ckpt, episode, out, context=None, frames=16, start=0, steps=2
     r = rollout_window(model, cfg, ep, start, context or cfg.context, frames, steps, chunk, bf16, seed)
     out = Path(out)
     if out.suffix != ".mp4":
-        raise ValueError(f"{out}: --out must be an .mp4 path")
+        raise InputError(f"{out}: --out must be an .mp4 path")
     video = side_by_side([tensor_to_frames(r["truth"]), tensor_to_frames(r["pred"])])
     write_video(out, video)
     gif = write_video(out.with_suffix(".gif"), video)

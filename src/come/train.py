@@ -19,6 +19,7 @@ from .data.episodes import split_folder
 from .diffusion.loss import diffusion_loss
 from .diffusion.sampling import autocast
 from .diffusion.schedule import make_scheduler
+from .errors import InputError
 from .metrics.image import psnr
 from .models.dit import LAYOUT_FIELDS, retime_positions
 from .models.pose_encoder import infer_track, integrate_motion, motion_loss
@@ -101,7 +102,7 @@ def init_weights(model: torch.nn.Module, init: str | Path, cfg: TrainConfig) -> 
                 layer.bias.zero_()
 
 
-class TrainingDiverged(ValueError):
+class TrainingDiverged(InputError):
     """The training loss stopped being a finite number."""
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import imageio.v2 as imageio
 import numpy as np
+from .errors import InputError
 
 
 def side_by_side(panels: list[np.ndarray], scale: int = 4, gap: int = 2) -> np.ndarray:
@@ -34,5 +35,5 @@ def write_video(path: str | Path, frames: np.ndarray, fps: int = 4) -> Path:
             for f in frames:
                 w_.append_data(f)
     else:
-        raise ValueError(f"{path}: video must end in .mp4 or .gif")
+        raise InputError(f"{path}: video must end in .mp4 or .gif")
     return path

@@ -33,6 +33,7 @@ from .compose import DiTDenoiser, Expert, History, composed_eps_fn, history_guid
 from .data.places import nearest_views, relative_view_pose
 from .diffusion.sampling import autoregress
 from .diffusion.schedule import make_scheduler
+from .errors import InputError
 from .memory import RECIPES, LoRAMemory, Recipe, recipe_for
 from .models.dit import VideoDiT
 from .presets import TrainConfig
@@ -69,11 +70,11 @@ def choose_variants(requested: str | None, experts: set[str] | tuple[str, ...]) 
     names = tuple(v.strip() for v in requested.split(",") if v.strip())
     unknown = [v for v in names if v not in VARIANTS]
     if unknown or not names:
-        raise ValueError(f"unknown variant {', '.join(unknown) or '(none given)'} (choose from {', '.join(VARIANTS)})")
+        raise InputError(f"unknown variant {', '.join(unknown) or '(none given)'} (choose from {', '.join(VARIANTS)})")
     for v in names:
         if v not in available:
             needed = [e for e in VARIANT_EXPERTS[v] if e not in experts]
-            raise ValueError(f"{v} needs the {' and '.join(MODEL_NAMES[e] for e in needed)} model")
+            raise InputError(f"{v} needs the {' and '.join(MODEL_NAMES[e] for e in needed)} model")
     return names
 
 
@@ -107,22 +108,22 @@ class WorldModel:
         come_experts: tuple[str, ...] = EXPERTS,
     ):
         if not set(come_experts) <= set(EXPERTS):
-            raise ValueError(f"come_experts {list(come_experts)}: choose from {', '.join(EXPERTS)}")
+            raise InputError(f"come_experts {list(come_experts)}: choose from {', '.join(EXPERTS)}")
         self.come_experts = tuple(come_experts)
         if sltm_null not in SLTM_NULLS:
-            raise ValueError(f"unknown sltm_null '{sltm_null}' (choose from {', '.join(SLTM_NULLS)})")
+            raise InputError(f"unknown sltm_null '{sltm_null}' (choose from {', '.join(SLTM_NULLS)})")
         self.cfg, self.sltm_null = base_cfg, sltm_null
         self.memory = LoRAMemory(base, rank=rank, targets=targets)
         self.base = DiTDenoiser(self.memory.model)
         self.stm = DiTDenoiser(stm[0].eval()) if stm is not None else None
         self.stm_context = stm[1].context if stm is not None else 0
         if sltm is not None and not sltm[0].config.pose_dim:
-            raise ValueError("the spatial expert (sltm) must be a pose-conditioned model (pose_dim > 0)")
+            raise InputError("the spatial expert (sltm) must be a pose-conditioned model (pose_dim > 0)")
         self.spatial = LoRAMemory(sltm[0], rank=rank, adapter="sltm") if sltm is not None else None
         self.sltm = DiTDenoiser(self.spatial.model) if sltm is not None else None
         self.sltm_cfg = sltm[1] if sltm is not None else None
         if place is not None and not place[0].config.views:
-            raise ValueError("the place memory must be a model that takes place views (views > 0)")
+            raise InputError("the place memory must be a model that takes place views (views > 0)")
         # a base that is its own place memory is one network: the place memory's null is then the
         # prior's own pass, and at w_place = 1 the place memory costs one pass
         shared = place is not None and place[0] is base
@@ -148,9 +149,9 @@ class WorldModel:
         runs = {"stm": stm, "sltm": sltm, "place": place}
         experts = {role: load_model(run) if isinstance(run, (str, Path)) else run for role, run in runs.items()}
         if experts["sltm"] is not None and experts["sltm"][1].pose != "absolute":
-            raise ValueError(f"{sltm}: the spatial memory must be trained on the absolute pose (maze-sltm)")
+            raise InputError(f"{sltm}: the spatial memory must be trained on the absolute pose (maze-sltm)")
         if experts["place"] is not None and not experts["place"][0].config.views:
-            raise ValueError(f"{place}: the place memory must be a model that takes place views (maze-place)")
+            raise InputError(f"{place}: the place memory must be a model that takes place views (maze-place)")
         return cls(base, cfg, **experts, **kwargs)
 
     def observe(self, frames: torch.Tensor, action: torch.Tensor, pose: torch.Tensor | None = None,
@@ -160,20 +161,20 @@ class WorldModel:
         Forgets earlier memory unless ``keep_memory`` (streaming: the same episodes, later frames).
         """
         if frames.ndim != 5 or action.shape[:2] != frames.shape[:2]:
-            raise ValueError(f"history frames (B,N,C,H,W) {tuple(frames.shape)} and actions (B,N,A) "
+            raise InputError(f"history frames (B,N,C,H,W) {tuple(frames.shape)} and actions (B,N,A) "
                              f"{tuple(action.shape)} do not match")
         if len(frames[0]) < self.cfg.context:
-            raise ValueError(
+            raise InputError(
                 f"a history of {len(frames[0])} frames is shorter than the base context {self.cfg.context}")
         if keep_memory and self.frames is not None and len(frames) != len(self.frames):
-            raise ValueError(f"keep_memory needs the same {len(self.frames)} episodes, got {len(frames)}")
+            raise InputError(f"keep_memory needs the same {len(self.frames)} episodes, got {len(frames)}")
         if self.spatial is not None and pose is None:
-            raise ValueError("the spatial expert (sltm) needs the history's poses")
+            raise InputError("the spatial expert (sltm) needs the history's poses")
         if self.place is not None:
             if pose is None or pose.shape[-1] != 4:
-                raise ValueError("the place memory needs the history's absolute poses (x, y, cos yaw, sin yaw)")
+                raise InputError("the place memory needs the history's absolute poses (x, y, cos yaw, sin yaw)")
             if frames.shape[1] - self.cfg.context < self.place_views:
-                raise ValueError(f"the place memory takes {self.place_views} views from before the base context; "
+                raise InputError(f"the place memory takes {self.place_views} views from before the base context; "
                                  f"a history of {frames.shape[1]} frames has {frames.shape[1] - self.cfg.context}")
         self.frames, self.action, self.pose = frames, action, pose
         if not keep_memory:
@@ -204,11 +205,11 @@ class WorldModel:
         network was trained with.
         """
         if self.frames is None:
-            raise ValueError("observe() a history before memorize()")
+            raise InputError("observe() a history before memorize()")
         recipe = recipe or recipe_for(self.cfg.pose)
         if isinstance(recipe, str):
             if recipe not in RECIPES:
-                raise ValueError(f"unknown memorization recipe '{recipe}' (choose from {', '.join(RECIPES)})")
+                raise InputError(f"unknown memorization recipe '{recipe}' (choose from {', '.join(RECIPES)})")
             recipe = RECIPES[recipe]
         curves = []
         part = slice(-recent if recent else None, None)
@@ -254,7 +255,7 @@ class WorldModel:
             return (*history_guidance(self.base, k, weight=w.hg), "contrastive")
         names = self.members(variant)
         if any(e in MEMORIZED for e in names) and not self.memorized:
-            raise ValueError(f"variant '{variant}' needs memorize() first")
+            raise InputError(f"variant '{variant}' needs memorize() first")
         experts = [self._expert(e) for e in names]
         return Expert("base", self.base, k), experts, ("poe" if variant == "poe" else "contrastive")
 
@@ -275,7 +276,7 @@ class WorldModel:
                 seed: int = 0, progress: bool = False, stats: dict | None = None) -> torch.Tensor:
         """Generate one frame per future action (B,F,A), ``future`` frames at a time; returns (B,F,C,H,W)."""
         if self.frames is None:
-            raise ValueError("observe() a history before imagine()")
+            raise InputError("observe() a history before imagine()")
         prior, experts, rule = self.experts(variant)
         all_action = torch.cat([self.action, action], dim=1)
         all_pose = torch.cat([self.pose, pose], dim=1) if self.pose is not None and pose is not None else None
@@ -331,7 +332,7 @@ class WorldModel:
         """
         end = start + iterations * horizon
         if frames.shape[1] < end or start < self.cfg.context:
-            raise ValueError(f"streaming from frame {start} for {iterations} x {horizon} frames needs "
+            raise InputError(f"streaming from frame {start} for {iterations} x {horizon} frames needs "
                              f"{end} frames and start >= {self.cfg.context}; the episodes have {frames.shape[1]}")
         uses_memory = self.needs_memory(variant)
         out = []

@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from ..errors import InputError
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
@@ -17,8 +19,8 @@ app = typer.Typer(
 )
 
 
-class UserError(Exception):
-    """Bad input from the user: reported as one line, exit code 2."""
+class UserError(InputError):
+    """Bad input to a command (an option, or options that do not go together): one line, exit code 2."""
 
 
 def fail(message: str) -> None:
@@ -57,20 +59,17 @@ def write_json(path: Optional[Path], result: dict) -> None:
 
 
 def guard(fn):
-    """Turn the library's input errors into one clear line and exit code 2."""
+    """Turn bad input (:class:`~come.errors.InputError`, a missing Memory Maze environment) into one clear
+    line and exit code 2; any other exception is a bug and shows as one."""
     import functools
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from ..checkpoint import CheckpointError
-        from ..data.episodes import EpisodeError
         from ..data.maze import MazeEnvError
 
         try:
             return fn(*args, **kwargs)
-        except (UserError, CheckpointError, EpisodeError, MazeEnvError) as e:
-            fail(str(e))
-        except ValueError as e:
+        except (InputError, MazeEnvError) as e:
             fail(str(e))
 
     return wrapper

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ..errors import InputError
 from ..metrics.cards import GRID  # the 4x4 grid of cards, which the per-card metrics read off frames too
 from .episodes import save_episode, write_meta
 
@@ -71,7 +72,7 @@ def _shape_mask(obj: int, n: int) -> np.ndarray:
 def card_tiles(resolution: int) -> np.ndarray:
     """Tiles (N_OBJECTS + 1, s, s, 3) uint8: each object's face, then the back (last)."""
     if resolution % GRID or resolution < 16:
-        raise ValueError(f"resolution must be a multiple of {GRID} and at least 16, got {resolution}")
+        raise InputError(f"resolution must be a multiple of {GRID} and at least 16, got {resolution}")
     s = resolution // GRID
     b = cursor_width(resolution)
     tiles = np.empty((N_OBJECTS + 1, s, s, 3), np.uint8)
@@ -163,7 +164,7 @@ def zigzag_actions(start_covered: bool) -> tuple[np.ndarray, np.ndarray]:
 def generate_episode(seed: int, index: int, split: str = "train", length: int = 250, resolution: int = 32) -> dict:
     """One episode as a dict of arrays; deterministic in (seed, split, index)."""
     if split not in SPLITS:
-        raise ValueError(f"unknown split '{split}' (choose from {', '.join(SPLITS)})")
+        raise InputError(f"unknown split '{split}' (choose from {', '.join(SPLITS)})")
     rng = _rng(seed, split, index)
     layout = _random_layout(rng)
     extra = {}
@@ -175,7 +176,7 @@ def generate_episode(seed: int, index: int, split: str = "train", length: int = 
         extra = {"phase": phase, "start_covered": np.array(start_covered)}
     else:
         if length < 2:
-            raise ValueError(f"length must be at least 2, got {length}")
+            raise InputError(f"length must be at least 2, got {length}")
         action_ids = rng.choice(len(ACTIONS), size=length - 1, p=ACTION_PROBS)
         covered0 = rng.random((GRID, GRID)) < 0.5
         cursor0 = tuple(int(x) for x in rng.integers(0, GRID, size=2))
@@ -203,7 +204,7 @@ def generate_dataset(
 ) -> Path:
     """Write ``episodes`` episodes to ``out/<split>/`` plus its ``meta.json``; returns that folder."""
     if episodes < 1:
-        raise ValueError(f"episodes must be at least 1, got {episodes}")
+        raise InputError(f"episodes must be at least 1, got {episodes}")
     card_tiles(resolution)  # validates the resolution before anything is written
     folder = Path(out) / split
     folder.mkdir(parents=True, exist_ok=True)

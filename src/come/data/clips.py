@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..errors import InputError
 from .cards import GRID
 from .episodes import EpisodeError, episode_files, load_episode
 from .places import nearest_views, relative_view_pose
@@ -71,7 +72,7 @@ _POSE_KEYS = {"cursor": ("cursor",), "absolute": ("agent_pos", "agent_dir", "maz
 
 def check_pose_source(pose: str) -> None:
     if pose not in POSE_SOURCES:
-        raise ValueError(f"unknown pose source '{pose}' (choose from {', '.join(POSE_SOURCES)})")
+        raise InputError(f"unknown pose source '{pose}' (choose from {', '.join(POSE_SOURCES)})")
 
 
 def pose_track(ep: dict, pose: str, skip: int = 1, path: str | Path = "<episode>") -> torch.Tensor:
@@ -150,7 +151,7 @@ class ClipDataset:
         if pose is not None:
             check_pose_source(pose)  # before loading any episode
         if views and pose != "absolute":
-            raise ValueError(f"place views are retrieved by the absolute pose; pose source is '{pose}'")
+            raise InputError(f"place views are retrieved by the absolute pose; pose source is '{pose}'")
         self.views, self.view_gap = views, view_gap
         self.clip_frames, self.resolution, self.frame_skip, self.pose = clip_frames, resolution, frame_skip, pose
         self.files = episode_files(folder, split)

@@ -20,10 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError
+
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
-class EpisodeError(ValueError):
+class EpisodeError(InputError):
     """An episode file is missing, corrupt, or has arrays of the wrong shape."""
 
 

@@ -58,6 +58,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from ..errors import InputError
 from .episodes import read_meta, save_episode, write_meta
 
 SIZES = {"9x9": (9, 3), "11x11": (11, 4), "13x13": (13, 5), "15x15": (15, 6)}  # maze cells, objects
@@ -148,7 +149,7 @@ class Explorer:
         self.layout = np.asarray(layout).astype(bool)
         self.free = [(int(x), int(y)) for y, x in zip(*np.nonzero(self.layout))]
         if len(self.free) < 2:
-            raise ValueError("the maze layout needs at least two free cells")
+            raise InputError("the maze layout needs at least two free cells")
         self.rng, self.noise = rng, noise
         self.turn, self.arc, self.patience = math.radians(turn_deg), math.radians(arc_deg), patience
         self.goal: tuple[int, int] | None = None
@@ -171,7 +172,7 @@ class Explorer:
             if path is not None:
                 self.goal, self.path = goal, path
                 return
-        raise ValueError(f"no free cell can be reached from cell {here} of the maze layout")
+        raise InputError(f"no free cell can be reached from cell {here} of the maze layout")
 
     def waypoint(self, pos) -> np.ndarray:
         """The point the agent steers towards now (re-plans from its current cell)."""
@@ -236,7 +237,7 @@ def select_renderer() -> str:
 def make_env(size: str = "9x9", seed: int = 0):
     """The dm_env ``memory_maze_<size>(global_observables=True)`` environment, seeded."""
     if size not in SIZES:
-        raise ValueError(f"unknown maze size '{size}' (choose from {', '.join(SIZES)})")
+        raise InputError(f"unknown maze size '{size}' (choose from {', '.join(SIZES)})")
     select_renderer()
     try:
         with contextlib.redirect_stderr(io.StringIO()):  # gym's deprecation banner on import
@@ -257,11 +258,11 @@ def _rng(seed: int, split: str, index: int) -> np.random.Generator:
 
 def _check_settings(split: str, size: str, steps: int) -> None:
     if split not in SPLITS:
-        raise ValueError(f"unknown split '{split}' (choose from {', '.join(SPLITS)})")
+        raise InputError(f"unknown split '{split}' (choose from {', '.join(SPLITS)})")
     if size not in SIZES:
-        raise ValueError(f"unknown maze size '{size}' (choose from {', '.join(SIZES)})")
+        raise InputError(f"unknown maze size '{size}' (choose from {', '.join(SIZES)})")
     if not 1 <= steps <= MAX_STEPS[size]:
-        raise ValueError(
+        raise InputError(
             f"steps must be between 1 and {MAX_STEPS[size]} (the {size} environment's time limit), got {steps}")
 
 
@@ -320,11 +321,11 @@ def generate_dataset(out: str | Path, episodes: int, seed: int = 0, size: str = 
     settings is refused). ``workers`` > 1 runs episodes in parallel processes (spawn).
     """
     if episodes < 1:
-        raise ValueError(f"episodes must be at least 1, got {episodes}")
+        raise InputError(f"episodes must be at least 1, got {episodes}")
     if workers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}")
+        raise InputError(f"workers must be at least 1, got {workers}")
     if not 0.0 <= noise <= 1.0:
-        raise ValueError(f"noise must be in [0, 1], got {noise}")
+        raise InputError(f"noise must be in [0, 1], got {noise}")
     _check_settings(split, size, steps)
     folder = Path(out) / split
     settings = {"generator": "come.data.maze", "version": GENERATOR_VERSION, "seed": seed, "split": split,
@@ -332,7 +333,7 @@ def generate_dataset(out: str | Path, episodes: int, seed: int = 0, size: str = 
     old = read_meta(folder)
     differ = [f"{k}={old[k]!r} (not {settings[k]!r})" for k in settings if k in old and old[k] != settings[k]]
     if differ:
-        raise ValueError(f"{folder / 'meta.json'}: this folder holds episodes made with {', '.join(differ)}; "
+        raise InputError(f"{folder / 'meta.json'}: this folder holds episodes made with {', '.join(differ)}; "
                          "resume with the same settings or choose another --out")
     select_renderer()  # fail fast, and let the workers inherit the backend
     folder.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from ..errors import InputError
 
 TURN_COST = 0.5  # per radian: a view facing elsewhere shows other walls, however close it was taken
 
@@ -36,7 +37,7 @@ def view_costs(keys: np.ndarray, queries: np.ndarray, turn_cost: float = TURN_CO
 def nearest_views(keys: np.ndarray, queries: np.ndarray, k: int = 1, turn_cost: float = TURN_COST) -> np.ndarray:
     """(Q,k) indices of the ``k`` key poses nearest each query pose, nearest first."""
     if len(keys) < k:
-        raise ValueError(f"{k} views asked from {len(keys)} frames")
+        raise InputError(f"{k} views asked from {len(keys)} frames")
     cost = view_costs(keys, queries, turn_cost)
     part = np.argpartition(cost, k - 1, axis=1)[:, :k]
     order = np.take_along_axis(cost, part, axis=1).argsort(axis=1)

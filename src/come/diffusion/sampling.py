@@ -20,6 +20,7 @@ import torch
 from diffusers import DDIMScheduler
 from tqdm import tqdm
 
+from ..errors import InputError
 from .schedule import add_noise, alpha_bar
 
 EpsFn = Callable[[torch.Tensor, int], torch.Tensor]
@@ -44,7 +45,7 @@ def sample_ddim(
     and ``d = langevin_size * (1 - ab_t)`` (off by default).
     """
     if langevin_steps < 0 or langevin_size <= 0:
-        raise ValueError(f"langevin_steps must be >= 0 and langevin_size > 0, got {langevin_steps}, {langevin_size}")
+        raise InputError(f"langevin_steps must be >= 0 and langevin_size > 0, got {langevin_steps}, {langevin_size}")
     scheduler.set_timesteps(steps)
     timesteps = [int(t) for t in scheduler.timesteps]
     clean = x

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 from diffusers import DDIMScheduler
+from ..errors import InputError
 
 
 def make_scheduler(num_train_timesteps: int = 1000) -> DDIMScheduler:
@@ -63,7 +64,7 @@ def to_eps(pred: torch.Tensor, x_t: torch.Tensor, ab: torch.Tensor, kind: str) -
         return _bcast(ab.sqrt(), x_t) * pred + _bcast((1 - ab).sqrt(), x_t) * x_t
     if kind == "x0":
         return (x_t - _bcast(ab.sqrt(), x_t) * pred) / _bcast((1 - ab).clamp(min=1e-8).sqrt(), x_t)
-    raise ValueError(f"unknown prediction kind '{kind}' (choose from v, x0, eps)")
+    raise InputError(f"unknown prediction kind '{kind}' (choose from v, x0, eps)")
 
 
 def v_to_x0(v: torch.Tensor, x_t: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:

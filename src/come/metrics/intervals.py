@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 from scipy import stats
+from ..errors import InputError
 
 
 def mean_ci95(values) -> dict:
@@ -27,7 +28,7 @@ def mean_ci95(values) -> dict:
 def proportion_ci95(successes: int, trials: int) -> dict:
     """Share of successes, its Wilson 95% interval and the number of trials ``n``."""
     if trials < 1 or not 0 <= successes <= trials:
-        raise ValueError(f"{successes} successes out of {trials} trials")
+        raise InputError(f"{successes} successes out of {trials} trials")
     ci = stats.binomtest(int(successes), int(trials)).proportion_ci(0.95, method="wilson")
     return {"mean": successes / trials, "ci95": [float(ci.low), float(ci.high)], "n": int(trials)}
 

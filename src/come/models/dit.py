@@ -39,6 +39,7 @@ from einops import rearrange
 from torch import nn
 
 from ..diffusion.schedule import alpha_bar, make_scheduler
+from ..errors import InputError
 
 
 @dataclass
@@ -67,17 +68,17 @@ class DiTConfig:
 
     def __post_init__(self):
         if self.resolution % self.patch:
-            raise ValueError(f"resolution {self.resolution} is not divisible by patch size {self.patch}")
+            raise InputError(f"resolution {self.resolution} is not divisible by patch size {self.patch}")
         if self.width % self.heads:
-            raise ValueError(f"width {self.width} is not divisible by heads {self.heads}")
+            raise InputError(f"width {self.width} is not divisible by heads {self.heads}")
         if self.local_action and not (self.pose_dim and self.pose_in_image):
-            raise ValueError("local_action needs a pose in image coordinates (pose_dim > 0 and pose_in_image)")
+            raise InputError("local_action needs a pose in image coordinates (pose_dim > 0 and pose_in_image)")
         if self.prediction not in ("v", "x0"):
-            raise ValueError(f"prediction must be 'v' or 'x0', got '{self.prediction}'")
+            raise InputError(f"prediction must be 'v' or 'x0', got '{self.prediction}'")
         if self.views < 0:
-            raise ValueError(f"views must be >= 0, got {self.views}")
+            raise InputError(f"views must be >= 0, got {self.views}")
         if any(not 0 <= i < self.depth for i in self.global_layers):
-            raise ValueError(f"global_layers {self.global_layers} must lie in [0, {self.depth})")
+            raise InputError(f"global_layers {self.global_layers} must lie in [0, {self.depth})")
         self.global_layers = list(self.global_layers)
 
     @property
@@ -280,7 +281,7 @@ class VideoDiT(nn.Module):
         from ``view_pose`` (B,R,4) relative to the frame to generate."""
         R = views.shape[1]
         if R != self.config.views:
-            raise ValueError(f"{R} place views given; this model takes {self.config.views}")
+            raise InputError(f"{R} place views given; this model takes {self.config.views}")
         h = self.patch_embed(self.patchify(views)) + place[:, None] + self.view_slot[:R, None]
         clean = torch.zeros(views.shape[:2], device=views.device)
         c = self.t_embed(timestep_embedding(clean, self.config.width)) + self.view_pose_embed(view_pose)
@@ -293,7 +294,7 @@ class VideoDiT(nn.Module):
         nearest view's patches added to the future frames' tokens, and the attention key mask (B,1,1,L)
         that hides the views of the samples ``view_keep`` drops (None when it drops none)."""
         if not self.config.views:
-            raise ValueError("place views given to a model without a place memory (views = 0)")
+            raise InputError("place views given to a model without a place memory (views = 0)")
         B, T, n = h.shape[:3]
         keep = torch.ones(B, dtype=torch.bool, device=h.device) if view_keep is None else view_keep.bool()
         hv, cv = self.view_tokens(views.to(h.dtype), view_pose.to(h.dtype), place)
@@ -331,12 +332,12 @@ class VideoDiT(nn.Module):
         cfg = self.config
         B, T = x.shape[:2]
         if x.shape[2:] != (cfg.channels, cfg.resolution, cfg.resolution):
-            raise ValueError(
+            raise InputError(
                 f"frames of shape {tuple(x.shape[2:])} do not fit this model "
                 f"({cfg.channels}x{cfg.resolution}x{cfg.resolution})"
             )
         if T > cfg.max_frames:
-            raise ValueError(f"clip of {T} frames is longer than this model's max_frames={cfg.max_frames}")
+            raise InputError(f"clip of {T} frames is longer than this model's max_frames={cfg.max_frames}")
         ab = alpha_bar(self.alphas_cumprod, t).to(x.dtype).view(B, T, 1, 1, 1)
         shift = self.anchor_shift(x, t, context) if cfg.residual and context > 0 else None
         if shift is not None:
@@ -435,5 +436,5 @@ PRESETS: dict[str, dict] = {
 def build_model(preset: str, **overrides) -> VideoDiT:
     """Build a :class:`VideoDiT` from a named preset, with field overrides."""
     if preset not in PRESETS:
-        raise ValueError(f"unknown model preset '{preset}' (choose from {', '.join(PRESETS)})")
+        raise InputError(f"unknown model preset '{preset}' (choose from {', '.join(PRESETS)})")
     return VideoDiT(DiTConfig(**{**PRESETS[preset], **overrides}))

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
+from ..errors import InputError
 
 
 @dataclass
@@ -35,9 +36,9 @@ class PoseEncoderConfig:
 
     def __post_init__(self):
         if self.resolution % 8 or self.resolution < 8:
-            raise ValueError(f"the pose encoder needs a resolution divisible by 8, got {self.resolution}")
+            raise InputError(f"the pose encoder needs a resolution divisible by 8, got {self.resolution}")
         if len(self.motion_scale) != 3 or min(self.motion_scale) <= 0:
-            raise ValueError(f"motion_scale needs 3 positive values (forward, left, heading), got {self.motion_scale}")
+            raise InputError(f"motion_scale needs 3 positive values (forward, left, heading), got {self.motion_scale}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -34,6 +34,7 @@ from tqdm import tqdm
 from ..data.clips import frames_to_tensor, pose_track, skip_actions, tensor_to_frames
 from ..data.episodes import EpisodeError, load_episode
 from ..data.places import TURN_COST, nearest_views
+from ..errors import InputError
 from ..memory import RECIPES
 from ..metrics.image import ssim, window_psnr
 from ..metrics.intervals import interval_text, mean_ci95
@@ -201,7 +202,7 @@ def evaluate_maze(
     weighting...). Returns a JSON-ready dict; writes plots and videos to ``out``."""
     unknown = [p for p in protocols if p not in PROTOCOLS]
     if unknown:
-        raise ValueError(f"unknown protocol(s) {', '.join(unknown)} (choose from {', '.join(PROTOCOLS)})")
+        raise InputError(f"unknown protocol(s) {', '.join(unknown)} (choose from {', '.join(PROTOCOLS)})")
     episodes = [load_maze_episode(f, episode_cfg, pose_encoder)
                 for f in tqdm(files, desc="loading episodes", unit="ep", disable=not progress)]
     need = history + frames

@@ -26,6 +26,7 @@ from tqdm import tqdm
 from ..checkpoint import load_model
 from ..data.clips import frames_to_tensor, skip_actions
 from ..data.episodes import EpisodeError, episode_files, load_episode
+from ..errors import InputError
 from ..models.pose_encoder import infer_track
 from ..plotting import save_figure, subplots
 from ..metrics.intervals import mean_ci95
@@ -36,7 +37,7 @@ def _evo():
         from evo.core import metrics
         from evo.core.trajectory import PoseTrajectory3D
     except ImportError:
-        raise ValueError("trajectory metrics need evo: pip install 'come[maze]' (or pip install evo)") from None
+        raise InputError("trajectory metrics need evo: pip install 'come[maze]' (or pip install evo)") from None
     return metrics, PoseTrajectory3D
 
 
