@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from come.models.dit import PRESETS, DiTConfig, VideoDiT, build_model
+from come.models.dit import DiTConfig, VideoDiT
+from come.presets import MODEL_PRESETS as PRESETS, build_model
 
 
 def tiny(**kw):

@@ -99,7 +99,7 @@ def test_train_reads_a_maze_folder(maze_data, tmp_path):
     from come.presets import train_config
     from come.train import train
 
-    from come.models.dit import PRESETS
+    from come.presets import MODEL_PRESETS as PRESETS
 
     small = {**PRESETS["maze-sltm"], "width": 32, "depth": 1, "heads": 2}  # the spatial expert's preset, shrunk
     cfg = train_config("maze-sltm", model=small, steps=2, batch_size=2, warmup=1, sample_every=2, ckpt_every=2,
@@ -112,7 +112,8 @@ def test_train_reads_a_maze_folder(maze_data, tmp_path):
 
 def test_maze_stm_costs_about_the_base_and_trains_on_its_null(maze_data, tmp_path):
     from come.checkpoint import load_model
-    from come.models.dit import PRESETS, DiTConfig
+    from come.models.dit import DiTConfig
+    from come.presets import MODEL_PRESETS as PRESETS
     from come.presets import train_config
     from come.train import train
 

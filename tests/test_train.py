@@ -156,7 +156,7 @@ def test_init_leaves_out_a_place_memorys_views(cards_data, tmp_path):
 def test_capped_loss_only_lowers_the_weight_of_low_levels():
     from come.diffusion.loss import diffusion_loss
     from come.diffusion.schedule import make_scheduler
-    from come.models.dit import build_model
+    from come.presets import build_model
 
     torch.manual_seed(0)
     m = build_model("cards-tiny", width=32, depth=1, heads=2)

@@ -1,12 +1,12 @@
-"""Training presets: a model preset plus how to train it (clip layout, batch, steps...)."""
+"""Named configurations: model presets (``build_model``) and training presets, a model preset plus how to
+train it (clip layout, batch, steps...)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
 from .errors import InputError
-from .models.dit import PRESETS as MODEL_PRESETS
-
+from .models.dit import DiTConfig, VideoDiT
 
 NETWORKS = ("dit", "pose-encoder")
 
@@ -72,6 +72,44 @@ class TrainConfig:
     def from_dict(cls, d: dict) -> "TrainConfig":
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
+
+
+MODEL_PRESETS: dict[str, dict] = {
+    # Memory Cards, 32x32, one token per card, cursor as pose: CPU-sized.
+    "cards-tiny": dict(resolution=32, patch=8, width=192, depth=6, heads=4, max_frames=3, action_dim=5, pose_dim=2,
+                       local_action=True, prediction="x0"),
+    # Memory Cards, short-term memory: long context, sliding window with two global layers.
+    "cards-stm": dict(
+        resolution=32, patch=8, width=192, depth=6, heads=4, max_frames=40, action_dim=5, pose_dim=2,
+        local_action=True, window=4, global_layers=[2, 5], prediction="x0",
+    ),
+    # Memory Maze at 32x32 for CPU: 4x4-pixel patches (64 tokens per frame), 6 actions. The base model
+    # sees no pose; the spatial expert (SLTM) gets the absolute pose (x, y, cos yaw, sin yaw), a map
+    # position rather than a place in the image, so it conditions whole frames (adaLN) only.
+    "maze-tiny": dict(resolution=32, patch=4, width=192, depth=6, heads=4, max_frames=4, action_dim=6,
+                      prediction="x0"),
+    "maze-sltm": dict(resolution=32, patch=4, width=192, depth=6, heads=4, max_frames=4, action_dim=6, pose_dim=4,
+                      pose_in_image=False, prediction="x0"),
+    # Memory Maze, place memory: maze-tiny that also sees 2 history frames seen from the poses nearest the frame
+    # it generates (come.data.places); without them it is its own base model.
+    "maze-place": dict(resolution=32, patch=4, width=192, depth=6, heads=4, max_frames=4, action_dim=6, views=2,
+                       prediction="x0"),
+    # Memory Maze, short-term memory: 17 frames of 8x8-pixel patches (272 tokens a clip, near the base's 256),
+    # a sliding window of 4 frames and two global layers. Coarser than the base: in the composition its term
+    # adds what the older frames say, the base draws the detail.
+    "maze-stm": dict(resolution=32, patch=8, width=192, depth=6, heads=4, max_frames=17, action_dim=6,
+                     window=4, global_layers=[2, 5], prediction="x0"),
+    # Larger backbones for GPU users (DiT-S / DiT-B widths), 64x64.
+    "dit-s": dict(resolution=64, patch=8, width=384, depth=12, heads=6, max_frames=16),
+    "dit-b": dict(resolution=64, patch=8, width=768, depth=12, heads=12, max_frames=16),
+}
+
+
+def build_model(preset: str, **overrides) -> VideoDiT:
+    """Build a :class:`VideoDiT` from a named preset, with field overrides."""
+    if preset not in MODEL_PRESETS:
+        raise InputError(f"unknown model preset '{preset}' (choose from {', '.join(MODEL_PRESETS)})")
+    return VideoDiT(DiTConfig(**{**MODEL_PRESETS[preset], **overrides}))
 
 
 TRAIN_PRESETS: dict[str, dict] = {
