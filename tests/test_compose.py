@@ -8,17 +8,12 @@ from peft import LoraConfig, get_peft_model
 from come.compose import DiTDenoiser, Expert, History, compose_eps, composed_eps_fn
 from come.diffusion.sampling import sample_ddim
 from come.diffusion.schedule import alpha_bar, make_scheduler, to_eps
-from come.models.dit import DiTConfig, VideoDiT
+
+from tiny import tiny_dit
 
 
 def _net(max_frames=4, seed=0):
-    torch.manual_seed(seed)
-    m = VideoDiT(DiTConfig(resolution=16, patch=8, width=32, depth=2, heads=2, max_frames=max_frames,
-                           action_dim=5, pose_dim=2))
-    with torch.no_grad():
-        for p in m.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    return m.eval()
+    return tiny_dit(seed, jitter=0.05, gates_only=False, resolution=16, max_frames=max_frames, pose_dim=2)
 
 
 def _with_lora(m):

@@ -4,7 +4,8 @@ from diffusers import DDPMScheduler
 from come.diffusion.loss import diffusion_loss, sample_levels
 from come.diffusion.sampling import sample_ddim
 from come.diffusion.schedule import add_noise, alpha_bar, make_scheduler, to_eps, v_to_x0, velocity
-from come.models.dit import DiTConfig, VideoDiT
+
+from tiny import tiny_dit
 
 
 def test_noising_matches_diffusers():
@@ -136,8 +137,7 @@ def test_a_prior_sees_its_context_noised_once_at_its_level():
 
 
 def _micro():
-    return VideoDiT(DiTConfig(resolution=16, patch=8, width=32, depth=2, heads=2, max_frames=4, action_dim=5,
-                              residual=False))
+    return tiny_dit(resolution=16, residual=False).train()
 
 
 def test_loss_ignores_context_targets_and_training_lowers_it():

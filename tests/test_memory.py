@@ -6,17 +6,11 @@ from come.data.clips import cursor_pose, frames_to_tensor
 from come.memory import LoRAMemory, change_weights
 from come.models.dit import DiTConfig, VideoDiT
 
+from tiny import tiny_dit
+
 
 def _net():
-    """A small network with weights moved off adaLN-Zero's identity init, as a trained one would be."""
-    torch.manual_seed(0)
-    net = VideoDiT(DiTConfig(resolution=32, patch=8, width=48, depth=2, heads=2, max_frames=6, action_dim=5,
-                             pose_dim=2))
-    with torch.no_grad():
-        for name, p in net.named_parameters():
-            if "ada" in name or "final" in name:  # open the gates so the projections matter
-                p.add_(torch.randn_like(p) * 0.1)
-    return net.eval()
+    return tiny_dit(jitter=0.1, width=48, max_frames=6, pose_dim=2)
 
 
 def _episode(T=40):

@@ -6,21 +6,15 @@ import torch
 
 from come.data.cards import generate_episode
 from come.data.clips import cursor_pose, frames_to_tensor
-from come.models.dit import DiTConfig, VideoDiT
 from come.presets import TrainConfig
 from come.data.places import relative_view_pose
 from come.world import VARIANTS, WorldModel, available_variants
 
+from tiny import tiny_dit
+
 
 def _net(max_frames, seed, **kw):
-    torch.manual_seed(seed)
-    net = VideoDiT(DiTConfig(**{**dict(resolution=32, patch=8, width=32, depth=2, heads=2, max_frames=max_frames,
-                                       action_dim=5, pose_dim=2), **kw}))
-    with torch.no_grad():
-        for name, p in net.named_parameters():
-            if "ada" in name or "final" in name:
-                p.add_(torch.randn_like(p) * 0.1)
-    return net.eval()
+    return tiny_dit(seed, jitter=0.1, max_frames=max_frames, pose_dim=2, **kw)
 
 
 def _cfg(model, context, future=2):  # (future: the chunk each expert generates)
