@@ -167,3 +167,19 @@ def test_bad_input_is_one_line_and_a_bug_is_a_bug(monkeypatch, micro_run, cards_
     result = run("eval", "rollouts", "--ckpt", micro_run, "--data", cards_data)
     assert result.exit_code == 1 and isinstance(result.exception, ValueError)
     assert "error:" not in result.output
+
+
+def test_device_is_chosen_or_refused_in_one_line(micro_run, cards_data):
+    """--device auto takes what the machine has; a device it lacks, or no device at all, is one line."""
+    import torch
+
+    from come.runtime import pick_device
+
+    ep = sorted((cards_data / "test").glob("*.npz"))[0]
+    if not torch.cuda.is_available():
+        assert_clear_error(run("sample", "--ckpt", micro_run, "--episode", ep, "--device", "cuda"),
+                           "--device cuda", "no CUDA")
+        if not torch.backends.mps.is_available():
+            assert pick_device("auto") == torch.device("cpu")
+    assert_clear_error(run("eval", "maze", "--data", cards_data, "--device", "tpu"), "--device", "tpu")
+    assert pick_device("cpu") == torch.device("cpu")

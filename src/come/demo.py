@@ -30,8 +30,9 @@ MAZE_DEMO_VARIANTS = ("base", "place", "come")
 
 
 def run_demo(out: Path, ckpt: Path | None = None, episodes: int = 4, train_steps: int | None = None,
-             memorization_steps: int = 50, seed: int = 1234, progress: bool = True, echo=print) -> dict:
-    """Run the demo into ``out``; returns the recall result."""
+             memorization_steps: int = 50, seed: int = 1234, progress: bool = True, echo=print,
+             device="cpu") -> dict:
+    """Run the demo into ``out`` on ``device``; returns the recall result."""
     out = Path(out)
     if ckpt is None and (train_steps is not None or not (SHIPPED / "model.safetensors").is_file()):
         from .presets import train_config
@@ -45,7 +46,7 @@ def run_demo(out: Path, ckpt: Path | None = None, episodes: int = 4, train_steps
               progress=progress)
     ckpt = Path(ckpt or SHIPPED)
     echo(f"model: {ckpt}")
-    base, cfg = load_model(ckpt)
+    base, cfg = load_model(ckpt, device)
     world = WorldModel(base, cfg)
     result = evaluate_recall(world, episodes, seed, memorization_steps, DEMO_VARIANTS, out=out, videos=episodes,
                              progress=progress)
@@ -59,7 +60,8 @@ def run_demo(out: Path, ckpt: Path | None = None, episodes: int = 4, train_steps
 
 
 def run_maze_demo(out: Path, episodes: int = 2, frames: int = 32, seed: int = 4321, progress: bool = True,
-                  echo=print, walk: int = 1000, history: int = 200, memorization_steps: int = 50) -> dict:
+                  echo=print, walk: int = 1000, history: int = 200, memorization_steps: int = 50,
+                  device="cpu") -> dict:
     """Memory Maze revisits with the shipped models into ``out``: ``episodes`` walks of ``walk`` steps,
     ``frames`` predicted after ``history``; returns the protocol's result."""
     from .data.episodes import episode_files
@@ -72,10 +74,11 @@ def run_maze_demo(out: Path, episodes: int = 2, frames: int = 32, seed: int = 43
     generate_dataset(out / "data", episodes, seed, steps=walk, split="eval", workers=min(2, episodes))
     cfg = load_model(SHIPPED_MAZE)[1]  # (also checks the shipped weights before any work)
     echo(f"model: {SHIPPED_MAZE}")
-    bf16 = use_bf16("auto", "cpu")
+    bf16 = use_bf16("auto", device)
 
     def make_world(rank: int) -> WorldModel:  # the shipped model is its own place memory
-        return WorldModel.from_pretrained(SHIPPED_MAZE, rank=rank, steps=10, bf16=bf16, come_experts=COME_EXPERTS)
+        return WorldModel.from_pretrained(SHIPPED_MAZE, rank=rank, steps=10, bf16=bf16, come_experts=COME_EXPERTS,
+                                          device=device)
 
     result = evaluate_maze(make_world, episode_files(out / "data", "test"), cfg, ("revisits",), MAZE_DEMO_VARIANTS,
                            history=history, frames=frames, memorize={"steps": memorization_steps}, seed=seed, out=out,

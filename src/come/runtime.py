@@ -6,7 +6,10 @@ import functools
 from pathlib import Path
 
 import torch
+
 from .errors import InputError
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 @functools.cache
@@ -21,6 +24,20 @@ def cpu_has_fast_bf16() -> bool:
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """The device to run on: ``auto`` takes CUDA, then Apple's MPS, then the CPU; a named device that this
+    machine lacks is refused."""
+    if name not in DEVICES and not name.startswith("cuda:"):
+        raise InputError(f"--device: choose from {', '.join(DEVICES)} (or cuda:N), got '{name}'")
+    has = {"cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available(), "cpu": True}
+    if name == "auto":
+        return torch.device(next(d for d in ("cuda", "mps", "cpu") if has[d]))
+    kind = name.split(":")[0]
+    if not has[kind]:
+        raise InputError(f"--device {name}: this machine has no {kind.upper()} device (try --device auto or cpu)")
+    return torch.device(name)
 
 
 def use_bf16(precision: str, device: torch.device | str) -> bool:

@@ -116,11 +116,11 @@ def filmstrip(truth: torch.Tensor, pred: torch.Tensor, path: Path, frames: int =
 
 
 def sample_episode(ckpt, episode, out, context=None, frames=16, start=0, steps=20, chunk=None, precision="auto",
-                   seed=0) -> dict:
+                   seed=0, device="cpu") -> dict:
     """``come sample``: roll out, write truth | prediction as mp4 + gif, a PNG filmstrip (truth above,
     prediction below) and per-frame metrics as JSON."""
-    model, cfg = load_model(ckpt)
-    bf16 = use_bf16(precision, "cpu")
+    model, cfg = load_model(ckpt, device)
+    bf16 = use_bf16(precision, device)
     ep = episode_tensors(episode, cfg)
     r = rollout_window(model, cfg, ep, start, context or cfg.context, frames, steps, chunk, bf16, seed)
     out = Path(out)

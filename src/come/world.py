@@ -132,22 +132,26 @@ class WorldModel:
         self.weights = weights or ExpertWeights()
         self.steps, self.bf16 = steps, bf16
         self.scheduler = make_scheduler(base.config.num_train_timesteps)
+        self.device = next(base.parameters()).device  # the experts' networks are on it too
         self.frames = self.action = self.pose = None
         self.memorized = False
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | Path, stm=None, sltm=None, place=None, **kwargs) -> "WorldModel":
+    def from_pretrained(cls, name_or_path: str | Path, stm=None, sltm=None, place=None,
+                        device: torch.device | str = "cpu", **kwargs) -> "WorldModel":
         """A world on a shipped model (by name: ``cards-tiny``, ``maze-place``) or a run folder, with the
         experts ``stm``, ``sltm`` and ``place`` given by name or run folder too (or as ``(model, config)``);
-        a base that takes place views is also its own place memory. ``kwargs`` go to the constructor."""
+        a base that takes place views is also its own place memory; every network is loaded onto ``device``.
+        ``kwargs`` go to the constructor."""
         from .checkpoint import load_model, model_path
 
-        base, cfg = load_model(name_or_path)
+        base, cfg = load_model(name_or_path, device)
         if (place is None and base.config.views) or (isinstance(place, (str, Path)) and
                                                      model_path(place).resolve() == model_path(name_or_path).resolve()):
             place = (base, cfg)
         runs = {"stm": stm, "sltm": sltm, "place": place}
-        experts = {role: load_model(run) if isinstance(run, (str, Path)) else run for role, run in runs.items()}
+        experts = {role: load_model(run, device) if isinstance(run, (str, Path)) else run
+                   for role, run in runs.items()}
         if experts["sltm"] is not None and experts["sltm"][1].pose != "absolute":
             raise InputError(f"{sltm}: the spatial memory must be trained on the absolute pose (maze-sltm)")
         if experts["place"] is not None and not experts["place"][0].config.views:
@@ -176,7 +180,8 @@ class WorldModel:
             if frames.shape[1] - self.cfg.context < self.place_views:
                 raise InputError(f"the place memory takes {self.place_views} views from before the base context; "
                                  f"a history of {frames.shape[1]} frames has {frames.shape[1] - self.cfg.context}")
-        self.frames, self.action, self.pose = frames, action, pose
+        self.frames, self.action = frames.to(self.device), action.to(self.device)
+        self.pose = None if pose is None else pose.to(self.device)
         if not keep_memory:
             for memory, _ in self.memories:
                 memory.reset()
@@ -240,7 +245,8 @@ class WorldModel:
         preds = {}
         for v in variants:
             t0 = time.time()
-            preds[v] = self.imagine(future_action, future_pose, variant=v, seed=seed, progress=progress)
+            pred = self.imagine(future_action, future_pose, variant=v, seed=seed, progress=progress)
+            preds[v] = pred.to(frames.device)
             seconds[v] = time.time() - t0
         return preds, seconds
 
@@ -278,8 +284,9 @@ class WorldModel:
         if self.frames is None:
             raise InputError("observe() a history before imagine()")
         prior, experts, rule = self.experts(variant)
-        all_action = torch.cat([self.action, action], dim=1)
-        all_pose = torch.cat([self.pose, pose], dim=1) if self.pose is not None and pose is not None else None
+        all_action = torch.cat([self.action, action.to(self.device)], dim=1)
+        all_pose = torch.cat([self.pose, pose.to(self.device)], dim=1) if self.pose is not None and pose is not None \
+            else None
         gen = torch.Generator().manual_seed(seed)
 
         def eps_for(frames: torch.Tensor, f: int):
@@ -343,6 +350,7 @@ class WorldModel:
                 self.memorize(seed=seed + i, recent=window, **{**memorize, "steps": updates})
             nxt = slice(pos, pos + horizon)
             pred = self.imagine(action[:, nxt], None if pose is None else pose[:, nxt], variant=variant, seed=seed + i)
+            pred = pred.to(frames.device)
             out.append({"position": pos, "prediction": pred, "truth": frames[:, nxt]})
         return out
 

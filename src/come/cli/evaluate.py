@@ -24,13 +24,16 @@ def eval_rollouts(
     seed: int = typer.Option(0, help="Seed for the windows and the sampling noise."),
     steps: int = typer.Option(20, min=1, help="DDIM steps per chunk."),
     precision: str = typer.Option("auto", help="auto, bf16 or fp32."),
+    device: str = typer.Option("auto", help="cpu, cuda, cuda:N, mps or auto (CUDA, then MPS, then the CPU)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result as JSON here."),
     out: Optional[Path] = typer.Option(None, help="Folder for videos (truth | model | copy-last)."),
 ):
     """Score held-out rollouts against copying the last context frame (PSNR, SSIM, card diagnostics)."""
     from ..protocols.rollouts import evaluate_rollouts, format_table
 
-    result = evaluate_rollouts(ckpt, data, episodes, frames, seed, steps, precision, out)
+    from ..runtime import pick_device
+
+    result = evaluate_rollouts(ckpt, data, episodes, frames, seed, steps, precision, out, device=pick_device(device))
     typer.echo(format_table(result))
     typer.echo(f"{result['episodes']} episodes, {frames} frames after {result['context']} context frames, "
                f"{result['seconds_per_episode']:.2f}s per episode")
@@ -112,6 +115,7 @@ def eval_maze(
     ddim_steps: int = typer.Option(10, min=1, help="DDIM steps per generated chunk."),
     seed: int = typer.Option(0, help="Seed for the windows, memorization and sampling."),
     precision: str = typer.Option("auto", help="auto, bf16 or fp32."),
+    device: str = typer.Option("auto", help="cpu, cuda, cuda:N, mps or auto (CUDA, then MPS, then the CPU)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result as JSON here."),
     out: Optional[Path] = typer.Option(None, help=(
         "Folder for plots (fixed.png, revisits.png, streaming.png) and videos (truth | base | CoME).")),
@@ -122,7 +126,7 @@ def eval_maze(
     from ..demo import SHIPPED_MAZE
     from ..memory import LR_SCHEDULES, WINDOW_WEIGHTINGS
     from ..protocols.maze import PROTOCOLS, evaluate_maze, format_maze_table
-    from ..runtime import use_bf16
+    from ..runtime import pick_device, use_bf16
     from ..world import EXPERTS, SLTM_NULLS, ExpertWeights, WorldModel, choose_variants
 
     ckpt = ckpt or SHIPPED_MAZE
@@ -143,7 +147,8 @@ def eval_maze(
     except ValueError as e:
         raise UserError(f"--variants: {e} (--stm, --sltm and --place give the expert models)") from None
     encoder = load_model(pose_encoder, network="pose-encoder")[0] if pose_encoder is not None else None
-    options = dict(stm=stm, sltm=sltm, place=place, steps=ddim_steps, bf16=use_bf16(precision, "cpu"),
+    on = pick_device(device)
+    options = dict(stm=stm, sltm=sltm, place=place, steps=ddim_steps, bf16=use_bf16(precision, on), device=on,
                    weights=ExpertWeights(ltm=w_ltm, stm=w_stm, sltm=w_sltm, place=w_place), sltm_null=sltm_null,
                    come_experts=composed)
 
@@ -188,6 +193,7 @@ def eval_cards_recall(
     sweep_ranks: Optional[str] = typer.Option(None, help=(
         "Also sweep LoRA ranks, e.g. 4,8,32,64 (plot recall_vs_rank.png).")),
     precision: str = typer.Option("auto", help="auto, bf16 or fp32."),
+    device: str = typer.Option("auto", help="cpu, cuda, cuda:N, mps or auto (CUDA, then MPS, then the CPU)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result as JSON here."),
     out: Optional[Path] = typer.Option(None, help=(
         "Folder for recall.png, the sweep plots and videos (truth | base | CoME).")),
@@ -203,7 +209,7 @@ def eval_cards_recall(
     """
     from ..checkpoint import load_model
     from ..protocols.recall import evaluate_recall, format_recall_table, recall_sweeps
-    from ..runtime import use_bf16
+    from ..runtime import pick_device, use_bf16
     from ..world import MEMORY_VARIANTS, ExpertWeights, WorldModel, choose_variants
 
     if any(v.strip() in ("sltm", "place") for v in variants.split(",")):
@@ -215,8 +221,9 @@ def eval_cards_recall(
     if load_model(ckpt)[1].pose != "cursor":
         raise UserError(f"{ckpt}: cards-recall needs a Memory Cards model conditioned on the cursor pose")
     sweep_s, sweep_r = parse_ints(sweep_steps, "--sweep-steps"), parse_ints(sweep_ranks, "--sweep-ranks")
+    on = pick_device(device)
     options = dict(stm=stm, weights=ExpertWeights(ltm=w_ltm, stm=w_stm, hg=w_hg), steps=ddim_steps,
-                   bf16=use_bf16(precision, "cpu"))
+                   bf16=use_bf16(precision, on), device=on)
 
     def make_world(lora_rank: Optional[int] = None) -> WorldModel:
         return WorldModel.from_pretrained(ckpt, rank=lora_rank or rank, **options)

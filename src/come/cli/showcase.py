@@ -23,6 +23,7 @@ def sample(
     steps: int = typer.Option(20, min=1, help="DDIM steps per generated chunk."),
     chunk: Optional[int] = typer.Option(None, min=1, help="Frames generated per chunk (default: the model's)."),
     precision: str = typer.Option("auto", help="auto, bf16 or fp32."),
+    device: str = typer.Option("auto", help="cpu, cuda, cuda:N, mps or auto (CUDA, then MPS, then the CPU)."),
     seed: int = typer.Option(0, help="Seed of the sampling noise."),
 ):
     """Roll a trained model out from an episode's first frames under its actions.
@@ -32,7 +33,10 @@ def sample(
     """
     from ..sample import sample_episode
 
-    result = sample_episode(ckpt, episode, out, context, frames, start, steps, chunk, precision, seed)
+    from ..runtime import pick_device
+
+    result = sample_episode(ckpt, episode, out, context, frames, start, steps, chunk, precision, seed,
+                            pick_device(device))
     typer.echo(f"{'frame':>5} {'PSNR':>7} {'SSIM':>6} {'copy-last PSNR':>15}")
     for i, (p, s, c) in enumerate(zip(result["psnr"], result["ssim"], result["copy_last_psnr"])):
         typer.echo(f"{i:>5} {p:>7.2f} {s:>6.3f} {c:>15.2f}")
@@ -91,6 +95,7 @@ def demo(
     seed: int = typer.Option(1234, help="Seed of the episodes and of all noise."),
     train_steps: Optional[int] = typer.Option(None, min=1, help=(
         "Train a fresh model this many steps instead of using the shipped one.")),
+    device: str = typer.Option("auto", help="cpu, cuda, cuda:N, mps or auto (CUDA, then MPS, then the CPU)."),
 ):
     """Memory Cards recall, or Memory Maze revisits: the base model alone against CoME.
 
@@ -105,12 +110,14 @@ def demo(
     OUT/revisits.png and OUT/maze.json. Each takes a few minutes on 2 CPU cores.
     """
     from ..demo import run_demo, run_maze_demo
+    from ..runtime import pick_device
 
+    if env not in ("cards", "maze"):
+        raise UserError(f"--env: choose cards or maze, got '{env}'")
+    on = pick_device(device)
     if env == "maze":
         if ckpt is not None or train_steps is not None:
             raise UserError("--ckpt and --train-steps are for --env cards; the maze demo shows the shipped maze-place")
-        run_maze_demo(out, episodes or 2, seed=seed, echo=typer.echo)
-    elif env == "cards":
-        run_demo(out, ckpt, episodes or 4, train_steps, steps, seed, echo=typer.echo)
+        run_maze_demo(out, episodes or 2, seed=seed, echo=typer.echo, device=on)
     else:
-        raise UserError(f"--env: choose cards or maze, got '{env}'")
+        run_demo(out, ckpt, episodes or 4, train_steps, steps, seed, echo=typer.echo, device=on)

@@ -59,10 +59,12 @@ def evaluate_rollouts(
     out: str | Path | None = None,
     videos: int = 4,
     progress: bool = True,
+    device: torch.device | str = "cpu",
 ) -> dict:
-    """Run the protocol; returns a JSON-ready dict and writes videos (truth | model | copy-last) to ``out``."""
-    model, cfg = load_model(ckpt)
-    bf16 = use_bf16(precision, "cpu")
+    """Run the protocol on ``device``; returns a JSON-ready dict and writes videos (truth | model | copy-last)
+    to ``out``."""
+    model, cfg = load_model(ckpt, device)
+    bf16 = use_bf16(precision, device)
     files = episode_files(data, "test")[:episodes]
     rng = np.random.default_rng(seed)
     rows = {"model": {"psnr": [], "ssim": [], "cursor": [], "flips": []},
