@@ -255,3 +255,17 @@ def test_memorize_follows_the_recipe_of_the_models_dataset(monkeypatch):
     assert seen[-1]["lr"] == 0.5 and seen[-1]["lr_schedule"] == "cosine" and seen[-1]["weighting"] == "change"
     with pytest.raises(ValueError, match="recipe 'magic'"):
         world.memorize("magic")
+
+
+def test_predict_memorizes_only_the_memories_its_variants_compose(monkeypatch):
+    """A variant composing the SLTM alone fits the SLTM, not the LTM, and the LTM then refuses to run
+    unmemorized; observing a new history forgets both."""
+    frames, action, pose, fa, fp, _ = _batch()
+    base, sltm = _net(4, 0), _net(4, 2, pose_in_image=False)
+    world = WorldModel(base, _cfg(base, 2), sltm=(sltm, _cfg(sltm, 2)), rank=4, steps=2)
+    preds, seconds = world.predict(frames, action, pose, fa, fp, ("base", "sltm"), steps=2, batch_size=2)
+    assert world.memorized == {"sltm"} and set(preds) == {"base", "sltm"} and "memorize" in seconds
+    with pytest.raises(ValueError, match=r"needs memorize\(\) first \(of ltm\)"):
+        world.imagine(fa, fp, variant="ltm")
+    world.predict(frames, action, pose, fa, fp, ("ltm",), steps=2, batch_size=2)
+    assert world.memorized == {"ltm"}

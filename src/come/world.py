@@ -134,7 +134,7 @@ class WorldModel:
         self.scheduler = make_scheduler(base.config.num_train_timesteps)
         self.device = next(base.parameters()).device  # the experts' networks are on it too
         self.frames = self.action = self.pose = None
-        self.memorized = False
+        self.memorized: set[str] = set()  # the memories fitted on the current history
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, stm=None, sltm=None, place=None,
@@ -183,25 +183,25 @@ class WorldModel:
         self.frames, self.action = frames.to(self.device), action.to(self.device)
         self.pose = None if pose is None else pose.to(self.device)
         if not keep_memory:
-            for memory, _ in self.memories:
+            for memory, _ in self.memories.values():
                 memory.reset()
-            self.memorized = False
+            self.memorized = set()
 
     @property
-    def memories(self) -> list[tuple[LoRAMemory, TrainConfig]]:
-        """The test-time memories with the training config of their network: LTM (base), SLTM."""
-        out = [(self.memory, self.cfg)]
-        return out + ([(self.spatial, self.sltm_cfg)] if self.spatial is not None else [])
+    def memories(self) -> dict[str, tuple[LoRAMemory, TrainConfig]]:
+        """The test-time memories by expert, with the training config of their network: LTM (base), SLTM."""
+        out = {"ltm": (self.memory, self.cfg)}
+        return out | ({"sltm": (self.spatial, self.sltm_cfg)} if self.spatial is not None else {})
 
     @property
     def episode_adapters(self) -> tuple[str, ...]:
         return tuple(f"episode{b}" for b in range(len(self.frames)))
 
     def memorize(self, recipe: str | Recipe | None = None, seed: int = 0, progress: bool = False,
-                 recent: int | None = None, **overrides) -> list[list[float]]:
+                 recent: int | None = None, experts=None, **overrides) -> list[list[float]]:
         """Memorize each episode of the history (its last ``recent`` frames, if given) into its own adapter,
-        in every memory (LTM, and SLTM when there is one); returns the loss curves, per memory then per
-        episode.
+        in every memory (LTM, and SLTM when there is one) or those of ``experts``; returns the loss curves,
+        per memory then per episode.
 
         ``recipe`` names the settings (:data:`~come.memory.RECIPES`: ``cards`` or ``maze``; by default the
         one of the base model's dataset), or is a :class:`~come.memory.Recipe`; ``overrides`` change any
@@ -216,9 +216,10 @@ class WorldModel:
             if recipe not in RECIPES:
                 raise InputError(f"unknown memorization recipe '{recipe}' (choose from {', '.join(RECIPES)})")
             recipe = RECIPES[recipe]
+        chosen = {e: m for e, m in self.memories.items() if experts is None or e in experts}
         curves = []
         part = slice(-recent if recent else None, None)
-        for memory, cfg in self.memories:
+        for memory, cfg in chosen.values():
             settings = recipe.with_overrides(high_fraction=cfg.high_level_fraction, high_min=cfg.high_level_min,
                                              max_weight=cfg.max_loss_weight, context_noise_max=cfg.context_noise_max)
             settings |= overrides
@@ -227,7 +228,7 @@ class WorldModel:
                     self.frames[b, part], self.action[b, part], None if self.pose is None else self.pose[b, part],
                     context=cfg.context, future=cfg.future, bf16=self.bf16, seed=seed + b, progress=progress,
                     adapter=name, **settings))
-        self.memorized = True
+        self.memorized |= set(chosen)
         return curves
 
     def predict(self, frames: torch.Tensor, action: torch.Tensor, pose: torch.Tensor | None,
@@ -238,9 +239,10 @@ class WorldModel:
         seconds spent memorizing (``memorize``) and in each variant."""
         self.observe(frames, action, pose)
         seconds = {}
-        if any(self.needs_memory(v) for v in variants):
+        needed = {e for v in variants for e in self.members(v) if e in MEMORIZED}
+        if needed:
             t0 = time.time()
-            self.memorize(seed=seed, progress=progress, **memorize)
+            self.memorize(seed=seed, progress=progress, experts=needed, **memorize)
             seconds["memorize"] = time.time() - t0
         preds = {}
         for v in variants:
@@ -260,8 +262,9 @@ class WorldModel:
         if variant == "hg":
             return (*history_guidance(self.base, k, weight=w.hg), "contrastive")
         names = self.members(variant)
-        if any(e in MEMORIZED for e in names) and not self.memorized:
-            raise InputError(f"variant '{variant}' needs memorize() first")
+        missing = [e for e in names if e in MEMORIZED and e not in self.memorized]
+        if missing:
+            raise InputError(f"variant '{variant}' needs memorize() first (of {', '.join(missing)})")
         experts = [self._expert(e) for e in names]
         return Expert("base", self.base, k), experts, ("poe" if variant == "poe" else "contrastive")
 
@@ -341,13 +344,13 @@ class WorldModel:
         if frames.shape[1] < end or start < self.cfg.context:
             raise InputError(f"streaming from frame {start} for {iterations} x {horizon} frames needs "
                              f"{end} frames and start >= {self.cfg.context}; the episodes have {frames.shape[1]}")
-        uses_memory = self.needs_memory(variant)
+        needed = {e for e in self.members(variant) if e in MEMORIZED}
         out = []
         for i in tqdm(range(iterations), desc=f"stream {variant}", unit="iter", disable=not progress):
             pos = start + i * horizon
             self.observe(frames[:, :pos], action[:, :pos], None if pose is None else pose[:, :pos], keep_memory=i > 0)
-            if uses_memory:
-                self.memorize(seed=seed + i, recent=window, **{**memorize, "steps": updates})
+            if needed:
+                self.memorize(seed=seed + i, recent=window, experts=needed, **{**memorize, "steps": updates})
             nxt = slice(pos, pos + horizon)
             pred = self.imagine(action[:, nxt], None if pose is None else pose[:, nxt], variant=variant, seed=seed + i)
             pred = pred.to(frames.device)
