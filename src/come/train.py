@@ -190,6 +190,23 @@ def log_loss(writer, log_path: Path, cfg: TrainConfig, step: int, mean: float) -
         f.write(json.dumps({"step": step, "loss": mean, "time": time.time()}) + "\n")
 
 
+def start_run(cfg: TrainConfig, out: Path, resume: bool, init) -> tuple:
+    """The network (from ``init``'s weights, if given), its EMA copy, the optimizer, the random streams and
+    the step: fresh, or where the run in ``out`` stopped (``resume``); writes ``out/config.json``."""
+    torch.manual_seed(cfg.seed)
+    model = build_network(cfg)
+    if init is not None:
+        init_weights(model, init, cfg)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    np_rng = np.random.default_rng(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    out.mkdir(parents=True, exist_ok=True)
+    step = load_state(out, model, ema, optimizer, np_rng, gen) if resume else 0
+    save_config(out, cfg)
+    return model, ema, optimizer, np_rng, gen, step
+
+
 def train(cfg: TrainConfig, data: str | Path, out: str | Path, resume: bool = False, progress: bool = True,
           stop_after: int | None = None, init: str | Path | None = None, minutes: float | None = None) -> dict:
     """Train (or resume) a run in ``out``; returns a summary dict. ``init`` starts a new run from another
@@ -202,19 +219,7 @@ def train(cfg: TrainConfig, data: str | Path, out: str | Path, resume: bool = Fa
     bf16 = use_bf16(cfg.precision, device)
     train_data, sample_data = load_datasets(cfg, data, progress)
 
-    torch.manual_seed(cfg.seed)
-    model = build_network(cfg)
-    if init is not None:
-        init_weights(model, init, cfg)
-    ema = copy.deepcopy(model).requires_grad_(False)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    np_rng = np.random.default_rng(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    step = 0
-    out.mkdir(parents=True, exist_ok=True)
-    if resume:
-        step = load_state(out, model, ema, optimizer, np_rng, gen)
-    save_config(out, cfg)
+    model, ema, optimizer, np_rng, gen, step = start_run(cfg, out, resume, init)
     model, optimizer = accelerator.prepare(model, optimizer)
     ema.to(device)
     scheduler = make_scheduler(cfg.model.get("num_train_timesteps", 1000))
