@@ -14,7 +14,7 @@ from tiny import tiny_dit
 
 
 def _net(max_frames, seed, **kw):
-    return tiny_dit(seed, jitter=0.1, max_frames=max_frames, pose_dim=2, **kw)
+    return tiny_dit(seed, jitter=0.1, **{"max_frames": max_frames, "pose_dim": 2, **kw})
 
 
 def _cfg(model, context, future=2):  # (future: the chunk each expert generates)

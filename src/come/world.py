@@ -231,6 +231,19 @@ class WorldModel:
         self.memorized |= set(chosen)
         return curves
 
+    def members(self, variant: str) -> tuple[str, ...]:
+        """The experts a variant composes on top of the prior (the expert table, ``VARIANT_EXPERTS``)."""
+        if variant not in VARIANT_EXPERTS:
+            raise InputError(f"unknown variant '{variant}' (choose from {', '.join(VARIANTS)})")
+        available = {"ltm": True, "stm": self.stm is not None, "place": self.place is not None,
+                     "sltm": self.sltm is not None}
+        if variant in COMPOSITIONS:
+            return tuple(e for e in VARIANT_EXPERTS[variant] if e in self.come_experts and available[e])
+        missing = [e for e in VARIANT_EXPERTS[variant] if not available[e]]
+        if missing:
+            raise InputError(f"variant '{variant}' needs a {' and a '.join(MODEL_NAMES[e] for e in missing)} model")
+        return VARIANT_EXPERTS[variant]
+
     def predict(self, frames: torch.Tensor, action: torch.Tensor, pose: torch.Tensor | None,
                 future_action: torch.Tensor, future_pose: torch.Tensor | None, variants, seed: int = 0,
                 progress: bool = False, **memorize) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
