@@ -64,7 +64,6 @@ def diffusion_loss(
     p_context_dropout: float = 0.1,
     p_pose_dropout: float = 0.1,
     generator: torch.Generator | None = None,
-    frame_weights: torch.Tensor | None = None,
     high_fraction: float = 0.0,
     high_min: int = 700,
     max_weight: float | None = None,
@@ -74,10 +73,9 @@ def diffusion_loss(
     short_context: int = 0,
     p_short_context: float = 0.0,
 ) -> torch.Tensor:
-    """Mean weighted v-MSE over the future frames of a batch of clips.
+    """Mean weighted v-MSE over the future frames of a batch of clips (context frames are never targets).
 
-    ``frame_weights`` (B,T), if given, multiplies each frame's loss (used by
-    memorization to weight frames where something is revealed). ``max_weight``
+    ``max_weight``
     caps the clean-frame weight ``SNR + 1`` of the v-MSE (the v-MSE is the
     clean-frame MSE times ``1 / (1 - alpha_bar)``, over 1000 at the lowest levels).
     ``drop_context`` (B,) bool drops the context of those clips whatever ``p_context_dropout`` draws
@@ -108,8 +106,6 @@ def diffusion_loss(
     mse = (pred - target).pow(2).mean(dim=(2, 3, 4))  # (B,T)
     weight = torch.ones_like(mse)
     weight[:, :context] = 0
-    if frame_weights is not None:
-        weight = weight * frame_weights.to(device)
     if max_weight is not None:
         weight = weight * (max_weight * (1 - ab.to(device))).clamp(max=1.0)
     return (mse * weight).sum() / (levels[:, context:].numel())

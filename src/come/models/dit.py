@@ -180,10 +180,9 @@ class VideoDiT(nn.Module):
         self.config = cfg = config
         # modules a test-time memory adapts (come.memory). A scene fixed in the image (a pose in image
         # coordinates: Memory Cards' cursor) is remembered by place: the embedding of each image place,
-        # so the memory of "what lies here" is the same whatever else the frame shows. Adapting the
-        # blocks too tied it to the frames it was memorized on: recall fell from 0.57 to 0.19
-        # (BENCHMARKS.md, "A place memory"). Otherwise: every block's projections and, with a map pose,
-        # its path and the output layer.
+        # so the memory of "what lies here" is the same whatever else the frame shows; a memory in the
+        # blocks ties it to the frames it was memorized on (BENCHMARKS.md, "A place memory, not a memory in
+        # the blocks"). Otherwise: every block's projections and, with a map pose, its path and the output layer.
         if cfg.pose_dim and cfg.pose_in_image:
             self.memory_targets: tuple[str, ...] = ("pos_space",)
         else:
