@@ -142,10 +142,8 @@ def training_loss(model, batch: dict, cfg: TrainConfig, scheduler, gen: torch.Ge
     if cfg.network != "dit":
         return motion_loss(model(batch["frames"], batch["action"]), batch["pose"], scale)
     return diffusion_loss(model, batch, cfg.context, scheduler, cfg.p_context_dropout, cfg.p_pose_dropout,
-                          generator=gen, high_fraction=cfg.high_level_fraction, high_min=cfg.high_level_min,
-                          max_weight=cfg.max_loss_weight, context_noise_max=cfg.context_noise_max,
-                          p_view_dropout=cfg.p_view_dropout, short_context=cfg.short_context,
-                          p_short_context=cfg.p_short_context)
+                          generator=gen, p_view_dropout=cfg.p_view_dropout, short_context=cfg.short_context,
+                          p_short_context=cfg.p_short_context, **cfg.loss_weighting())
 
 
 def progress_sample(ema, cfg: TrainConfig, data: ClipDataset, out: Path, step: int, bf16: bool, device, writer

@@ -220,9 +220,7 @@ class WorldModel:
         curves = []
         part = slice(-recent if recent else None, None)
         for memory, cfg in chosen.values():
-            settings = recipe.with_overrides(high_fraction=cfg.high_level_fraction, high_min=cfg.high_level_min,
-                                             max_weight=cfg.max_loss_weight, context_noise_max=cfg.context_noise_max)
-            settings |= overrides
+            settings = recipe.with_overrides(**cfg.loss_weighting()) | overrides
             for b, name in enumerate(self.episode_adapters):
                 curves.append(memory.memorize(
                     self.frames[b, part], self.action[b, part], None if self.pose is None else self.pose[b, part],
