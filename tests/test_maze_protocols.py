@@ -172,13 +172,11 @@ def test_the_cli_memorizes_as_the_protocol_does():
 
     from come.cli import evaluate as cli
     from come.memory import RECIPES
-    from come.protocols.maze import COME_EXPERTS, LTM_WEIGHT, SLTM_NULL
+    from come.protocols.maze import COME_EXPERTS
 
     params = inspect.signature(cli.eval_maze).parameters
     recipe = RECIPES["maze"]
-    assert params["w_ltm"].default.default == LTM_WEIGHT
     assert params["come_experts"].default.default == ",".join(COME_EXPERTS)
-    assert params["sltm_null"].default.default == SLTM_NULL
     for option, setting in (("steps", "steps"), ("lr", "lr"), ("batch_size", "batch_size"),
                             ("weighting", "weighting"), ("lr_schedule", "lr_schedule"),
                             ("context_dropout", "p_context_dropout"), ("pose_dropout", "p_pose_dropout")):

@@ -44,13 +44,9 @@ from ..video import side_by_side, write_video
 from .pose import true_track
 
 PROTOCOLS = ("fixed", "revisits", "streaming", "capacity")
-LTM_WEIGHT = 1.0  # contrast weight of the LTM on Memory Maze: 1.5 was worse on every dev setting
 # The experts CoME composes on Memory Maze: not the LTM, which is below the base model on revisits reached
 # along new paths (BENCHMARKS.md, "Memory Maze: the short-term memory and every variant on revisits").
 COME_EXPERTS = ("stm", "place", "sltm")
-# The SLTM's baseline: its pose with the adapters off; with the pose dropped it falls below the base model
-# (BENCHMARKS.md, "Memory Maze: the LTM and the spatial expert on an x0 base model").
-SLTM_NULL = "adapters_off"
 
 
 def revisit_frames(track: np.ndarray, min_gap: int = 100, radius: float = 0.5,
