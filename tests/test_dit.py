@@ -4,10 +4,11 @@ import torch
 from come.models.dit import DiTConfig, VideoDiT
 from come.presets import MODEL_PRESETS as PRESETS, build_model
 
+from tiny import tiny_dit
+
 
 def tiny(**kw):
-    cfg = dict(resolution=16, patch=4, width=32, depth=3, heads=2, max_frames=6, action_dim=5, pose_dim=2)
-    return VideoDiT(DiTConfig(**{**cfg, **kw}))
+    return tiny_dit(**{**dict(resolution=16, patch=4, depth=3, max_frames=6, pose_dim=2), **kw}).train()
 
 
 def _inputs(B=2, T=5, res=16):
