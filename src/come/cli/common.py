@@ -19,6 +19,13 @@ app = typer.Typer(
 )
 
 
+def command_group(name: str, help: str) -> typer.Typer:
+    """A group of subcommands (``come <name> ...``) on the app."""
+    group = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help=help)
+    app.add_typer(group, name=name)
+    return group
+
+
 class UserError(InputError):
     """Bad input to a command (an option, or options that do not go together): one line, exit code 2."""
 

@@ -8,11 +8,9 @@ from pathlib import Path
 
 import typer
 
-from .common import app, guard
+from .common import command_group, guard
 
-data_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help=(
-    "Generate datasets (one compressed .npz per episode + meta.json)."))
-app.add_typer(data_app, name="data")
+data_app = command_group("data", "Generate datasets (one compressed .npz per episode + meta.json).")
 
 
 @data_app.command("cards")

@@ -7,11 +7,9 @@ from typing import Optional
 
 import typer
 
-from .common import UserError, app, guard, parse_choice, parse_ints, parse_names, write_json
+from .common import UserError, command_group, guard, parse_choice, parse_ints, parse_names, write_json
 
-eval_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help=(
-    "Evaluation protocols (a table on screen, JSON for tools, videos)."))
-app.add_typer(eval_app, name="eval")
+eval_app = command_group("eval", "Evaluation protocols (a table on screen, JSON for tools, videos).")
 
 
 @eval_app.command("rollouts")
