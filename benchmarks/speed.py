@@ -14,7 +14,8 @@ import platform
 import torch
 
 from come.diffusion.loss import diffusion_loss
-from come.diffusion.sampling import autocast, rollout
+from come.diffusion.sampling import autocast
+from come.sample import rollout
 from come.diffusion.schedule import make_scheduler
 from come.models.dit import DiTConfig, VideoDiT
 from come.presets import train_config
