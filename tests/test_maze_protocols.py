@@ -11,12 +11,13 @@ from typer.testing import CliRunner
 from come.checkpoint import save_config, save_weights
 from come.cli import app
 from come.data.episodes import save_episode
-from come.models.dit import DiTConfig, VideoDiT
+from come.models.dit import DiTConfig
 from come.presets import TrainConfig
 from come.protocols.maze import differences_from_base, nearest_pose_frames, revisit_frames
 from come.world import VARIANTS
 
 from test_maze import _public_episode
+from tiny import tiny_dit
 
 
 def test_revisit_frames_are_returns_after_a_gap():
@@ -43,12 +44,7 @@ def _run(root, name, context, future, **model):
                                                              action_dim=6), **model}).to_dict(),
                       context=context, future=future,
                       pose="absolute" if model.get("pose_dim") or model.get("views") else None)
-    torch.manual_seed(len(name))
-    net = VideoDiT(DiTConfig(**cfg.model))
-    with torch.no_grad():  # adaLN-Zero starts as the identity; give the conditioning some effect
-        for n, p in net.named_parameters():
-            if "ada" in n or "final" in n:
-                p.add_(torch.randn_like(p) * 0.05)
+    net = tiny_dit(len(name), jitter=0.05, **cfg.model)
     (root / name).mkdir(parents=True)
     save_config(root / name, cfg)
     save_weights(root / name / "model.safetensors", net)

@@ -127,16 +127,11 @@ def test_init_adds_a_pose_input_without_changing_the_function(cards_data, tmp_pa
 def test_init_leaves_out_a_place_memorys_views(cards_data, tmp_path):
     """An SLTM started from a place memory (maze-place) is that network's base model plus a zero pose path."""
     from come.checkpoint import save_config, save_weights
-    from come.models.dit import DiTConfig, VideoDiT
+    from tiny import tiny_dit
 
     micro = train_config("test-micro").model
     placed = train_config("test-micro", model={**micro, "pose_dim": 0, "views": 1}, pose=None)
-    torch.manual_seed(0)
-    start = VideoDiT(DiTConfig(**placed.model))
-    with torch.no_grad():  # adaLN-Zero starts as the identity; make the blocks matter
-        for n, p in start.named_parameters():
-            if "ada" in n or "final" in n:
-                p.add_(torch.randn_like(p) * 0.05)
+    start = tiny_dit(jitter=0.05, **placed.model)
     (tmp_path / "place").mkdir()
     save_config(tmp_path / "place", placed)
     save_weights(tmp_path / "place" / "model.safetensors", start)

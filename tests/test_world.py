@@ -211,8 +211,8 @@ def test_place_memory_sees_the_views_nearest_each_frame():
     world.memorize(steps=1, batch_size=2)
     assert [e.name for e in world.experts("come")[1]] == ["ltm", "place"]
     world.come_experts = ("stm", "place")  # the table: CoME composes the chosen experts the world has
-    assert [e.name for e in world.experts("come")[1]] == ["place"] and not world.needs_memory("come")
-    assert world.needs_memory("ltm") and world.members("place") == ("place",)
+    assert [e.name for e in world.experts("come")[1]] == ["place"] and not world.memories_for(["come"])
+    assert world.memories_for(["ltm"]) == {"ltm"} and world.members("place") == ("place",)
     with pytest.raises(ValueError, match="needs a short-term memory model"):
         world.members("stm+ltm")
     assert available_variants({"ltm", "place"}) == ("base", "ltm", "place", "come", "poe", "hg")

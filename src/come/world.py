@@ -250,7 +250,7 @@ class WorldModel:
         seconds spent memorizing (``memorize``) and in each variant."""
         self.observe(frames, action, pose)
         seconds = {}
-        needed = {e for v in variants for e in self.members(v) if e in MEMORIZED}
+        needed = self.memories_for(variants)
         if needed:
             t0 = time.time()
             self.memorize(seed=seed, progress=progress, experts=needed, **memorize)
@@ -263,9 +263,9 @@ class WorldModel:
             seconds[v] = time.time() - t0
         return preds, seconds
 
-    def needs_memory(self, variant: str) -> bool:
-        """Whether a variant composes an expert that memorize() fits."""
-        return any(e in MEMORIZED for e in self.members(variant))
+    def memories_for(self, variants) -> set[str]:
+        """The experts that memorize() fits which these variants compose."""
+        return {e for v in variants for e in self.members(v) if e in MEMORIZED}
 
     def experts(self, variant: str) -> tuple[Expert, list[Expert], str]:
         """(prior, experts, rule) of a variant."""
@@ -355,7 +355,7 @@ class WorldModel:
         if frames.shape[1] < end or start < self.cfg.context:
             raise InputError(f"streaming from frame {start} for {iterations} x {horizon} frames needs "
                              f"{end} frames and start >= {self.cfg.context}; the episodes have {frames.shape[1]}")
-        needed = {e for e in self.members(variant) if e in MEMORIZED}
+        needed = self.memories_for([variant])
         out = []
         for i in tqdm(range(iterations), desc=f"stream {variant}", unit="iter", disable=not progress):
             pos = start + i * horizon
