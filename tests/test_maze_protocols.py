@@ -11,10 +11,13 @@ from typer.testing import CliRunner
 from come.checkpoint import save_config, save_weights
 from come.cli import app
 from come.data.episodes import save_episode
+from come.errors import InputError
 from come.models.dit import DiTConfig
 from come.presets import TrainConfig
-from come.protocols.maze import differences_from_base, nearest_pose_frames, revisit_frames
-from come.world import VARIANTS
+from come.memory import RECIPES
+from come.protocols.maze import (differences_from_base, load_maze_episode, nearest_pose_frames, revisit_frames,
+                                 window_protocol)
+from come.world import VARIANTS, WorldModel
 
 from test_maze import _public_episode
 from tiny import tiny_dit
@@ -80,7 +83,8 @@ def test_every_protocol_end_to_end(maze_runs, tmp_path):
         "eval", "maze", "--ckpt", str(r["base"]), "--stm", str(r["stm"]), "--sltm", str(r["sltm"]),
         "--place", str(r["place"]), "--w-place", "1.5", "--variants", ",".join(VARIANTS), "--come", "ltm,place,sltm",
         "--data", str(r["data"]), "--protocols", "fixed,revisits,streaming,capacity", "--episodes", "2",
-        "--history", "32", "--frames", "2", "--steps", "2", "--rank", "4", "--windows", "1", "--min-gap", "20",
+        "--history", "32", "--frames", "2", "--horizons", "1", "--steps", "2", "--rank", "4", "--windows", "1",
+        "--min-gap", "20",
         "--iterations", "2", "--capacity-ranks", "2,4", "--capacity-histories", "10,32", "--ddim-steps", "2",
         "--batch-size", "3", "--weighting", "surprise", "--context-dropout", "0.5", "--lr-schedule", "constant",
         "--updates", "2", "--sltm-null", "pose_drop", "--w-sltm", "1.5", "--pose-dropout", "0.3",
@@ -102,6 +106,7 @@ def test_every_protocol_end_to_end(maze_runs, tmp_path):
         copy = protocols[name]["copy_last_frame"]["per_window_psnr"]
         assert len(copy) == 2 and copy != protocols[name]["variants"]["base"]["per_window_psnr"]
         assert len(protocols[name]["nearest_pose_frame"]["per_window_psnr"]) == 2
+        assert set(protocols[name]["horizons"]["1"]["variants"]) == set(result["variants"])
         vs = protocols[name]["vs_base"]
         assert set(vs) == set(result["variants"]) - {"base"} | {"copy_last_frame", "nearest_pose_frame"}
         ltm, base = (protocols[name]["variants"][v]["per_window_psnr"] for v in ("ltm", "base"))
@@ -114,7 +119,7 @@ def test_every_protocol_end_to_end(maze_runs, tmp_path):
     assert protocols["streaming"]["updates"] == 2 and result["ltm_weight"] == 1.0
     assert (tmp_path / "out" / "streaming.png").stat().st_size > 0
     assert len(protocols["capacity"]["grid"]) == 4 and "rank2_history10" in protocols["capacity"]["grid"]
-    for shown in ("| come |", "(copy last frame)", "(nearest-pose history frame)", "streaming"):
+    for shown in ("1 frames predicted", "| come |", "(copy last frame)", "(nearest-pose history frame)", "streaming"):
         assert shown in res.output
     # memory changes the prediction: the LTM differs from the base model alone
     fixed = protocols["fixed"]["variants"]
@@ -177,6 +182,32 @@ def test_the_cli_memorizes_as_the_protocol_does():
                             ("weighting", "weighting"), ("lr_schedule", "lr_schedule"),
                             ("context_dropout", "p_context_dropout"), ("pose_dropout", "p_pose_dropout")):
         assert params[option].default.default == getattr(recipe, setting), option
+
+
+def test_a_shorter_horizon_is_scored_on_the_first_frames_of_the_same_rollouts(maze_runs):
+    r = maze_runs
+    from come.checkpoint import load_model
+
+    cfg = load_model(r["base"])[1]
+    episodes = [load_maze_episode(f, cfg) for f in sorted((r["data"] / "eval").glob("*.npz"))]
+    memorize = dict(RECIPES["maze"].with_overrides(steps=2, batch_size=2)) | {"seed": 0}
+
+    def scored(frames, horizons=(), ckpt=r["base"]):
+        return window_protocol("fixed", lambda rank: WorldModel.from_pretrained(ckpt, place=r["place"], rank=rank,
+                                                                                steps=2),
+                               4, episodes, [(0, 40), (1, 50)], ("base", "ltm", "place"), 32, frames, 20, memorize,
+                               None, False, horizons)
+
+    long, short = scored(3, horizons=(2, 3, 5)), scored(2)
+    assert list(long["horizons"]) == ["2"]  # only horizons shorter than the rollout
+    for v in ("base", "ltm", "place"):
+        assert long["horizons"]["2"]["variants"][v]["per_window_psnr"] == short["variants"][v]["per_window_psnr"]
+        assert long["variants"][v]["per_window_psnr"] != short["variants"][v]["per_window_psnr"]
+    assert long["horizons"]["2"]["nearest_pose_frame"] == short["nearest_pose_frame"]
+    assert long["horizons"]["2"]["vs_base"] == short["vs_base"]
+    two_at_once = _run(r["data"].parent, "two-at-once", 2, 2, max_frames=4)
+    with pytest.raises(InputError, match="not a multiple of the 2 frames"):
+        scored(4, horizons=(3,), ckpt=two_at_once)
 
 
 def test_differences_from_base_pairs_windows():

@@ -81,6 +81,10 @@ def eval_maze(
     history: int = typer.Option(200, min=1, help=(
         "History frames before each predicted window (and streaming's start).")),
     frames: int = typer.Option(8, min=1, help="Frames predicted per window (per streaming iteration)."),
+    horizons: str = typer.Option("", help=(
+        "Comma-separated shorter horizons also scored on the first frames of the same rollouts (e.g. 16 with "
+        "--frames 32): one rollout and one memorization per window for every horizon, on the windows drawn for "
+        "--frames.")),
     steps: int = typer.Option(50, min=1, help="Memorization steps per window."),
     updates: int = typer.Option(25, min=1, help="Streaming: memorization steps per iteration."),
     rank: int = typer.Option(32, min=1, help="LoRA rank of the memories."),
@@ -139,6 +143,7 @@ def eval_maze(
     composed = parse_names(come_experts, "--come", EXPERTS)
     ranks = parse_ints(capacity_ranks, "--capacity-ranks")
     histories = parse_ints(capacity_histories, "--capacity-histories")
+    shorter = parse_ints(horizons, "--horizons")
     place = place or (ckpt if cfg.model.get("views") else None)  # a base that takes views is its own place memory
     given = {"ltm"} | {name for name, run in (("stm", stm), ("sltm", sltm), ("place", place)) if run}
     try:
@@ -160,7 +165,7 @@ def eval_maze(
     result = evaluate_maze(make_world, episode_files(data, "test")[:episodes], cfg, chosen, names, history, frames,
                            memorize, rank=rank, min_gap=min_gap, windows_per_episode=windows, stream_updates=updates,
                            iterations=iterations, capacity_ranks=ranks, capacity_histories=histories,
-                           pose_encoder=encoder, seed=seed, out=out)
+                           pose_encoder=encoder, seed=seed, out=out, horizons=shorter)
     runs = {"checkpoint": ckpt, "stm": stm, "sltm": sltm, "place": place, "pose_encoder": pose_encoder, "data": data}
     result |= {"come_experts": list(composed), "ltm_weight": w_ltm, "stm_weight": w_stm, "sltm_weight": w_sltm,
                "place_weight": w_place, "sltm_null": sltm_null, "ddim_steps": ddim_steps,

@@ -130,16 +130,14 @@ def nearest_pose_frames(history: torch.Tensor, history_track: np.ndarray, future
     return history[torch.from_numpy(nearest_views(history_track, future_track, 1, turn_cost)[:, 0])]
 
 
-def _references(episodes: list[dict], starts: list[tuple[int, int]], batch: dict, history: int) -> dict:
-    """Scores of two model-free references: the last history frame held still, and the history frame
-    nearest in true pose to each future frame (what the history can say about the place)."""
+def reference_predictions(episodes: list[dict], starts: list[tuple[int, int]], batch: dict, history: int) -> dict:
+    """Two model-free predictions: the last history frame held still, and the history frame nearest in
+    true pose to each future frame (what the history can say about the place)."""
     frames = batch["truth"].shape[1]
     nearest = torch.stack([
         nearest_pose_frames(h, episodes[e]["track"][s - history : s], episodes[e]["track"][s : s + frames])
         for h, (e, s) in zip(batch["frames"], starts)])
-    last = batch["frames"][:, -1:].expand_as(batch["truth"])
-    return {"copy_last_frame": score_windows(last, batch["truth"]),
-            "nearest_pose_frame": score_windows(nearest, batch["truth"])}
+    return {"copy_last_frame": batch["frames"][:, -1:].expand_as(batch["truth"]), "nearest_pose_frame": nearest}
 
 
 def score_windows(pred: torch.Tensor, truth: torch.Tensor) -> dict:
@@ -161,6 +159,16 @@ def differences_from_base(scores: dict[str, dict]) -> dict[str, dict]:
             diff = np.asarray(s["per_window_psnr"]) - base
             out[name] = mean_ci95(diff) | {"wins": int((diff > 0).sum())}
     return out
+
+
+def window_scores(preds: dict[str, torch.Tensor], references: dict[str, torch.Tensor], truth: torch.Tensor,
+                  frames: int | None = None) -> dict:
+    """Scores of every variant and reference on the first ``frames`` predicted frames (all by default), and
+    their per-window differences against the base."""
+    frames = frames or truth.shape[1]
+    scores = {v: score_windows(p[:, :frames], truth[:, :frames]) for v, p in preds.items()}
+    refs = {k: score_windows(p[:, :frames], truth[:, :frames]) for k, p in references.items()}
+    return {"variants": scores, **refs, "vs_base": differences_from_base(scores | refs)}
 
 
 def predict_windows(world, batch: dict, variants, seed: int = 0, progress: bool = False, **memorize
@@ -192,6 +200,7 @@ def evaluate_maze(
     seed: int = 0,
     out: str | Path | None = None,
     progress: bool = True,
+    horizons=(),
 ) -> dict:
     """Run the chosen protocols; ``make_world(rank)`` builds a fresh :class:`~come.world.WorldModel`.
     ``memorize`` changes settings of the maze memorization recipe (``RECIPES["maze"]``: steps, lr, window
@@ -215,7 +224,7 @@ def evaluate_maze(
     for name, starts in (("fixed", fixed), ("revisits", revisits)):
         if name in protocols:
             result["protocols"][name] = window_protocol(name, make_world, rank, episodes, starts, variants, history,
-                                                        frames, min_gap, memorize, out, progress)
+                                                        frames, min_gap, memorize, out, progress, horizons)
     if "streaming" in protocols:
         result["protocols"]["streaming"] = streaming_protocol(make_world, rank, episodes, variants, history, frames,
                                                               iterations, stream_window, stream_updates, memorize,
@@ -227,24 +236,32 @@ def evaluate_maze(
 
 
 def window_protocol(name: str, make_world, rank: int, episodes: list[dict], starts, variants, history: int,
-                    frames: int, min_gap: int, memorize: dict, out: Path | None, progress: bool) -> dict:
+                    frames: int, min_gap: int, memorize: dict, out: Path | None, progress: bool,
+                    horizons=()) -> dict:
     """Fixed or revisit windows: every variant's scores, the model-free references, the per-window
-    differences against the base and the seconds per window; a video and a bar plot into ``out``."""
+    differences against the base and the seconds per window; a video and a bar plot into ``out``.
+    Each of ``horizons`` shorter than ``frames`` is also scored on the rollouts' first frames: a rollout
+    is generated chunk by chunk, so its first frames are the shorter rollout itself."""
     if not starts:
         return {"windows": 0, "note": f"no revisit after a gap of more than {min_gap} frames to a place seen in "
                                       f"the last {history}"}
+    world, shorter = make_world(rank), sorted({h for h in horizons if h < frames})
+    uneven = [h for h in shorter if h % world.cfg.future]
+    if uneven:
+        raise InputError(f"horizons {uneven}: not a multiple of the {world.cfg.future} frames the model generates "
+                         "at once")
     batch = window_batch(episodes, starts, history, frames)
-    preds, seconds = predict_windows(make_world(rank), batch, variants, progress=progress, **memorize)
-    scores = {v: score_windows(p, batch["truth"]) for v, p in preds.items()}
-    references = _references(episodes, starts, batch, history)
-    result = {"windows": len(starts), "starts": starts, "variants": scores, **references,
-              "vs_base": differences_from_base(scores | references),
+    preds, seconds = predict_windows(world, batch, variants, progress=progress, **memorize)
+    references = reference_predictions(episodes, starts, batch, history)
+    result = {"windows": len(starts), "starts": starts, **window_scores(preds, references, batch["truth"]),
               "seconds_per_window": {k: t / len(starts) for k, t in seconds.items()}}
+    if shorter:
+        result["horizons"] = {str(h): window_scores(preds, references, batch["truth"], h) for h in shorter}
     if out is not None:
         shown = [v for v in ("base", "come") if v in preds] or list(preds)[:1]
         panels = [tensor_to_frames(batch["truth"][0])] + [tensor_to_frames(preds[v][0]) for v in shown]
         write_video(out / f"{name}_00.mp4", side_by_side(panels), fps=4)
-        bar_chart({v: s["psnr"] for v, s in scores.items()}, "PSNR (dB)", out / f"{name}.png",
+        bar_chart({v: s["psnr"] for v, s in result["variants"].items()}, "PSNR (dB)", out / f"{name}.png",
                   title=f"{name} ({len(starts)} windows)")
     return result
 
@@ -298,6 +315,19 @@ def plot_streaming(curves: dict[str, list[float]], path: Path) -> None:
     save_figure(fig, path)
 
 
+def _score_rows(r: dict) -> list[str]:
+    """A markdown table of one protocol's scores (from :func:`window_scores`)."""
+    lines = ["| variant | PSNR (dB) | vs base (dB), windows ahead | SSIM |", "|---|---|---|---|"]
+    rows = [*r["variants"].items(), ("copy_last_frame", r["copy_last_frame"]),
+            ("nearest_pose_frame", r["nearest_pose_frame"])]
+    for v, s in rows:
+        p, q, d = s["psnr"], s["ssim"], r.get("vs_base", {}).get(v)
+        diff = "" if d is None else f"{d['mean']:+.2f} {interval_text(d)}, {d['wins']}"
+        label = {"copy_last_frame": "(copy last frame)", "nearest_pose_frame": "(nearest-pose history frame)"}.get(v, v)
+        lines.append(f"| {label} | {p['mean']:.2f} {interval_text(p)} | {diff} | {q['mean']:.3f} |")
+    return lines
+
+
 def format_maze_table(result: dict) -> str:
     """Markdown tables of a result from :func:`evaluate_maze`."""
     lines = []
@@ -308,16 +338,9 @@ def format_maze_table(result: dict) -> str:
         if not r["windows"]:
             lines.append(f"{name}: {r['note']}")
             continue
-        lines += [f"\n{name}: {r['windows']} windows, history {result['history']}, {result['frames']} frames predicted",
-                  "| variant | PSNR (dB) | vs base (dB), windows ahead | SSIM |", "|---|---|---|---|"]
-        rows = [*r["variants"].items(), ("copy_last_frame", r["copy_last_frame"]),
-                ("nearest_pose_frame", r["nearest_pose_frame"])]
-        for v, s in rows:
-            p, q, d = s["psnr"], s["ssim"], r.get("vs_base", {}).get(v)
-            diff = "" if d is None else f"{d['mean']:+.2f} {interval_text(d)}, {d['wins']}"
-            label = {"copy_last_frame": "(copy last frame)",
-                     "nearest_pose_frame": "(nearest-pose history frame)"}.get(v, v)
-            lines.append(f"| {label} | {p['mean']:.2f} {interval_text(p)} | {diff} | {q['mean']:.3f} |")
+        for frames, scores in [(result["frames"], r), *((int(h), s) for h, s in r.get("horizons", {}).items())]:
+            lines += [f"\n{name}: {r['windows']} windows, history {result['history']}, {frames} frames predicted",
+                      *_score_rows(scores)]
     r = result["protocols"].get("streaming")
     if r is not None:
         its = r["iterations"]
