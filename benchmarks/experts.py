@@ -22,6 +22,7 @@ from come.data.cards import generate_episode
 from come.data.clips import cursor_pose, frames_to_tensor
 from come.diffusion.loss import diffusion_loss
 from come.diffusion.schedule import make_scheduler
+from come.memory import Recipe
 from come.models.dit import DiTConfig, VideoDiT
 from come.presets import train_config
 from come.runtime import median_seconds
@@ -76,7 +77,7 @@ def main():
 
     train_s = median_seconds(train_step, 5, 1)
     mem_s = median_seconds(lambda: world.memory.memorize(frames[0, : a.history], action[0, : a.history],
-                                                  pose[0, : a.history], steps=1, batch_size=8), 5, 1)
+                                                  pose[0, : a.history], Recipe(steps=1, batch_size=8)), 5, 1)
     out = {"history": a.history, "frames": a.frames, "ddim_steps": a.steps, "variants": rows,
            "train_step_s": train_s, "memorize_step_s": mem_s, "memorize_over_train": mem_s / train_s}
     print(f"{'variant':<8} {'passes':>6} {'forwards':>8} {'seconds':>8} {'vs base':>8} {'per pass':>8}")

@@ -24,7 +24,8 @@ import torch
 from come.checkpoint import load_model
 from come.data.cards import generate_episode
 from come.data.clips import cursor_pose, frames_to_tensor
-from come.memory import LoRAMemory
+from come.diffusion.loss import NoiseLevels
+from come.memory import LoRAMemory, Recipe
 
 
 def main():
@@ -50,14 +51,13 @@ def main():
         pose = torch.from_numpy(cursor_pose(ep))
         for rank, steps, lr in settings:
             model, cfg = load_model(a.ckpt)
-            loss = (dict(high_fraction=cfg.high_level_fraction, high_min=cfg.high_level_min,
-                         max_weight=cfg.max_loss_weight) if a.loss == "trained" else {})
+            levels = cfg.noise_levels() if a.loss == "trained" else NoiseLevels()
             mem = LoRAMemory(model, rank=rank, targets=a.targets.split(",") if a.targets else None)
-            probe = dict(repeats=4, seed=10_000 + i, **loss)  # noise draws of their own, not memorization's
+            probe = dict(repeats=4, seed=10_000 + i, levels=levels)  # noise draws of their own, not memorization's
             before = mem.history_loss(frames, action, pose, cfg.context, cfg.future, **probe)
             t = time.perf_counter()
-            mem.memorize(frames, action, pose, steps=steps, lr=lr, batch_size=a.batch_size, context=cfg.context,
-                         future=cfg.future, seed=i, lr_schedule=a.lr_schedule, **loss)
+            recipe = Recipe(steps=steps, lr=lr, batch_size=a.batch_size, lr_schedule=a.lr_schedule)
+            mem.memorize(frames, action, pose, recipe, cfg.context, cfg.future, levels, seed=i)
             seconds = time.perf_counter() - t
             after = mem.history_loss(frames, action, pose, cfg.context, cfg.future, adapter=mem.adapter, **probe)
             rows.append({"episode": i, "rank": rank, "steps": steps, "lr": lr, "loss_before": before,

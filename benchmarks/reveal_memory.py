@@ -30,7 +30,7 @@ import torch
 
 from come.checkpoint import load_model
 from come.data.cards import generate_episode
-from come.diffusion.loss import diffusion_loss
+from come.diffusion.loss import NoiseLevels, diffusion_loss
 from come.compose import DiTDenoiser, Expert, History, composed_eps_fn
 from come.diffusion.sampling import sample_ddim
 from come.diffusion.schedule import add_noise, alpha_bar, make_scheduler, v_to_x0
@@ -101,8 +101,9 @@ def main():
         gen = torch.Generator().manual_seed(0)
         mem.model.train()
         for _ in range(a.steps):
+            levels = NoiseLevels(a.high_fraction, a.high_min, cfg.max_loss_weight)
             loss = diffusion_loss(mem.model, train, k, sched, p_context_dropout=0.0, p_pose_dropout=0.0, generator=gen,
-                                  high_fraction=a.high_fraction, high_min=a.high_min, max_weight=cfg.max_loss_weight)
+                                  levels=levels)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

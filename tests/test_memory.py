@@ -3,7 +3,7 @@ import torch
 
 from come.data.cards import generate_episode
 from come.data.clips import cursor_pose, frames_to_tensor
-from come.memory import LoRAMemory, change_weights
+from come.memory import LoRAMemory, Recipe, change_weights
 from come.models.dit import DiTConfig, VideoDiT
 
 from tiny import tiny_dit
@@ -26,7 +26,7 @@ def test_memorize_lowers_loss_and_reset_is_bit_identical(tmp_path):
     before = mem.history_loss(frames, action, pose)
     assert before == mem.history_loss(frames, action, pose)  # fixed noise: repeatable
     with torch.no_grad():  # memorization must still train inside a caller's no_grad
-        losses = mem.memorize(frames, action, pose, steps=60, lr=1e-2, batch_size=4)
+        losses = mem.memorize(frames, action, pose, Recipe(steps=60, lr=1e-2, batch_size=4))
     assert len(losses) == 60
     after = mem.history_loss(frames, action, pose, adapter="ltm")
     assert mem.history_loss(frames, action, pose) == before  # adapters off: the base model's loss
@@ -52,7 +52,7 @@ def test_memorization_is_reproducible_and_leaves_the_global_generator_alone():
         state = torch.get_rng_state()
         mem = LoRAMemory(net, rank=4, targets=("qkv",))
         mem.adapter_for("episode1")
-        mem.memorize(frames, action, pose, steps=3, lr=1e-2, batch_size=2, adapter="episode1", seed=7)
+        mem.memorize(frames, action, pose, Recipe(steps=3, lr=1e-2, batch_size=2), adapter="episode1", seed=7)
         assert torch.equal(torch.get_rng_state(), state)  # init and memorization draw from their own generators
         memorized.append(mem._state("episode1"))
     assert memorized[0].keys() == memorized[1].keys()
@@ -67,7 +67,7 @@ def test_pose_dropout_in_memorization_hides_the_pose():
 
     def memorized(p, dropout):
         mem = LoRAMemory(_net(), rank=4, targets=("qkv", "pose_embed.0"))
-        mem.memorize(frames, action, p, steps=3, lr=1e-2, batch_size=2, p_pose_dropout=dropout)
+        mem.memorize(frames, action, p, Recipe(steps=3, lr=1e-2, batch_size=2, p_pose_dropout=dropout))
         return mem._state(mem.adapter)
 
     for dropout, same in ((1.0, True), (0.0, False)):
@@ -80,12 +80,12 @@ def test_base_weights_untouched_and_errors(tmp_path):
     ref = {k: v.clone() for k, v in net.state_dict().items()}
     frames, action, pose = _episode(20)
     mem = LoRAMemory(net, rank=4)
-    mem.memorize(frames, action, pose, steps=3, batch_size=2)
+    mem.memorize(frames, action, pose, Recipe(steps=3, batch_size=2))
     base_now = {k.replace("base_layer.", ""): v for k, v in mem.base.state_dict().items() if "lora_" not in k}
     for k, v in ref.items():
         assert torch.equal(base_now[k], v), k
     with pytest.raises(ValueError, match="shorter than one window"):
-        mem.memorize(frames[:4], action[:4], pose[:4], steps=1)
+        mem.memorize(frames[:4], action[:4], pose[:4], Recipe(steps=1))
     with pytest.raises(FileNotFoundError, match="memory file not found"):
         mem.load(tmp_path / "none.safetensors")
     other = LoRAMemory(_net(), rank=2)
@@ -111,7 +111,7 @@ def test_memorize_makes_the_first_frames_targets_with_their_context_dropped(monk
     frames = frames + torch.arange(12.0)[:, None, None, None]  # frame i is recognisable by its offset
     seen = []
 
-    def spy(model, batch, context, scheduler, drop_context=None, **kw):
+    def spy(model, batch, context, scheduler, *args, drop_context=None, **kw):
         seen.append((batch["frames"][:, context:, 0, 0, 0].round() - frames[0, 0, 0, 0].round(), drop_context))
         return model(batch["frames"], torch.zeros(batch["frames"].shape[:2], dtype=torch.long), batch["action"],
                      batch["pose"], context=context).float().pow(2).mean()
@@ -120,7 +120,7 @@ def test_memorize_makes_the_first_frames_targets_with_their_context_dropped(monk
     mem = LoRAMemory(_net(), rank=2)
     for first_frames in (True, False):
         seen.clear()
-        mem.memorize(frames, action, pose, steps=40, batch_size=8, context=2, future=1, boost=0.0,
+        mem.memorize(frames, action, pose, Recipe(steps=40, batch_size=8, boost=0.0), context=2, future=1,
                      first_frames=first_frames)
         target = torch.cat([t[:, 0] for t, _ in seen])
         dropped = torch.cat([d for _, d in seen])
@@ -145,10 +145,11 @@ def test_surprise_weights_favour_what_the_model_cannot_predict():
     padded = mem.surprise_weights(frames, action, pose, context=2, future=1, boost=9.0, first=-2)
     assert padded.shape == (20,) and padded.argmax() == 12  # the same window, two starts later
     assert padded[:2].max() <= padded.max() + 1e-12  # no context: scored on the others' scale, capped
-    losses = mem.memorize(frames, action, pose, steps=2, batch_size=2, context=2, future=1, weighting="surprise")
+    surprise = Recipe(steps=2, batch_size=2, weighting="surprise")
+    losses = mem.memorize(frames, action, pose, surprise, context=2, future=1)
     assert len(losses) == 2
     with pytest.raises(ValueError, match="weighting"):
-        mem.memorize(frames, action, pose, steps=1, context=2, future=1, weighting="typo")
+        mem.memorize(frames, action, pose, Recipe(steps=1, weighting="typo"), context=2, future=1)
 
 
 def test_memory_targets_follow_what_the_pose_is():
@@ -175,7 +176,7 @@ def test_a_place_memory_trains_and_mixes_with_other_episodes_in_one_batch():
     mem = LoRAMemory(_net(), rank=4, targets=("pos_space",))
     assert len(mem.parameters()) == 2  # lora_embedding_A and _B
     before = mem.history_loss(frames, action, pose)
-    mem.memorize(frames, action, pose, steps=40, lr=3e-2, batch_size=4, adapter="ep0", lr_schedule="cosine")
+    mem.memorize(frames, action, pose, Recipe(steps=40, lr=3e-2, batch_size=4, lr_schedule="cosine"), adapter="ep0")
     assert mem.history_loss(frames, action, pose, adapter="ep0") < 0.95 * before
     mem.adapter_for("ep1")  # untouched: the base model
     x, t = frames[None, :6].expand(3, -1, -1, -1, -1), torch.tensor([[0, 0, 700, 700, 700, 700]] * 3)
@@ -187,4 +188,4 @@ def test_a_place_memory_trains_and_mixes_with_other_episodes_in_one_batch():
     torch.testing.assert_close(mixed, torch.cat(alone))
     assert not torch.equal(alone[0], alone[2]) and torch.equal(alone[1], alone[2])
     with pytest.raises(ValueError, match="lr_schedule"):
-        mem.memorize(frames, action, pose, steps=1, lr_schedule="typo")
+        mem.memorize(frames, action, pose, Recipe(steps=1, lr_schedule="typo"))

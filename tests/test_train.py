@@ -149,7 +149,7 @@ def test_init_leaves_out_a_place_memorys_views(cards_data, tmp_path):
 
 
 def test_capped_loss_only_lowers_the_weight_of_low_levels():
-    from come.diffusion.loss import diffusion_loss
+    from come.diffusion.loss import NoiseLevels, diffusion_loss
     from come.diffusion.schedule import make_scheduler
     from come.presets import build_model
 
@@ -160,7 +160,8 @@ def test_capped_loss_only_lowers_the_weight_of_low_levels():
     s = make_scheduler()
 
     def loss(**kw):
-        return diffusion_loss(m, batch, 2, s, generator=torch.Generator().manual_seed(1), **kw).item()
+        gen = torch.Generator().manual_seed(1)
+        return diffusion_loss(m, batch, 2, s, generator=gen, levels=NoiseLevels(**kw)).item()
 
     high = dict(high_fraction=1.0, high_min=990)  # every level >= 990: weight SNR+1 < 1.01 stays under any cap >= 2
     assert loss(**high) == pytest.approx(loss(max_weight=2.0, **high), rel=1e-6)

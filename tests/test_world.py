@@ -56,6 +56,8 @@ def test_stm_variants_need_a_short_term_memory():
     world = WorldModel(base, _cfg(base, 2), rank=4, steps=2)
     frames, action, pose, *_ = _batch()
     world.observe(frames, action, pose)
+    with pytest.raises(ValueError, match="unknown memorization setting.* stepz .*choose from .*high_min"):
+        world.memorize(stepz=1)
     world.memorize(steps=1, batch_size=2)
     for variant in ("stm", "stm+ltm"):
         with pytest.raises(ValueError, match=re.escape(f"variant '{variant}' needs a short-term memory model")):
@@ -237,22 +239,27 @@ def test_place_memory_sees_the_views_nearest_each_frame():
 def test_memorize_follows_the_recipe_of_the_models_dataset(monkeypatch):
     """With no settings, memorize() fits as its dataset's protocol does (Memory Cards: the cursor pose); a
     named recipe and any changed setting are honoured, and an unknown recipe is refused."""
+    from dataclasses import replace
+
     from come.memory import RECIPES, LoRAMemory
 
     seen = []
-    monkeypatch.setattr(LoRAMemory, "memorize", lambda self, *args, **kw: seen.append(kw) or [0.0])
+
+    def spy(self, frames, action, pose, recipe, context, future, levels, **kw):
+        seen.append((recipe, levels))
+        return [0.0]
+
+    monkeypatch.setattr(LoRAMemory, "memorize", spy)
     base = _net(4, 0)
-    world = WorldModel(base, _cfg(base, 2), rank=4, steps=2)
+    cfg = _cfg(base, 2)
+    world = WorldModel(base, cfg, rank=4, steps=2)
     frames, action, pose, *_ = _batch()
     world.observe(frames, action, pose)
     world.memorize()
-    cards = RECIPES["cards"]
     assert len(seen) == 2  # one adapter per episode
-    assert {k: seen[0][k] for k in ("steps", "lr", "batch_size", "weighting", "p_context_dropout")} == \
-        {"steps": cards.steps, "lr": cards.lr, "batch_size": cards.batch_size, "weighting": "surprise",
-         "p_context_dropout": cards.p_context_dropout}
-    world.memorize("maze", lr=0.5)
-    assert seen[-1]["lr"] == 0.5 and seen[-1]["lr_schedule"] == "cosine" and seen[-1]["weighting"] == "change"
+    assert seen[0] == (RECIPES["cards"], cfg.noise_levels())  # the network's own noise levels
+    world.memorize("maze", lr=0.5, high_min=900)
+    assert seen[-1] == (replace(RECIPES["maze"], lr=0.5), replace(cfg.noise_levels(), high_min=900))
     with pytest.raises(ValueError, match="recipe 'magic'"):
         world.memorize("magic")
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Sequence
 
@@ -27,7 +27,7 @@ from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from .diffusion.loss import diffusion_loss
+from .diffusion.loss import NoiseLevels, diffusion_loss
 from .diffusion.sampling import autocast
 from .diffusion.schedule import add_noise, alpha_bar, make_scheduler, velocity
 from .errors import InputError
@@ -57,6 +57,18 @@ class Recipe:
     def with_overrides(self, **overrides) -> dict:
         """The recipe's settings as keyword arguments, with ``overrides`` (None values ignored) on top."""
         return {**asdict(self), **{k: v for k, v in overrides.items() if v is not None}}
+
+    @staticmethod
+    def split(settings: dict) -> tuple[dict, dict, dict]:
+        """``settings`` as (recipe fields, :class:`NoiseLevels` fields, the other :meth:`LoRAMemory.memorize`
+        arguments); a name that is none of them is an error."""
+        recipe, levels = ({f.name for f in fields(c)} for c in (Recipe, NoiseLevels))
+        others = {"grad_clip", "first_frames"}
+        unknown = set(settings) - recipe - levels - others
+        if unknown:
+            raise InputError(f"unknown memorization setting(s) {', '.join(sorted(unknown))} (choose from "
+                             f"{', '.join(sorted(recipe | levels | others))})")
+        return tuple({k: v for k, v in settings.items() if k in names} for names in (recipe, levels, others))
 
 
 RECIPES = {
@@ -171,77 +183,59 @@ class LoRAMemory:
         frames: torch.Tensor,
         action: torch.Tensor,
         pose: torch.Tensor | None = None,
-        steps: int = 50,
-        lr: float = 1e-3,
-        batch_size: int = 8,
+        recipe: Recipe = Recipe(),
         context: int = 2,
         future: int = 4,
-        boost: float = 4.0,
-        weighting: str = "change",
-        p_context_dropout: float = 0.0,
-        p_pose_dropout: float = 0.0,
-        high_fraction: float = 0.0,
-        high_min: int = 700,
-        max_weight: float | None = None,
-        context_noise_max: int = 0,
+        levels: NoiseLevels = NoiseLevels(),
         grad_clip: float | None = 1.0,
-        lr_schedule: str = "constant",
         first_frames: bool = True,
         bf16: bool = False,
         seed: int = 0,
         progress: bool = False,
         adapter: str | None = None,
     ) -> list[float]:
-        """Fine-tune the adapters on windows of one episode: frames (N,C,H,W), action (N,A), pose (N,P).
+        """Fine-tune the adapters on windows of one episode: frames (N,C,H,W), action (N,A), pose (N,P), with
+        the ``recipe``'s steps, learning rate and batch size, the loss's noise ``levels`` of the network's
+        training (:class:`~come.world.WorldModel` passes them); returns the losses.
 
-        Windows are drawn with weight ``1 + boost * score`` (score scaled to [0, 1]):
-        with ``weighting="change"`` the score is how much the window's frames change; with
-        ``"surprise"`` it is the base model's own loss on the window at high noise (what it
-        cannot predict without memory: a revealed object, not a cursor move).
-        ``p_context_dropout`` noises the context of that share of the windows, so the
-        adapters must also draw the episode's frames without it; ``p_pose_dropout`` drops the pose
-        of that share (a spatial expert whose baseline is its own adapters without the pose then
-        learns that baseline too); ``high_fraction`` is
-        the share of windows noised at levels >= ``high_min`` only and ``max_weight`` caps
-        the loss weight of the low levels and ``context_noise_max`` noises the context as in
-        training (see :func:`diffusion_loss`; use the model's training settings,
-        :class:`~come.world.WorldModel` does). ``grad_clip`` bounds the adapters' gradient norm
-        (as in training): the v-loss weighs the lowest noise levels by over 1000, and without it
-        a learning rate above 1e-3 made the memorized loss worse, not better.
-        ``lr_schedule="cosine"`` decays the learning rate to zero over the steps (cosine).
-        ``first_frames`` also draws windows whose targets are the history's first ``context``
-        frames, their missing context dropped (noised as in context dropout): otherwise those
-        frames are never a target, and on Memory Cards the first card uncovered (or the whole
-        face-up grid of an episode that starts face up) is never memorized.
-        ``adapter`` names the episode's adapter (default: the first one); others stay as they are.
+        Windows are drawn with weight ``1 + recipe.boost * score`` (score scaled to [0, 1]): with
+        ``weighting="change"`` the score is how much the window's frames change; with ``"surprise"`` it is the
+        base model's own loss on the window at high noise (what it cannot predict without memory: a revealed
+        object, not a cursor move). ``p_context_dropout`` noises the context of that share of the windows, so
+        the adapters must also draw the episode's frames without it; ``p_pose_dropout`` drops the pose of that
+        share (a spatial expert whose baseline is its own adapters without the pose then learns that baseline
+        too). ``grad_clip`` bounds the adapters' gradient norm as in training: the v-loss weighs the lowest
+        noise levels by over 1000, and without it a learning rate above 1e-3 made the memorized loss worse.
+        ``first_frames`` also draws windows whose targets are the history's first ``context`` frames, their
+        missing context dropped: otherwise those frames are never a target, and on Memory Cards the first
+        card uncovered is never memorized. ``adapter`` names the episode's adapter (default: the first one).
         """
-        if lr_schedule not in LR_SCHEDULES:
-            raise InputError(f"unknown lr_schedule '{lr_schedule}' (choose from {', '.join(LR_SCHEDULES)})")
+        if recipe.lr_schedule not in LR_SCHEDULES:
+            raise InputError(f"unknown lr_schedule '{recipe.lr_schedule}' (choose from {', '.join(LR_SCHEDULES)})")
         adapter = self.adapter_for(adapter or self.adapter)
         window = context + future
         _check_history(frames, action, pose, window)
         scheduler = make_scheduler(self.base.config.num_train_timesteps)
         first = -context if first_frames else 0
-        if weighting == "change":
-            probs = change_weights(frames, window, boost, first)
-        elif weighting == "surprise":
-            probs = self.surprise_weights(frames, action, pose, context, future, boost, seed, first=first)
+        if recipe.weighting == "change":
+            probs = change_weights(frames, window, recipe.boost, first)
+        elif recipe.weighting == "surprise":
+            probs = self.surprise_weights(frames, action, pose, context, future, recipe.boost, seed, first=first)
         else:
-            raise InputError(f"unknown window weighting '{weighting}' (choose from {', '.join(WINDOW_WEIGHTINGS)})")
+            raise InputError(f"unknown window weighting '{recipe.weighting}' (choose from "
+                             f"{', '.join(WINDOW_WEIGHTINGS)})")
         rng = np.random.default_rng(seed)
         gen = torch.Generator().manual_seed(seed)
 
         def loss_of_a_batch() -> torch.Tensor:
-            starts = first + rng.choice(len(probs), size=batch_size, p=probs)
+            starts = first + rng.choice(len(probs), size=recipe.batch_size, p=probs)
             batch = history_windows(frames, action, pose, starts, window)
             with autocast(bf16, frames.device):
-                return diffusion_loss(self.model, batch, context, scheduler,
-                                      p_context_dropout=p_context_dropout, p_pose_dropout=p_pose_dropout,
-                                      generator=gen, high_fraction=high_fraction, high_min=high_min,
-                                      max_weight=max_weight, context_noise_max=context_noise_max,
-                                      drop_context=torch.from_numpy(starts < 0))
+                return diffusion_loss(self.model, batch, context, scheduler, recipe.p_context_dropout,
+                                      recipe.p_pose_dropout, gen, levels, drop_context=torch.from_numpy(starts < 0))
 
-        return self._fit(adapter, loss_of_a_batch, steps, lr, LR_SCHEDULES[lr_schedule], grad_clip, progress)
+        decay = LR_SCHEDULES[recipe.lr_schedule]
+        return self._fit(adapter, loss_of_a_batch, recipe.steps, recipe.lr, decay, grad_clip, progress)
 
     def _fit(self, adapter: str, loss_of_a_batch, steps: int, lr: float, decay, grad_clip: float | None,
              progress: bool) -> list[float]:
@@ -312,17 +306,14 @@ class LoRAMemory:
         repeats: int = 2,
         seed: int = 0,
         batch_size: int = 64,
-        high_fraction: float = 0.0,
-        high_min: int = 700,
-        max_weight: float | None = None,
+        levels: NoiseLevels = NoiseLevels(),
     ) -> float:
         """The diffusion loss on every window of a history, with noise fixed by ``seed``.
 
         Evaluated with ``adapter`` on (None: the base model, adapters off), so
         calls before and after :meth:`memorize` compare the same noise draws.
-        ``high_fraction``, ``high_min`` and ``max_weight`` choose the loss as in
-        :func:`diffusion_loss` (default: the plain v-MSE at uniform levels; pass a
-        model's training settings to measure the loss it was trained with).
+        ``levels`` chooses the loss as in :func:`diffusion_loss` (default: the plain v-MSE at uniform
+        levels; pass a model's ``noise_levels()`` to measure the loss it was trained with).
         """
         window = context + future
         _check_history(frames, action, pose, window)
@@ -340,10 +331,8 @@ class LoRAMemory:
         for i in range(0, len(starts), batch_size):
             chunk = starts[i : i + batch_size]
             batch = history_windows(frames, action, pose, chunk, window)
-            total += len(chunk) * diffusion_loss(net, batch, context, scheduler,
-                                                 p_context_dropout=0.0, p_pose_dropout=0.0, generator=gen,
-                                                 high_fraction=high_fraction, high_min=high_min,
-                                                 max_weight=max_weight).item()
+            total += len(chunk) * diffusion_loss(net, batch, context, scheduler, p_context_dropout=0.0,
+                                                 p_pose_dropout=0.0, generator=gen, levels=levels).item()
         return total / len(starts)
 
     def reset(self, adapter: str | None = None) -> None:

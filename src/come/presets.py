@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
+from .diffusion.loss import NoiseLevels
 from .errors import InputError
 from .models.dit import DiTConfig, VideoDiT
 
@@ -61,11 +62,10 @@ class TrainConfig:
             raise InputError(
                 f"context {self.context} + future {self.future} exceeds the model's max_frames={max_frames}")
 
-    def loss_weighting(self) -> dict:
-        """How the diffusion loss draws and weighs noise levels for this network: the settings of
-        :func:`~come.diffusion.loss.diffusion_loss` that training and test-time memorization share."""
-        return dict(high_fraction=self.high_level_fraction, high_min=self.high_level_min,
-                    max_weight=self.max_loss_weight, context_noise_max=self.context_noise_max)
+    def noise_levels(self) -> NoiseLevels:
+        """How the diffusion loss draws and weighs noise levels for this network: shared by training and
+        test-time memorization."""
+        return NoiseLevels(self.high_level_fraction, self.high_level_min, self.max_loss_weight, self.context_noise_max)
 
     @property
     def clip_frames(self) -> int:

@@ -143,7 +143,7 @@ def training_loss(model, batch: dict, cfg: TrainConfig, scheduler, gen: torch.Ge
         return motion_loss(model(batch["frames"], batch["action"]), batch["pose"], scale)
     return diffusion_loss(model, batch, cfg.context, scheduler, cfg.p_context_dropout, cfg.p_pose_dropout,
                           generator=gen, p_view_dropout=cfg.p_view_dropout, short_context=cfg.short_context,
-                          p_short_context=cfg.p_short_context, **cfg.loss_weighting())
+                          p_short_context=cfg.p_short_context, levels=cfg.noise_levels())
 
 
 def progress_sample(ema, cfg: TrainConfig, data: ClipDataset, out: Path, step: int, bf16: bool, device, writer

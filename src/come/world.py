@@ -23,7 +23,7 @@ as the cursor.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -205,9 +205,8 @@ class WorldModel:
 
         ``recipe`` names the settings (:data:`~come.memory.RECIPES`: ``cards`` or ``maze``; by default the
         one of the base model's dataset), or is a :class:`~come.memory.Recipe`; ``overrides`` change any
-        setting of :meth:`LoRAMemory.memorize` (``steps``, ``lr``, ``batch_size``, ``weighting``,
-        ``first_frames``, ``high_min``...). The noise levels and loss weights default to those each memory's
-        network was trained with.
+        field of the recipe (``steps``, ``lr``, ``batch_size``...), of the noise levels (``high_min``...; by
+        default those each memory's network was trained with), ``grad_clip`` or ``first_frames``.
         """
         if self.frames is None:
             raise InputError("observe() a history before memorize()")
@@ -216,16 +215,18 @@ class WorldModel:
             if recipe not in RECIPES:
                 raise InputError(f"unknown memorization recipe '{recipe}' (choose from {', '.join(RECIPES)})")
             recipe = RECIPES[recipe]
+        recipe_changes, level_changes, others = Recipe.split(overrides)
+        recipe = replace(recipe, **recipe_changes)
         chosen = {e: m for e, m in self.memories.items() if experts is None or e in experts}
         curves = []
         part = slice(-recent if recent else None, None)
         for memory, cfg in chosen.values():
-            settings = recipe.with_overrides(**cfg.loss_weighting()) | overrides
+            levels = replace(cfg.noise_levels(), **level_changes)
             for b, name in enumerate(self.episode_adapters):
                 curves.append(memory.memorize(
                     self.frames[b, part], self.action[b, part], None if self.pose is None else self.pose[b, part],
-                    context=cfg.context, future=cfg.future, bf16=self.bf16, seed=seed + b, progress=progress,
-                    adapter=name, **settings))
+                    recipe, cfg.context, cfg.future, levels, bf16=self.bf16, seed=seed + b, progress=progress,
+                    adapter=name, **others))
         self.memorized |= set(chosen)
         return curves
 

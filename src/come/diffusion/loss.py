@@ -21,10 +21,24 @@ were worse than copying the last frame although its one-step errors were good).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from diffusers import DDIMScheduler
 
 from .schedule import add_noise, alpha_bar, velocity
+
+
+@dataclass(frozen=True)
+class NoiseLevels:
+    """How the loss draws and weighs noise levels: a ``high_fraction`` of the clips at levels >= ``high_min``
+    only, the clean-frame weight capped at ``max_weight``, the context noised up to ``context_noise_max``.
+    Training and test-time memorization of a network share them (``TrainConfig.noise_levels``)."""
+
+    high_fraction: float = 0.0
+    high_min: int = 700
+    max_weight: float | None = None
+    context_noise_max: int = 0
 
 
 def sample_levels(batch: int, frames: int, context: int, num_levels: int, p_context_dropout: float,
@@ -64,10 +78,7 @@ def diffusion_loss(
     p_context_dropout: float = 0.1,
     p_pose_dropout: float = 0.1,
     generator: torch.Generator | None = None,
-    high_fraction: float = 0.0,
-    high_min: int = 700,
-    max_weight: float | None = None,
-    context_noise_max: int = 0,
+    levels: NoiseLevels = NoiseLevels(),
     drop_context: torch.Tensor | None = None,
     p_view_dropout: float = 0.0,
     short_context: int = 0,
@@ -75,8 +86,7 @@ def diffusion_loss(
 ) -> torch.Tensor:
     """Mean weighted v-MSE over the future frames of a batch of clips (context frames are never targets).
 
-    ``max_weight``
-    caps the clean-frame weight ``SNR + 1`` of the v-MSE (the v-MSE is the
+    ``levels.max_weight`` caps the clean-frame weight ``SNR + 1`` of the v-MSE (the v-MSE is the
     clean-frame MSE times ``1 / (1 - alpha_bar)``, over 1000 at the lowest levels).
     ``drop_context`` (B,) bool drops the context of those clips whatever ``p_context_dropout`` draws
     (memorization: windows whose context lies before the history's first frame). A batch with place
@@ -87,11 +97,11 @@ def diffusion_loss(
     frames = batch["frames"]
     B, T = frames.shape[:2]
     device = frames.device
-    levels = sample_levels(B, T, context, scheduler.config.num_train_timesteps, p_context_dropout, generator,
-                           high_fraction, high_min, context_noise_max, drop_context, short_context,
-                           p_short_context).to(device)
+    drawn = sample_levels(B, T, context, scheduler.config.num_train_timesteps, p_context_dropout, generator,
+                          levels.high_fraction, levels.high_min, levels.context_noise_max, drop_context,
+                          short_context, p_short_context).to(device)
     noise = torch.randn(frames.shape, generator=generator).to(device)
-    ab = alpha_bar(scheduler, levels)
+    ab = alpha_bar(scheduler, drawn)
     x_t = add_noise(frames, noise, ab)
     pose = batch.get("pose")
     if pose is not None and p_pose_dropout > 0:
@@ -101,11 +111,11 @@ def diffusion_loss(
     if "views" in batch:
         keep = batch["view_keep"].to(device) & (torch.rand(B, generator=generator) >= p_view_dropout).to(device)
         views = {"views": batch["views"], "view_pose": batch["view_pose"], "view_keep": keep}
-    pred = model(x_t, levels, batch["action"], pose, context=context, **views).float()
+    pred = model(x_t, drawn, batch["action"], pose, context=context, **views).float()
     target = velocity(frames, noise, ab)
     mse = (pred - target).pow(2).mean(dim=(2, 3, 4))  # (B,T)
     weight = torch.ones_like(mse)
     weight[:, :context] = 0
-    if max_weight is not None:
-        weight = weight * (max_weight * (1 - ab.to(device))).clamp(max=1.0)
-    return (mse * weight).sum() / (levels[:, context:].numel())
+    if levels.max_weight is not None:
+        weight = weight * (levels.max_weight * (1 - ab.to(device))).clamp(max=1.0)
+    return (mse * weight).sum() / (drawn[:, context:].numel())
