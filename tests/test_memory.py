@@ -86,7 +86,7 @@ def test_base_weights_untouched_and_errors(tmp_path):
         assert torch.equal(base_now[k], v), k
     with pytest.raises(ValueError, match="shorter than one window"):
         mem.memorize(frames[:4], action[:4], pose[:4], Recipe(steps=1))
-    with pytest.raises(FileNotFoundError, match="memory file not found"):
+    with pytest.raises(ValueError, match="memory file not found"):
         mem.load(tmp_path / "none.safetensors")
     other = LoRAMemory(_net(), rank=2)
     p = other.save(tmp_path / "r2.safetensors")

@@ -3,6 +3,7 @@ import re
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from come.data.cards import generate_episode
 from come.data.clips import cursor_pose, frames_to_tensor
@@ -276,3 +277,30 @@ def test_predict_memorizes_only_the_memories_its_variants_compose(monkeypatch):
         world.imagine(fa, fp, variant="ltm")
     world.predict(frames, action, pose, fa, fp, ("ltm",), steps=2, batch_size=2)
     assert world.memorized == {"ltm"}
+
+
+def test_a_saved_memory_loads_into_a_later_world_and_recalls_the_same(tmp_path):
+    base = _net(4, 0)
+    world = WorldModel(base, _cfg(base, 2), rank=4, steps=2)
+    frames, action, pose, fa, fp, _ = _batch()
+    world.observe(frames, action, pose)
+    with pytest.raises(ValueError, match="memorized nothing yet"):
+        world.save_memories(tmp_path)
+    world.memorize(steps=3, batch_size=2, lr=1e-2)
+    recalled = world.imagine(fa, fp, variant="ltm")
+    paths = world.save_memories(tmp_path)
+    assert [p.name for p in paths] == ["ltm_0.safetensors", "ltm_1.safetensors"]
+    world.observe(frames, action, pose)  # forgets
+    with pytest.raises(ValueError, match="needs memorize"):
+        world.imagine(fa, fp, variant="ltm")
+    world.load_memories(tmp_path)
+    assert torch.equal(world.imagine(fa, fp, variant="ltm"), recalled)
+    weights = load_file(paths[1])
+    save_file({k: v * float("nan") for k, v in weights.items()}, paths[1])
+    with pytest.raises(ValueError, match="ltm_1.safetensors: the memory holds NaN"):
+        world.load_memories(tmp_path)
+    paths[1].write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="ltm_1.safetensors: not a readable memory file"):
+        world.load_memories(tmp_path)
+    with pytest.raises(ValueError, match="no sltm memory"):
+        world.load_memories(tmp_path, expert="sltm")

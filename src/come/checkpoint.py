@@ -11,6 +11,7 @@ A run folder holds:
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +20,8 @@ from safetensors import safe_open
 from safetensors.torch import load as st_load
 from safetensors.torch import save
 
-from .data.episodes import atomic_write_bytes
 from .errors import InputError
+from .outputs import atomic_write_bytes, writable_folder
 from .models.dit import DiTConfig, VideoDiT
 from .models.pose_encoder import PoseEncoder, PoseEncoderConfig
 from .presets import TrainConfig
@@ -53,16 +54,22 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
     try:
-        return st_load(path.read_bytes())
+        tensors = st_load(path.read_bytes())
     except Exception as e:  # safetensors raises SafetensorsError or ValueError, by version and fault
         raise CheckpointError(f"{path}: corrupt checkpoint ({type(e).__name__}: {e})") from None
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{path}: {len(bad)} tensor(s) hold NaN or infinite values (first: {bad[0]})")
+    return tensors
 
 
 def build_network(cfg: TrainConfig) -> torch.nn.Module:
     """A freshly initialised network of the kind and architecture ``cfg`` names."""
-    if cfg.network == "pose-encoder":
-        return PoseEncoder(PoseEncoderConfig(**cfg.model))
-    return VideoDiT(DiTConfig(**cfg.model))
+    config = PoseEncoderConfig if cfg.network == "pose-encoder" else DiTConfig
+    unknown = set(cfg.model) - {f.name for f in fields(config)}
+    if unknown:
+        raise CheckpointError(f"unknown {cfg.network} model setting(s) {', '.join(sorted(unknown))}")
+    return (PoseEncoder if cfg.network == "pose-encoder" else VideoDiT)(config(**cfg.model))
 
 
 SHIPPED_DIR = Path(__file__).parent / "assets"
@@ -95,7 +102,10 @@ def load_model(run: str | Path, device: torch.device | str = "cpu",
     cfg = load_config(run)
     if network is not None and cfg.network != network:
         raise CheckpointError(f"{run}: this is a {cfg.network} run; a {network} run is needed here")
-    model = build_network(cfg)
+    try:
+        model = build_network(cfg)
+    except InputError as e:
+        raise CheckpointError(f"{run / 'config.json'}: {e}") from None
     weights = _read_safetensors(run / "model.safetensors")
     try:
         model.load_state_dict(weights)
@@ -131,6 +141,20 @@ def save_state(
     atomic_write_bytes(Path(run) / "state.safetensors", save(tensors, metadata=meta))
 
 
+def state_metadata(run: str | Path) -> dict:
+    """The metadata of a run's ``state.safetensors`` (its step, optimizer settings, random streams)."""
+    path = Path(run) / "state.safetensors"
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as e:  # safetensors raises SafetensorsError or OSError, by version and fault
+        raise CheckpointError(f"{path}: corrupt training state ({type(e).__name__}: {e})") from None
+    missing = [k for k in ("step", "param_groups", "np_rng") if k not in meta]
+    if missing:
+        raise CheckpointError(f"{path}: not a training state written by 'come train' (no {', '.join(missing)})")
+    return meta
+
+
 def load_state(
     run: Path,
     model: torch.nn.Module,
@@ -142,8 +166,7 @@ def load_state(
     """Restore what :func:`save_state` wrote; returns the step to continue from."""
     path = Path(run) / "state.safetensors"
     tensors = _read_safetensors(path)
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata()
+    meta = state_metadata(run)
     try:
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")})
@@ -175,10 +198,15 @@ def _old_param_order(names: list[str], tensors: dict) -> list[str]:
     return ["pos_space.weight", "pos_time"] + [n for n in names if n not in ("pos_space.weight", "pos_time")]
 
 
-def export_model(run: str | Path, dest: str | Path, half: bool = True) -> Path:
-    """Copy a run's EMA weights (fp16 when ``half``) and config into ``dest``: all that sampling needs."""
+def export_model(run: str | Path, dest: str | Path, half: bool = True, force: bool = False) -> Path:
+    """Copy a run's EMA weights (fp16 when ``half``) and config into ``dest``: all that sampling needs.
+    A run folder is never a ``dest``, and an existing export is replaced only when ``force``."""
+    dest = writable_folder(dest)
+    if (dest / "state.safetensors").exists():
+        raise CheckpointError(f"{dest}: is a training run; export into another folder")
+    if (dest / "model.safetensors").exists() and not force:
+        raise CheckpointError(f"{dest}: already holds an exported model; pass --force to replace it")
     model, cfg = load_model(run, network=None)
-    dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     save_config(dest, cfg)
     if half:

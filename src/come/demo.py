@@ -15,11 +15,11 @@ model alone and with CoME.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from .checkpoint import SHIPPED_DIR, load_model
 from .data.cards import generate_dataset
+from .outputs import save_json
 from .protocols.recall import evaluate_recall, format_recall_table
 from .world import WorldModel
 
@@ -52,7 +52,7 @@ def run_demo(out: Path, ckpt: Path | None = None, episodes: int = 4, train_steps
                              progress=progress)
     table = format_recall_table(result)
     echo(table)
-    (out / "recall.json").write_text(json.dumps(result, indent=2) + "\n")
+    save_json(out / "recall.json", result)
     (out / "recall.md").write_text(table + "\n")
     echo(f"wrote {out}/recall_*.mp4 (truth | base | CoME), {out}/recall_frames.png (last frames), "
          f"{out}/recall.png and {out}/recall.json")
@@ -85,7 +85,7 @@ def run_maze_demo(out: Path, episodes: int = 2, frames: int = 32, seed: int = 43
                            progress=progress)
     table = format_maze_table(result)
     echo(table)
-    (out / "maze.json").write_text(json.dumps(result, indent=2) + "\n")
+    save_json(out / "maze.json", result)
     (out / "maze.md").write_text(table + "\n")
     if result["protocols"]["revisits"]["windows"]:
         echo(f"wrote {out}/revisits_00.mp4 (truth | base | CoME), {out}/revisits.png and {out}/maze.json")

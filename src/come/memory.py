@@ -354,8 +354,13 @@ class LoRAMemory:
         name = self.adapter_for(adapter or self.adapter)
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: memory file not found")
-        state = load_file(str(path))
+            raise InputError(f"{path}: memory file not found")
+        try:
+            state = load_file(str(path))
+        except Exception as e:  # safetensors raises SafetensorsError or ValueError, by version and fault
+            raise InputError(f"{path}: not a readable memory file ({type(e).__name__}: {e})") from None
+        if not all(torch.isfinite(v).all() for v in state.values()):
+            raise InputError(f"{path}: the memory holds NaN or infinite values")
         expected = self._initial[name]
         missing = set(expected) - set(state)
         if missing:

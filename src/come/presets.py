@@ -49,6 +49,14 @@ class TrainConfig:
     precision: str = "auto"  # auto | bf16 | fp32
 
     def __post_init__(self):
+        if not isinstance(self.model, dict):
+            raise InputError(f"'model' must be a mapping of model settings, got {type(self.model).__name__}")
+        counts = {"steps": self.steps, "batch_size": self.batch_size}
+        bad = [f"{k}={v!r}" for k, v in counts.items() if not isinstance(v, int) or v < 1]
+        if bad:
+            raise InputError(f"{', '.join(bad)}: must be at least 1")
+        if not (isinstance(self.lr, (int, float)) and 0 < self.lr < float("inf")):
+            raise InputError(f"lr must be a positive finite number, got {self.lr!r}")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise InputError(f"precision must be auto, bf16 or fp32, got '{self.precision}'")
         if self.network not in NETWORKS:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ from .compose import DiTDenoiser, Expert, History, composed_eps_fn
 from .diffusion.sampling import autoregress
 from .diffusion.schedule import make_scheduler
 from .errors import InputError
+from .outputs import save_json, writable_file
 from .metrics.image import psnr, ssim
 from .models.dit import VideoDiT
 from .presets import TrainConfig
@@ -119,13 +119,11 @@ def sample_episode(ckpt, episode, out, context=None, frames=16, start=0, steps=2
                    seed=0, device="cpu") -> dict:
     """``come sample``: roll out, write truth | prediction as mp4 + gif, a PNG filmstrip (truth above,
     prediction below) and per-frame metrics as JSON."""
+    out = writable_file(out, suffixes=(".mp4",))
     model, cfg = load_model(ckpt, device)
     bf16 = use_bf16(precision, device)
     ep = episode_tensors(episode, cfg)
     r = rollout_window(model, cfg, ep, start, context or cfg.context, frames, steps, chunk, bf16, seed)
-    out = Path(out)
-    if out.suffix != ".mp4":
-        raise InputError(f"{out}: --out must be an .mp4 path")
     video = side_by_side([tensor_to_frames(r["truth"]), tensor_to_frames(r["pred"])])
     write_video(out, video)
     gif = write_video(out.with_suffix(".gif"), video)
@@ -144,5 +142,5 @@ def sample_episode(ckpt, episode, out, context=None, frames=16, start=0, steps=2
     }
     for key in ("psnr", "ssim", "copy_last_psnr"):
         result[f"mean_{key}"] = float(np.mean(result[key]))
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    save_json(out.with_suffix(".json"), result)
     return result

@@ -24,7 +24,6 @@ noised mixtures, and compares the histograms with the grid densities.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ from tqdm import tqdm
 from .compose import compose_eps
 from .diffusion.sampling import sample_ddim
 from .diffusion.schedule import alpha_bar, make_scheduler
+from .outputs import save_json
 from .plotting import save_figure, subplots
 
 # A sampler failed when its samples pile up at the clip (|x| >= 0.999, where DDIM clips x0) or its histogram
@@ -199,7 +199,7 @@ def run_toy(
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "toy.json").write_text(json.dumps(result, indent=2) + "\n")
+        save_json(out / "toy.json", result)
         _plot(out / "toy.png", experts, densities, drawn, grid, weight)
     return result
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import time
@@ -13,13 +14,14 @@ from accelerate import Accelerator
 from tqdm import tqdm
 
 from .checkpoint import (CheckpointError, build_network, load_config, load_model, load_state, save_config, save_state,
-                         save_weights)
+                         save_weights, state_metadata)
 from .data.clips import ClipDataset, tensor_to_frames
 from .data.episodes import split_folder
 from .diffusion.loss import diffusion_loss
 from .diffusion.sampling import autocast
 from .diffusion.schedule import make_scheduler
 from .errors import InputError
+from .outputs import atomic_write_bytes, remove_stale_temp_files, run_lock, writable_folder
 from .metrics.image import psnr
 from .models.dit import LAYOUT_FIELDS, retime_positions
 from .models.pose_encoder import infer_track, integrate_motion, motion_loss
@@ -107,8 +109,11 @@ class TrainingDiverged(InputError):
 
 
 def check_run_folder(cfg: TrainConfig, out: Path, resume: bool, init) -> None:
-    """Refuse to overwrite a run, to resume nothing, or to resume with another preset or model."""
+    """Refuse to overwrite a run or an export, to resume nothing, or to resume with another preset or model."""
+    writable_folder(out)
     has_state = (out / "state.safetensors").exists()
+    if (out / "model.safetensors").exists() and not has_state:
+        raise CheckpointError(f"{out}: holds an exported model (no training state); choose another --out")
     if has_state and not resume:
         raise CheckpointError(
             f"{out}: this run folder already has a checkpoint; pass --resume to continue it or choose another --out")
@@ -120,6 +125,9 @@ def check_run_folder(cfg: TrainConfig, out: Path, resume: bool, init) -> None:
         saved = load_config(out)
         if saved.model != cfg.model or saved.preset != cfg.preset:
             raise CheckpointError(f"{out}: --resume with a different preset or model than the run was started with")
+        step = int(state_metadata(out)["step"])
+        if step > cfg.steps:
+            raise CheckpointError(f"{out}: the run is at step {step}; --steps {cfg.steps} would end it before that")
 
 
 def load_datasets(cfg: TrainConfig, data: str | Path, progress: bool) -> tuple[ClipDataset, ClipDataset]:
@@ -200,9 +208,20 @@ def start_run(cfg: TrainConfig, out: Path, resume: bool, init) -> tuple:
     np_rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(out)
     step = load_state(out, model, ema, optimizer, np_rng, gen) if resume else 0
+    if resume:
+        truncate_log(out / "log.jsonl", step)
     save_config(out, cfg)
     return model, ema, optimizer, np_rng, gen, step
+
+
+def truncate_log(path: Path, step: int) -> None:
+    """Keep the records of ``log.jsonl`` up to ``step``: a resumed run logs the later steps again."""
+    if path.is_file():
+        kept = [line for line in path.read_text().splitlines(keepends=True)
+                if line.strip() and json.loads(line).get("step", 0) <= step]
+        atomic_write_bytes(path, "".join(kept).encode())
 
 
 def train(cfg: TrainConfig, data: str | Path, out: str | Path, resume: bool = False, progress: bool = True,
@@ -213,10 +232,17 @@ def train(cfg: TrainConfig, data: str | Path, out: str | Path, resume: bool = Fa
     out = Path(out)
     check_run_folder(cfg, out, resume, init)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    datasets = load_datasets(cfg, data, progress)
+    with run_lock(out) if accelerator.is_main_process else contextlib.nullcontext():
+        return _run_training(cfg, out, accelerator, datasets, resume, init, progress, stop_after, minutes)
+
+
+def _run_training(cfg: TrainConfig, out: Path, accelerator, datasets: tuple, resume: bool, init, progress: bool,
+                  stop_after: int | None, minutes: float | None) -> dict:
+    """:func:`train` once its inputs are checked, its data loaded and its run folder held."""
     device = accelerator.device
     bf16 = use_bf16(cfg.precision, device)
-    train_data, sample_data = load_datasets(cfg, data, progress)
-
+    train_data, sample_data = datasets
     model, ema, optimizer, np_rng, gen, step = start_run(cfg, out, resume, init)
     model, optimizer = accelerator.prepare(model, optimizer)
     ema.to(device)

@@ -230,6 +230,28 @@ class WorldModel:
         self.memorized |= set(chosen)
         return curves
 
+    def save_memories(self, folder: str | Path, expert: str = "ltm") -> list[Path]:
+        """Save what ``expert`` memorized of each episode of the history: ``folder/<expert>_<b>.safetensors``."""
+        memory = self._memorized(expert)
+        return [memory.save(Path(folder) / f"{expert}_{b}.safetensors", name)
+                for b, name in enumerate(self.episode_adapters)]
+
+    def load_memories(self, folder: str | Path, expert: str = "ltm") -> None:
+        """Load the memories :meth:`save_memories` wrote, one per episode of the observed history, instead of
+        memorizing it again."""
+        if self.frames is None:
+            raise InputError("observe() a history before load_memories()")
+        if expert not in self.memories:
+            raise InputError(f"this world has no {expert} memory (has: {', '.join(self.memories)})")
+        for b, name in enumerate(self.episode_adapters):
+            self.memories[expert][0].load(Path(folder) / f"{expert}_{b}.safetensors", name)
+        self.memorized.add(expert)
+
+    def _memorized(self, expert: str) -> LoRAMemory:
+        if expert not in self.memorized:
+            raise InputError(f"{expert} has memorized nothing yet: memorize() or load_memories() first")
+        return self.memories[expert][0]
+
     def members(self, variant: str) -> tuple[str, ...]:
         """The experts a variant composes on top of the prior (the expert table, ``VARIANT_EXPERTS``)."""
         if variant not in VARIANT_EXPERTS:

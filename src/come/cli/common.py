@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from ..errors import InputError
+from ..outputs import save_json, writable_file, writable_folder
 
 app = typer.Typer(
     add_completion=False,
@@ -59,10 +59,22 @@ def parse_ints(text: Optional[str], option: str) -> tuple[int, ...]:
     return values
 
 
+def check_outputs(json_out: Optional[Path] = None, folder: Optional[Path] = None, file: Optional[Path] = None,
+                  suffixes: tuple[str, ...] = ()) -> None:
+    """Refuse an output path that cannot be written before any work starts: ``--json``, an ``--out`` folder
+    or an ``--out`` file (with one of ``suffixes``)."""
+    if json_out is not None:
+        writable_file(json_out, "--json")
+    if folder is not None:
+        writable_folder(folder)
+    if file is not None:
+        writable_file(file, suffixes=suffixes)
+
+
 def write_json(path: Optional[Path], result: dict) -> None:
+    """Write a command's result as strict JSON (no NaN), atomically, when ``--json`` is given."""
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=2) + "\n")
+        save_json(path, result)
 
 
 def guard(fn):

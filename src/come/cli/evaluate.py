@@ -7,7 +7,8 @@ from typing import Optional
 
 import typer
 
-from .common import UserError, command_group, guard, parse_choice, parse_ints, parse_names, write_json
+from .common import (UserError, check_outputs, command_group, guard, parse_choice, parse_ints, parse_names,
+                     write_json)
 
 eval_app = command_group("eval", "Evaluation protocols (a table on screen, JSON for tools, videos).")
 
@@ -27,6 +28,7 @@ def eval_rollouts(
     out: Optional[Path] = typer.Option(None, help="Folder for videos (truth | model | copy-last)."),
 ):
     """Score held-out rollouts against copying the last context frame (PSNR, SSIM, card diagnostics)."""
+    check_outputs(json_out, out)
     from ..protocols.rollouts import evaluate_rollouts, format_table
 
     from ..runtime import pick_device
@@ -50,6 +52,7 @@ def eval_pose(
 ):
     """Score the SLTM's pose encoder: whole-episode tracks dead-reckoned from frames and actions
     against the true poses (ATE, RPE and heading error, with evo), and standing still for scale."""
+    check_outputs(json_out, out)
     from ..protocols.pose import evaluate_pose, format_table
 
     result = evaluate_pose(ckpt, data, episodes, delta, out)
@@ -124,6 +127,7 @@ def eval_maze(
         "Folder for plots (fixed.png, revisits.png, streaming.png) and videos (truth | base | CoME).")),
 ):
     """Memory Maze protocols: fixed context, revisits, streaming and the capacity sweep (PSNR, SSIM)."""
+    check_outputs(json_out, out)
     from ..checkpoint import load_model
     from ..data.episodes import episode_files
     from ..demo import SHIPPED_MAZE
@@ -213,6 +217,7 @@ def eval_cards_recall(
     smallest MSE between two different cards); chance is a random layout. Prints the
     table (mean recall, 95% CI per variant) and writes JSON, plots and videos.
     """
+    check_outputs(json_out, out)
     from ..checkpoint import load_model
     from ..protocols.recall import evaluate_recall, format_recall_table, recall_sweeps
     from ..runtime import pick_device, use_bf16

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .common import UserError, app, guard
+from .common import UserError, app, check_outputs, guard
 
 
 @app.command()
@@ -66,6 +66,8 @@ def toy(
     """
     from ..toy import run_toy
 
+    check_outputs(folder=out)
+
     result = run_toy(out, weight, samples, steps, langevin_steps, langevin_size, seed, progress=True)
     centres = result["mode_centres"]
     typer.echo(f"{'rule':<12} {'':<8}" + "".join(f"{c:>9.2f}" for c in centres) + f"{'TV':>8}")
@@ -110,6 +112,8 @@ def demo(
     OUT/revisits.png and OUT/maze.json. Each takes a few minutes on 2 CPU cores.
     """
     from ..demo import run_demo, run_maze_demo
+
+    check_outputs(folder=out)
     from ..runtime import pick_device
 
     if env not in ("cards", "maze"):

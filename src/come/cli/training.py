@@ -66,11 +66,12 @@ def export(
     ckpt: Path = typer.Option(..., help="Run folder made by 'come train'."),
     out: Path = typer.Option(..., help="Folder to write config.json and model.safetensors into."),
     fp16: bool = typer.Option(True, "--fp16/--fp32", help="Store the weights in fp16 (half the size)."),
+    force: bool = typer.Option(False, "--force", help="Replace an export already in --out."),
 ):
     """Export a run's EMA weights and config: a small folder that 'sample', 'eval' and 'demo' load."""
     from ..checkpoint import export_model
 
-    dest = export_model(ckpt, out, fp16)
+    dest = export_model(ckpt, out, fp16, force)
     size = (dest / "model.safetensors").stat().st_size / 1e6
     typer.echo(f"wrote {dest}/model.safetensors ({size:.1f} MB) and {dest}/config.json")
 

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from ..errors import InputError
 from ..metrics.cards import GRID  # the 4x4 grid of cards, which the per-card metrics read off frames too
-from .episodes import save_episode, write_meta
+from .episodes import prepare_dataset_folder, save_episode, write_meta
 
 N_OBJECTS = 8
 ACTIONS = ("up", "down", "left", "right", "toggle")
@@ -207,25 +207,14 @@ def generate_dataset(
         raise InputError(f"episodes must be at least 1, got {episodes}")
     card_tiles(resolution)  # validates the resolution before anything is written
     folder = Path(out) / split
-    folder.mkdir(parents=True, exist_ok=True)
+    settings = {"generator": "come.data.cards", "version": GENERATOR_VERSION, "seed": seed, "split": split,
+                "resolution": resolution, "length": None if split == "zigzag" else length}
+    prepare_dataset_folder(folder, settings, episodes)
     frames = 0
     for i in tqdm(range(episodes), desc=f"cards/{split}", unit="ep", disable=not progress):
         ep = generate_episode(seed, i, split, length, resolution)
         frames += len(ep["image"])
         save_episode(folder / f"ep_{i:05d}.npz", ep)
-    write_meta(
-        folder,
-        {
-            "generator": "come.data.cards",
-            "version": GENERATOR_VERSION,
-            "seed": seed,
-            "split": split,
-            "resolution": resolution,
-            "episodes": episodes,
-            "frames": frames,
-            "length": None if split == "zigzag" else length,
-            "actions": list(ACTIONS),
-            "objects": list(OBJECT_NAMES),
-        },
-    )
+    write_meta(folder, {**settings, "episodes": episodes, "frames": frames, "actions": list(ACTIONS),
+                        "objects": list(OBJECT_NAMES), "complete": True})
     return folder

@@ -14,35 +14,19 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
+from ..outputs import atomic_write_bytes, remove_stale_temp_files, writable_folder
 
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
 class EpisodeError(InputError):
     """An episode file is missing, corrupt, or has arrays of the wrong shape."""
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def save_episode(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
@@ -96,6 +80,26 @@ def write_meta(folder: str | Path, meta: dict) -> None:
     atomic_write_bytes(Path(folder) / "meta.json", (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
 
 
+def prepare_dataset_folder(folder: Path, settings: dict, episodes: int, episode_glob: str = "ep_*.npz") -> None:
+    """Make ``folder`` ready for a generator writing ``episodes`` episodes with ``settings``: refuse a folder
+    of another dataset (other settings, or more episodes than asked: a mix the new ``meta.json`` would not
+    describe), remove a killed writer's temp files, and mark the folder incomplete until the generator
+    writes its final ``meta.json``."""
+    writable_folder(folder)
+    old = read_meta(folder)
+    differ = [f"{k}={old[k]!r} (not {settings[k]!r})" for k in settings if k in old and old[k] != settings[k]]
+    if differ:
+        raise EpisodeError(f"{folder / 'meta.json'}: this folder holds episodes made with {', '.join(differ)}; "
+                           "re-run with the same settings or choose another --out")
+    have = len(list(folder.glob(episode_glob))) if folder.is_dir() else 0
+    if have > episodes:
+        raise EpisodeError(f"{folder}: holds {have} episodes, more than the {episodes} asked for; ask for at "
+                           "least as many or choose another --out")
+    folder.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files(folder)
+    write_meta(folder, {**old, **settings, "complete": False})
+
+
 def read_meta(folder: str | Path) -> dict:
     """Read a dataset folder's ``meta.json`` (empty dict when absent)."""
     p = Path(folder) / "meta.json"
@@ -125,4 +129,7 @@ def episode_files(folder: str | Path, split: str | None = None) -> list[Path]:
     files = sorted(folder.glob("*.npz"))
     if not files:
         raise EpisodeError(f"{folder}: no .npz episodes in this folder")
+    if read_meta(folder).get("complete") is False:
+        raise EpisodeError(f"{folder}: its generation did not finish (meta.json says incomplete); re-run the same "
+                           "'come data' command to complete it")
     return files

@@ -59,7 +59,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import InputError
-from .episodes import read_meta, save_episode, write_meta
+from .episodes import prepare_dataset_folder, save_episode, write_meta
 
 SIZES = {"9x9": (9, 3), "11x11": (11, 4), "13x13": (13, 5), "15x15": (15, 6)}  # maze cells, objects
 MAX_STEPS = {"9x9": 1000, "11x11": 2000, "13x13": 3000, "15x15": 4000}  # the environment's time limit
@@ -330,15 +330,8 @@ def generate_dataset(out: str | Path, episodes: int, seed: int = 0, size: str = 
     folder = Path(out) / split
     settings = {"generator": "come.data.maze", "version": GENERATOR_VERSION, "seed": seed, "split": split,
                 "size": size, "steps": steps, "noise": noise}
-    old = read_meta(folder)
-    differ = [f"{k}={old[k]!r} (not {settings[k]!r})" for k in settings if k in old and old[k] != settings[k]]
-    if differ:
-        raise InputError(f"{folder / 'meta.json'}: this folder holds episodes made with {', '.join(differ)}; "
-                         "resume with the same settings or choose another --out")
     select_renderer()  # fail fast, and let the workers inherit the backend
-    folder.mkdir(parents=True, exist_ok=True)
-    for stale in folder.glob(".ep_*.npz.tmp*"):  # left by a writer killed mid-write
-        stale.unlink()
+    prepare_dataset_folder(folder, settings, episodes)
     todo = [i for i in range(episodes) if not (folder / episode_name(i)).is_file()]
     meta = {**settings, "episodes": episodes, "frames": episodes * (steps + 1), "resolution": 64,
             "actions": list(ACTIONS),

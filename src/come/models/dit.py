@@ -67,6 +67,11 @@ class DiTConfig:
     num_train_timesteps: int = 1000
 
     def __post_init__(self):
+        sizes = ("resolution", "patch", "width", "depth", "heads", "max_frames", "num_train_timesteps")
+        small = [f"{k}={getattr(self, k)!r}" for k in sizes if not isinstance(getattr(self, k), int)
+                 or getattr(self, k) < 1]
+        if small:
+            raise InputError(f"model sizes must be positive integers, got {', '.join(small)}")
         if self.resolution % self.patch:
             raise InputError(f"resolution {self.resolution} is not divisible by patch size {self.patch}")
         if self.width % self.heads:
