@@ -18,6 +18,16 @@ def test_round_trip_and_no_temp_files(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["e.npz"]
 
 
+def test_an_episode_too_large_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    import come.data.episodes as episodes
+
+    save_episode(tmp_path / "e.npz", _ep(T=50))  # 50 blank frames: a tiny file, 9.6 kB of arrays
+    monkeypatch.setattr(episodes, "MAX_EPISODE_BYTES", 5000)
+    monkeypatch.setattr(np, "load", lambda *a, **k: pytest.fail("read a refused episode"))
+    with pytest.raises(EpisodeError, match="e.npz: its arrays take .* GiB, more than"):
+        load_episode(tmp_path / "e.npz")
+
+
 def test_truncated_file_names_the_file(tmp_path):
     save_episode(tmp_path / "e.npz", _ep())
     data = (tmp_path / "e.npz").read_bytes()

@@ -231,3 +231,6 @@ def test_generate_with_the_real_environment(tmp_path):
     assert path.stat().st_mtime_ns == mtime
     with pytest.raises(ValueError, match="seed=5"):
         maze.generate_dataset(tmp_path, 1, seed=6, steps=20, split="eval", progress=False)
+    orphan = (str(tmp_path / "orphan"), 5, "eval", 0, "9x9", 3, 0.15, 1)  # its parent is gone (pid 1 adopted it)
+    maze._write_episode(orphan)
+    assert not (tmp_path / "orphan").exists()

@@ -23,6 +23,8 @@ from ..errors import InputError
 from ..outputs import atomic_write_bytes, remove_stale_temp_files, writable_folder
 
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+# A Memory Maze episode (1,001 frames at 64x64) takes 12 MB; a loader converts frames to float (4x).
+MAX_EPISODE_BYTES = 2**30
 
 
 class EpisodeError(InputError):
@@ -44,13 +46,21 @@ def save_episode(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 def load_episode(path: str | Path) -> dict[str, np.ndarray]:
-    """Load and validate one episode; raise :class:`EpisodeError` naming the file."""
+    """Load and validate one episode; raise :class:`EpisodeError` naming the file. An episode whose arrays
+    exceed :data:`MAX_EPISODE_BYTES` is refused before it is read (a small file can hold a huge array)."""
     path = Path(path)
     if not path.is_file():
         raise EpisodeError(f"{path}: episode file not found")
     try:
+        with zipfile.ZipFile(path) as zf:
+            size = sum(info.file_size for info in zf.infolist())
+        if size > MAX_EPISODE_BYTES:
+            raise EpisodeError(f"{path}: its arrays take {size / 2**30:.1f} GiB, more than the "
+                               f"{MAX_EPISODE_BYTES / 2**30:.0f} GiB an episode may take here; split it")
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
+    except EpisodeError:
+        raise
     except Exception as e:  # zipfile.BadZipFile, EOFError, ValueError, OSError...
         raise EpisodeError(f"{path}: not a readable .npz episode ({type(e).__name__}: {e})") from None
     validate_episode(arrays, path)

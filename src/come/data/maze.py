@@ -306,9 +306,11 @@ def episode_name(index: int) -> str:
 
 def _write_episode(job: tuple) -> tuple[int, float, float]:
     """Worker: generate one episode and save it (atomically); returns (index, total reward, seconds)."""
-    folder, seed, split, index, size, steps, noise = job
+    folder, seed, split, index, size, steps, noise, parent = job
     t = time.perf_counter()
     ep = generate_episode(seed, index, split, size, steps, noise)
+    if parent not in (os.getpid(), os.getppid()):  # the command was killed: an orphan writes nothing more
+        return index, float("nan"), 0.0
     save_episode(Path(folder) / episode_name(index), ep)
     return index, float(ep["reward"].sum()), time.perf_counter() - t
 
@@ -338,7 +340,7 @@ def generate_dataset(out: str | Path, episodes: int, seed: int = 0, size: str = 
             "keys": list(episode_spec(size, steps)), "environment": f"memory_maze.tasks.memory_maze_{size}"
             f"(global_observables=True)", "memory_maze": _package_version("memory-maze")}
     write_meta(folder, {**meta, "complete": not todo})
-    jobs = [(str(folder), seed, split, i, size, steps, noise) for i in todo]
+    jobs = [(str(folder), seed, split, i, size, steps, noise, os.getpid()) for i in todo]
     bar = tqdm(total=episodes, initial=episodes - len(todo), desc=f"maze/{split}", unit="ep", disable=not progress)
     try:
         if workers == 1 or len(jobs) <= 1:
