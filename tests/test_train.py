@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 import torch
@@ -174,3 +175,42 @@ def test_a_diverging_loss_stops_training_and_saves_nothing_after_it(cards_data, 
         train(cfg, cards_data, tmp_path / "run", progress=False)
     if (tmp_path / "run" / "model.safetensors").exists():  # what was saved before the loss broke is finite
         assert all(torch.isfinite(t).all() for t in load_file(str(tmp_path / "run" / "model.safetensors")).values())
+
+
+TWO_PROCESSES = '''
+import hashlib, json, os, sys
+from come.data.clips import ClipDataset
+from come.presets import train_config
+from come.train import train
+
+drawn, original = [], ClipDataset.sample
+
+
+def sample(self, n, rng):
+    batch = original(self, n, rng)
+    drawn.append(hashlib.sha256(batch["frames"].numpy().tobytes()).hexdigest())
+    return batch
+
+
+ClipDataset.sample = sample
+summary = train(train_config("test-micro", steps=4), sys.argv[1], sys.argv[2], progress=False)
+with open(os.path.join(sys.argv[3], "rank%s.json" % os.environ["RANK"]), "w") as f:
+    json.dump({"drawn": drawn, "main": summary["main_process"], "processes": summary["processes"]}, f)
+'''
+
+
+def test_two_processes_train_on_different_clips_and_one_writes_the_run(cards_data, tmp_path):
+    """As under `torchrun` / `accelerate launch` on several GPUs (here two CPU processes, gloo)."""
+    import subprocess
+    import sys
+
+    (tmp_path / "two.py").write_text(TWO_PROCESSES)
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          str(tmp_path / "two.py"), str(cards_data), str(tmp_path / "run"), str(tmp_path)],
+                         capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stderr[-3000:]
+    main, other = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert main["processes"] == other["processes"] == 2 and main["main"] and not other["main"]
+    assert len(other["drawn"]) == 4 and not set(main["drawn"][:4]) & set(other["drawn"])  # other clips
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "loss" in r] == [1, 2, 3, 4]  # written once

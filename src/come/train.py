@@ -196,9 +196,22 @@ def log_loss(writer, log_path: Path, cfg: TrainConfig, step: int, mean: float) -
         f.write(json.dumps({"step": step, "loss": mean, "time": time.time()}) + "\n")
 
 
-def start_run(cfg: TrainConfig, out: Path, resume: bool, init) -> tuple:
+def time_is_up(accelerator, t0: float, minutes: float) -> bool:
+    """Whether ``minutes`` have passed since ``t0``, decided by the main process for every process (ranks
+    that stopped at different steps would wait for each other forever)."""
+    flag = [time.time() - t0 >= minutes * 60]
+    if accelerator.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        broadcast_object_list(flag)
+    return flag[0]
+
+
+def start_run(cfg: TrainConfig, out: Path, resume: bool, init, rank: int = 0) -> tuple:
     """The network (from ``init``'s weights, if given), its EMA copy, the optimizer, the random streams and
-    the step: fresh, or where the run in ``out`` stopped (``resume``); writes ``out/config.json``."""
+    the step: fresh, or where the run in ``out`` stopped (``resume``); process 0 writes ``out/config.json``.
+    Every other process (``rank``) draws its clips and noise from streams of its own: each trains on other
+    clips, and the gradients are averaged (a resumed one starts new streams at the resumed step)."""
     torch.manual_seed(cfg.seed)
     model = build_network(cfg)
     if init is not None:
@@ -207,12 +220,17 @@ def start_run(cfg: TrainConfig, out: Path, resume: bool, init) -> tuple:
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     np_rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temp_files(out)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temp_files(out)
     step = load_state(out, model, ema, optimizer, np_rng, gen) if resume else 0
-    if resume:
+    if rank > 0:
+        np_rng = np.random.default_rng((cfg.seed, rank, step))
+        gen.manual_seed(int(np_rng.integers(2**62)))
+    elif resume:
         truncate_log(out / "log.jsonl", step)
-    save_config(out, cfg)
+    if rank == 0:
+        save_config(out, cfg)
     return model, ema, optimizer, np_rng, gen, step
 
 
@@ -243,7 +261,8 @@ def _run_training(cfg: TrainConfig, out: Path, accelerator, datasets: tuple, res
     device = accelerator.device
     bf16 = use_bf16(cfg.precision, device)
     train_data, sample_data = datasets
-    model, ema, optimizer, np_rng, gen, step = start_run(cfg, out, resume, init)
+    main = accelerator.is_main_process
+    model, ema, optimizer, np_rng, gen, step = start_run(cfg, out, resume, init, accelerator.process_index)
     model, optimizer = accelerator.prepare(model, optimizer)
     ema.to(device)
     scheduler = make_scheduler(cfg.model.get("num_train_timesteps", 1000))
@@ -251,10 +270,11 @@ def _run_training(cfg: TrainConfig, out: Path, accelerator, datasets: tuple, res
 
     from torch.utils.tensorboard import SummaryWriter
 
-    writer = SummaryWriter(str(out / "tb"))
+    writer = SummaryWriter(str(out / "tb")) if main else None
     log_path = out / "log.jsonl"
     end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
-    bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.preset}", unit="step", disable=not progress)
+    bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.preset}", unit="step",
+               disable=not (progress and main))
     losses: list[float] = []
     t0 = time.time()
     first = step
@@ -262,11 +282,13 @@ def _run_training(cfg: TrainConfig, out: Path, accelerator, datasets: tuple, res
         batch = {k: v.to(device) for k, v in train_data.sample(cfg.batch_size, np_rng).items()}
         loss = optimizer_step(model, ema, optimizer, accelerator, batch, cfg, scheduler, gen, scale, step, out, bf16)
         step += 1
-        if minutes is not None and time.time() - t0 >= minutes * 60:
+        if minutes is not None and time_is_up(accelerator, t0, minutes):
             end = step  # the checks below then log and checkpoint this step as the last
         losses.append(loss)
         bar.update(1)
         bar.set_postfix(loss=f"{np.mean(losses[-cfg.log_every:]):.4f}")
+        if not main:  # one process writes the run: its log, checkpoints and samples
+            continue
         if step % cfg.log_every == 0 or step == end:
             log_loss(writer, log_path, cfg, step, float(np.mean(losses[-cfg.log_every:])))
         if step % cfg.ckpt_every == 0 or step == end:
@@ -277,9 +299,12 @@ def _run_training(cfg: TrainConfig, out: Path, accelerator, datasets: tuple, res
             with open(log_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
     bar.close()
-    writer.close()
+    if writer is not None:
+        writer.close()
     elapsed = time.time() - t0
     return {
+        "main_process": main,
+        "processes": accelerator.num_processes,
         "steps": step,
         "seconds": elapsed,
         "seconds_per_step": elapsed / max(1, step - first),

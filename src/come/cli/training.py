@@ -57,7 +57,8 @@ def train(
                            seed=seed)
     summary = run_training(cfg, data, out, resume=resume, init=init, minutes=minutes)
     summary.pop("losses")
-    typer.echo(json.dumps(summary))
+    if summary["main_process"]:  # one summary for a run on several processes
+        typer.echo(json.dumps(summary))
 
 
 @app.command()
