@@ -5,6 +5,7 @@ import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 
+from come.denoisers import FrameDenoiser
 from come.compose import DiTDenoiser, Expert, History, compose_eps, composed_eps_fn
 from come.diffusion.sampling import sample_ddim
 from come.diffusion.schedule import alpha_bar, make_scheduler, to_eps
@@ -84,34 +85,21 @@ def test_batched_equals_one_by_one_and_dedups_identical_passes():
     assert (e_ltm - e0).abs().max() > 1e-3  # the adapter really changes the prediction
 
 
-class FramewiseUNet:
-    """A diffusers UNet2DModel (not ours) predicting eps frame by frame from frame + context mean."""
+def tiny_unet(size: int = 16, channels: int = 3):
+    """A diffusers UNet2DModel (not ours) of (noisy frame | previous frame), as :class:`FrameDenoiser` takes."""
+    from diffusers import UNet2DModel
 
-    prediction = "eps"
-    max_frames = 16
-
-    def __init__(self):
-        from diffusers import UNet2DModel
-
-        torch.manual_seed(0)
-        self.unet = UNet2DModel(sample_size=16, in_channels=3, out_channels=3, layers_per_block=1,
-                                block_out_channels=(8, 16), norm_num_groups=4,
-                                down_block_types=("DownBlock2D", "DownBlock2D"),
-                                up_block_types=("UpBlock2D", "UpBlock2D")).eval()
-
-    def __call__(self, x, levels, action, pose, context, adapter_names=None):
-        B, T = x.shape[:2]
-        x = x + x[:, :context].mean(1, keepdim=True)  # a crude use of the context, so contrast matters
-        out = self.unet(x.flatten(0, 1), levels.flatten()).sample
-        return out.unflatten(0, (B, T))
+    torch.manual_seed(0)
+    return UNet2DModel(sample_size=size, in_channels=2 * channels, out_channels=channels, layers_per_block=1,
+                       block_out_channels=(8, 16), norm_num_groups=4, down_block_types=("DownBlock2D", "DownBlock2D"),
+                       up_block_types=("UpBlock2D", "UpBlock2D")).eval()
 
 
 def test_outside_model_as_expert_samples():
     s = make_scheduler()
     h = _history()
-    unet = FramewiseUNet()
     prior = Expert("base", DiTDenoiser(_net(4)), context=2)
-    outside = Expert("unet", unet, context=3, weight=1.0)
+    outside = Expert("unet", FrameDenoiser(tiny_unet()), context=3, weight=1.0)
     with torch.no_grad():
         fn = composed_eps_fn(prior, [outside], h, s)
         out = sample_ddim(fn, torch.randn(2, 2, 3, 16, 16), s, steps=3)

@@ -18,6 +18,7 @@ _PUBLIC = {
     "WorldModel": "world", "ExpertWeights": "world", "VARIANTS": "world", "VARIANT_EXPERTS": "world",
     "Expert": "compose", "History": "compose", "Denoiser": "compose", "DiTDenoiser": "compose",
     "compose_eps": "compose", "composed_eps_fn": "compose",
+    "FrameDenoiser": "denoisers", "RescheduledDenoiser": "denoisers",
     "LoRAMemory": "memory", "Recipe": "memory", "RECIPES": "memory",
     "sample_ddim": "diffusion.sampling", "make_scheduler": "diffusion.schedule",
     "VideoDiT": "models.dit", "DiTConfig": "models.dit",

@@ -13,7 +13,9 @@ memory: a model given the history frames seen from the poses nearest each frame 
 views given vs left out; no memorization; ``place=(base, cfg)`` makes the base its own place memory), ``stm+ltm``
 (both), ``come`` (every expert of ``come_experts`` the world has,
 contrastive), ``poe`` (the naive product of the same experts) and ``hg``
-(history guidance HG-v on the base). ``VARIANT_EXPERTS`` is the table.
+(history guidance HG-v on the base). ``VARIANT_EXPERTS`` is the table. Your own experts
+(``experts=[Expert(...)]``, any :class:`~come.compose.Denoiser`, :mod:`come.denoisers` for diffusers
+models) are variants of their own name and join ``come`` and ``poe``.
 
 One pose track serves every expert: a base model without a pose input ignores
 it (Memory Maze: the absolute pose, for the SLTM), a Memory Cards base reads it
@@ -25,6 +27,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Sequence
 
 import torch
 from tqdm import tqdm
@@ -106,10 +109,16 @@ class WorldModel:
         sltm_null: str = "pose_drop",
         place: tuple[VideoDiT, TrainConfig] | None = None,
         come_experts: tuple[str, ...] = EXPERTS,
+        experts: Sequence[Expert] = (),
     ):
         if not set(come_experts) <= set(EXPERTS):
             raise InputError(f"come_experts {list(come_experts)}: choose from {', '.join(EXPERTS)}")
         self.come_experts = tuple(come_experts)
+        clash = [e.name for e in experts if e.name in set(EXPERTS) | set(VARIANTS)]
+        if clash:
+            raise InputError(f"expert name(s) {', '.join(clash)} are taken by come's own experts or variants")
+        # your own experts: each is a variant of its own (the prior and it) and joins come and poe
+        self.outside = {e.name: e for e in experts}
         if sltm_null not in SLTM_NULLS:
             raise InputError(f"unknown sltm_null '{sltm_null}' (choose from {', '.join(SLTM_NULLS)})")
         self.cfg, self.sltm_null = base_cfg, sltm_null
@@ -254,12 +263,15 @@ class WorldModel:
 
     def members(self, variant: str) -> tuple[str, ...]:
         """The experts a variant composes on top of the prior (the expert table, ``VARIANT_EXPERTS``)."""
+        if variant in self.outside:
+            return (variant,)
         if variant not in VARIANT_EXPERTS:
-            raise InputError(f"unknown variant '{variant}' (choose from {', '.join(VARIANTS)})")
+            raise InputError(f"unknown variant '{variant}' (choose from {', '.join((*VARIANTS, *self.outside))})")
         available = {"ltm": True, "stm": self.stm is not None, "place": self.place is not None,
                      "sltm": self.sltm is not None}
         if variant in COMPOSITIONS:
-            return tuple(e for e in VARIANT_EXPERTS[variant] if e in self.come_experts and available[e])
+            return tuple(e for e in VARIANT_EXPERTS[variant] if e in self.come_experts and available[e]) + \
+                tuple(self.outside)
         missing = [e for e in VARIANT_EXPERTS[variant] if not available[e]]
         if missing:
             raise InputError(f"variant '{variant}' needs a {' and a '.join(MODEL_NAMES[e] for e in missing)} model")
@@ -304,6 +316,8 @@ class WorldModel:
 
     def _expert(self, name: str) -> Expert:
         w, k = self.weights, self.cfg.context
+        if name in self.outside:
+            return self.outside[name]
         if name == "ltm":
             return Expert("ltm", self.base, k, weight=w.ltm, adapter=self.episode_adapters, null="adapters_off")
         if name == "stm":  # its null keeps the prior's own frames: the contrast is what the older frames add
