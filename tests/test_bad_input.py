@@ -49,7 +49,7 @@ def tree(tmp_path_factory, cards_data, micro_run):
 
 def _cases():
     ep = "{root}/data/test/ep_00000.npz"
-    sample = ["sample", "--ckpt", "{root}/run", "--episode", ep, "--frames", "2", "--steps", "2"]
+    sample = ["sample", "--ckpt", "{root}/run", "--episode", ep, "--frames", "2", "--ddim-steps", "2"]
     train = ["train", "--data", "{root}/data", "--preset", "test-micro"]
     recall = ["eval", "cards-recall", "--ckpt", "{root}/run", "--episodes", "1"]
     return {
@@ -97,6 +97,8 @@ def _cases():
         "sample zero frames": (sample[:-4] + ["--frames", "0"], "--frames"),
         "sample bad device": (sample + ["--device", "tpu"], "tpu"),
         "sample bad precision": (sample + ["--precision", "fp64"], "precision"),
+        "sample with the old --steps": (sample + ["--steps", "3"], "here it is --ddim-steps"),
+        "recall with the old --steps": (recall + ["--steps", "3"], "here it is --memorize-steps"),
         # configs and weights
         "model is a string": (["sample", "--ckpt", "{root}/model-str", "--episode", ep], "'model' must be a mapping"),
         "model is a list": (["sample", "--ckpt", "{root}/model-list", "--episode", ep], "'model' must be a mapping"),

@@ -45,7 +45,7 @@ def test_data_cards_cli(tmp_path):
 def test_sample_cli_writes_videos_and_metrics(micro_run, cards_data, tmp_path):
     ep = sorted((cards_data / "test").glob("*.npz"))[0]
     out = tmp_path / "s.mp4"
-    r = run("sample", "--ckpt", micro_run, "--episode", ep, "--frames", 3, "--steps", 2, "--out", out)
+    r = run("sample", "--ckpt", micro_run, "--episode", ep, "--frames", 3, "--ddim-steps", 2, "--out", out)
     assert r.exit_code == 0, r.output
     assert out.stat().st_size > 0 and out.with_suffix(".gif").stat().st_size > 0
     assert out.with_suffix(".png").stat().st_size > 0
@@ -55,7 +55,7 @@ def test_sample_cli_writes_videos_and_metrics(micro_run, cards_data, tmp_path):
 
 def test_eval_rollouts_cli(micro_run, cards_data, tmp_path):
     r = run("eval", "rollouts", "--ckpt", micro_run, "--data", cards_data, "--episodes", 2, "--frames", 2,
-            "--steps", 2, "--json", tmp_path / "r.json", "--out", tmp_path / "v")
+            "--ddim-steps", 2, "--json", tmp_path / "r.json", "--out", tmp_path / "v")
     assert r.exit_code == 0, r.output
     result = json.loads((tmp_path / "r.json").read_text())
     assert set(result["variants"]) == {"model", "copy_last"} and result["episodes"] == 2
@@ -64,7 +64,7 @@ def test_eval_rollouts_cli(micro_run, cards_data, tmp_path):
 
 
 def test_eval_cards_recall_cli(micro_run, tmp_path):
-    r = run("eval", "cards-recall", "--ckpt", micro_run, "--episodes", 2, "--steps", 2, "--ddim-steps", 2,
+    r = run("eval", "cards-recall", "--ckpt", micro_run, "--episodes", 2, "--memorize-steps", 2, "--ddim-steps", 2,
             "--rank", 4, "--sweep-steps", "1,2", "--json", tmp_path / "r.json", "--out", tmp_path / "v", "--videos", 1)
     assert r.exit_code == 0, r.output
     result = json.loads((tmp_path / "r.json").read_text())

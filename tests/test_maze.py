@@ -199,7 +199,7 @@ def test_cli_bad_input_is_one_line(tmp_path):
         return lines[0]
 
     assert "unknown maze size '10x10'" in error("--size", "10x10")
-    assert "steps must be between 1 and 1000" in error("--steps", 4000)
+    assert "steps must be between 1 and 1000" in error("--env-steps", 4000)
     (tmp_path / "train").mkdir()
     (tmp_path / "train" / "meta.json").write_text('{"generator": "come.data.maze", "seed": 1}')
     assert "meta.json" in error("--seed", 2) and "seed=1 (not 2)" in error("--seed", 2)

@@ -83,7 +83,7 @@ def test_every_protocol_end_to_end(maze_runs, tmp_path):
         "eval", "maze", "--ckpt", str(r["base"]), "--stm", str(r["stm"]), "--sltm", str(r["sltm"]),
         "--place", str(r["place"]), "--w-place", "1.5", "--variants", ",".join(VARIANTS), "--come", "ltm,place,sltm",
         "--data", str(r["data"]), "--protocols", "fixed,revisits,streaming,capacity", "--episodes", "2",
-        "--history", "32", "--frames", "2", "--horizons", "1", "--steps", "2", "--rank", "4", "--windows", "1",
+        "--history", "32", "--frames", "2", "--horizons", "1", "--memorize-steps", "2", "--rank", "4", "--windows", "1",
         "--min-gap", "20",
         "--iterations", "2", "--capacity-ranks", "2,4", "--capacity-histories", "10,32", "--ddim-steps", "2",
         "--batch-size", "3", "--weighting", "surprise", "--context-dropout", "0.5", "--lr-schedule", "constant",
@@ -178,7 +178,7 @@ def test_the_cli_memorizes_as_the_protocol_does():
     params = inspect.signature(cli.eval_maze).parameters
     recipe = RECIPES["maze"]
     assert params["come_experts"].default.default == ",".join(COME_EXPERTS)
-    for option, setting in (("steps", "steps"), ("lr", "lr"), ("batch_size", "batch_size"),
+    for option, setting in (("memorize_steps", "steps"), ("lr", "lr"), ("batch_size", "batch_size"),
                             ("weighting", "weighting"), ("lr_schedule", "lr_schedule"),
                             ("context_dropout", "p_context_dropout"), ("pose_dropout", "p_pose_dropout")):
         assert params[option].default.default == getattr(recipe, setting), option

@@ -124,7 +124,7 @@ def test_a_failed_sampler_is_flagged_not_reported(tmp_path):
     from come.cli import app
 
     # 3 DDIM steps and no corrector: the naive product's summed eps scales the samples up to the clip
-    res = CliRunner().invoke(app, ["toy", "--out", str(tmp_path), "--samples", "500", "--steps", "3",
+    res = CliRunner().invoke(app, ["toy", "--out", str(tmp_path), "--samples", "500", "--ddim-steps", "3",
                                    "--langevin-steps", "0"])
     assert res.exit_code == 0, res.output
     naive = json.loads((tmp_path / "toy.json").read_text())["rules"]["naive"]

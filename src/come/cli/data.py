@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Optional
 
 import typer
 
-from .common import command_group, guard
+from .common import command_group, guard, renamed_steps
 
 data_app = command_group("data", "Generate datasets (one compressed .npz per episode + meta.json).")
 
@@ -45,8 +46,10 @@ def data_maze(
         "Dataset folder; episodes go to OUT/<split>/ep_00000.npz with OUT/<split>/meta.json.")),
     episodes: int = typer.Option(100, min=1, help="Number of episodes (a re-run with more keeps the finished ones)."),
     size: str = typer.Option("9x9", help="Maze size: 9x9, 11x11, 13x13 or 15x15 (3, 4, 5, 6 objects)."),
-    steps: int = typer.Option(1000, min=1, help=(
-        "Actions per episode (frames = steps + 1); at most the environment's time limit (9x9: 1000, 15x15: 4000).")),
+    env_steps: int = typer.Option(1000, min=1, help=(
+        "Actions per episode (frames = env steps + 1); at most the environment's time limit (9x9: 1000, 15x15: "
+        "4000).")),
+    old_steps: Optional[int] = renamed_steps("--env-steps"),
     seed: int = typer.Option(0, help="Seed; an episode depends only on (seed, split, index)."),
     workers: int = typer.Option(max(1, os.cpu_count() or 1), min=1, help=(
         "Parallel processes, one episode each (default: the number of cores).")),
@@ -62,7 +65,7 @@ def data_maze(
 
     The explorer follows shortest paths to random free cells with --noise random actions,
     so it often comes back to places it has seen. Episode files have the keys, shapes and
-    dtypes of the public Memory Maze offline dataset, T = steps + 1: image (T,64,64,3)
+    dtypes of the public Memory Maze offline dataset, T = env steps + 1: image (T,64,64,3)
     uint8; action (T,6) one-hot (noop, forward, left, right, forward+left, forward+right;
     action[0] = 0); reward, terminal, reset (T,); agent_pos, agent_dir (T,2); maze_layout
     (T,S,S); targets_pos, targets_vec (T,K,2); target_pos, target_vec (T,2); target_color.
@@ -74,5 +77,5 @@ def data_maze(
     from ..data.maze import generate_dataset
 
     t = time.time()
-    folder = generate_dataset(out, episodes, seed, size, steps, split, workers, noise)
+    folder = generate_dataset(out, episodes, seed, size, env_steps, split, workers, noise)
     typer.echo(f"wrote {episodes} episodes to {folder} in {time.time() - t:.1f}s")

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from .common import (UserError, check_outputs, command_group, guard, parse_choice, parse_ints, parse_names,
-                     write_json)
+                     renamed_steps, write_json)
 
 eval_app = command_group("eval", "Evaluation protocols (a table on screen, JSON for tools, videos).")
 
@@ -21,7 +21,8 @@ def eval_rollouts(
     episodes: int = typer.Option(20, min=1, help="Held-out episodes (one random window each)."),
     frames: int = typer.Option(5, min=1, help="Frames rolled out after the context."),
     seed: int = typer.Option(0, help="Seed for the windows and the sampling noise."),
-    steps: int = typer.Option(20, min=1, help="DDIM steps per chunk."),
+    ddim_steps: int = typer.Option(20, min=1, help="DDIM steps per chunk."),
+    old_steps: Optional[int] = renamed_steps("--ddim-steps"),
     precision: str = typer.Option("auto", help="auto, bf16 or fp32."),
     device: str = typer.Option("auto", help="cpu, cuda, cuda:N, mps or auto (CUDA, then MPS, then the CPU)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result as JSON here."),
@@ -33,7 +34,8 @@ def eval_rollouts(
 
     from ..runtime import pick_device
 
-    result = evaluate_rollouts(ckpt, data, episodes, frames, seed, steps, precision, out, device=pick_device(device))
+    result = evaluate_rollouts(ckpt, data, episodes, frames, seed, ddim_steps, precision, out,
+                               device=pick_device(device))
     typer.echo(format_table(result))
     typer.echo(f"{result['episodes']} episodes, {frames} frames after {result['context']} context frames, "
                f"{result['seconds_per_episode']:.2f}s per episode")
@@ -88,7 +90,8 @@ def eval_maze(
         "Comma-separated shorter horizons also scored on the first frames of the same rollouts (e.g. 16 with "
         "--frames 32): one rollout and one memorization per window for every horizon, on the windows drawn for "
         "--frames.")),
-    steps: int = typer.Option(50, min=1, help="Memorization steps per window."),
+    memorize_steps: int = typer.Option(50, min=1, help="Memorization steps per window."),
+    old_steps: Optional[int] = renamed_steps("--memorize-steps"),
     updates: int = typer.Option(25, min=1, help="Streaming: memorization steps per iteration."),
     rank: int = typer.Option(32, min=1, help="LoRA rank of the memories."),
     lr: float = typer.Option(1e-2, help="Memorization learning rate (AdamW)."),
@@ -164,7 +167,7 @@ def eval_maze(
         return WorldModel.from_pretrained(ckpt, rank=lora_rank, **options)
 
     make_world(rank)  # every model is checked before any work
-    memorize = {"steps": steps, "lr": lr, "batch_size": batch_size, "weighting": weighting,
+    memorize = {"steps": memorize_steps, "lr": lr, "batch_size": batch_size, "weighting": weighting,
                 "p_context_dropout": context_dropout, "p_pose_dropout": pose_dropout, "lr_schedule": lr_schedule}
     result = evaluate_maze(make_world, episode_files(data, "test")[:episodes], cfg, chosen, names, history, frames,
                            memorize, rank=rank, min_gap=min_gap, windows_per_episode=windows, stream_updates=updates,
@@ -186,7 +189,9 @@ def eval_cards_recall(
         "Short-term memory model (e.g. the cards-stm preset) for 'stm', 'come' and 'poe'.")),
     episodes: int = typer.Option(50, min=1, help="Zig-zag recall episodes, generated from --seed."),
     seed: int = typer.Option(0, help="Seed of the episodes and of all sampling and memorization noise."),
-    steps: int = typer.Option(20, min=0, help="Memorization steps of the long-term memory (LoRA) per episode."),
+    memorize_steps: int = typer.Option(20, min=0, help=(
+        "Memorization steps of the long-term memory (LoRA) per episode.")),
+    old_steps: Optional[int] = renamed_steps("--memorize-steps"),
     variants: str = typer.Option("base,ltm,come,poe,hg", help=(
         "Comma-separated: base, ltm, stm, stm+ltm, come, poe, hg.")),
     rank: int = typer.Option(32, min=1, help="LoRA rank of the long-term memory."),
@@ -240,11 +245,11 @@ def eval_cards_recall(
         return WorldModel.from_pretrained(ckpt, rank=lora_rank or rank, **options)
 
     memorize = {"lr": lr, "batch_size": batch_size}
-    result = evaluate_recall(make_world(), episodes, seed, steps, names, out, videos, memorize=memorize)
+    result = evaluate_recall(make_world(), episodes, seed, memorize_steps, names, out, videos, memorize=memorize)
     typer.echo(format_recall_table(result))
     if sweep_s or sweep_r:
         swept = tuple(v for v in names if v in MEMORY_VARIANTS) or ("come",)
-        result["sweeps"] = recall_sweeps(make_world, episodes, seed, sweep_s, sweep_r, steps, swept, out,
+        result["sweeps"] = recall_sweeps(make_world, episodes, seed, sweep_s, sweep_r, memorize_steps, swept, out,
                                          memorize=memorize)
         for key, sw in result["sweeps"].items():
             for v, ys in sw["recall"].items():

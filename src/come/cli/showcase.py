@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .common import UserError, app, check_outputs, guard
+from .common import UserError, app, check_outputs, guard, renamed_steps
 
 
 @app.command()
@@ -20,7 +20,8 @@ def sample(
     out: Path = typer.Option(Path("sample.mp4"), help=(
         "Video path (.mp4); a .gif and a .json of metrics are written beside it.")),
     start: int = typer.Option(0, min=0, help="Frame of the episode where the context starts."),
-    steps: int = typer.Option(20, min=1, help="DDIM steps per generated chunk."),
+    ddim_steps: int = typer.Option(20, min=1, help="DDIM steps per generated chunk."),
+    old_steps: Optional[int] = renamed_steps("--ddim-steps"),
     chunk: Optional[int] = typer.Option(None, min=1, help="Frames generated per chunk (default: the model's)."),
     precision: str = typer.Option("auto", help="auto, bf16 or fp32."),
     device: str = typer.Option("auto", help="cpu, cuda, cuda:N, mps or auto (CUDA, then MPS, then the CPU)."),
@@ -35,7 +36,7 @@ def sample(
 
     from ..runtime import pick_device
 
-    result = sample_episode(ckpt, episode, out, context, frames, start, steps, chunk, precision, seed,
+    result = sample_episode(ckpt, episode, out, context, frames, start, ddim_steps, chunk, precision, seed,
                             pick_device(device))
     typer.echo(f"{'frame':>5} {'PSNR':>7} {'SSIM':>6} {'copy-last PSNR':>15}")
     for i, (p, s, c) in enumerate(zip(result["psnr"], result["ssim"], result["copy_last_psnr"])):
@@ -50,7 +51,8 @@ def toy(
     out: Path = typer.Option(Path("toy_out"), help="Folder for toy.png (densities and histograms) and toy.json."),
     weight: float = typer.Option(2.0, help="Contrast weight w of every expert."),
     samples: int = typer.Option(20000, min=100, help="Samples drawn per rule."),
-    steps: int = typer.Option(1000, min=2, help="DDIM steps."),
+    ddim_steps: int = typer.Option(1000, min=2, help="DDIM steps."),
+    old_steps: Optional[int] = renamed_steps("--ddim-steps"),
     langevin_steps: int = typer.Option(10, min=0, help="Unadjusted Langevin corrector steps after each DDIM step."),
     langevin_size: float = typer.Option(0.1, help="Langevin step size, as a fraction of the level's noise variance."),
     seed: int = typer.Option(0, help="Seed of the sampling noise."),
@@ -68,7 +70,7 @@ def toy(
 
     check_outputs(folder=out)
 
-    result = run_toy(out, weight, samples, steps, langevin_steps, langevin_size, seed, progress=True)
+    result = run_toy(out, weight, samples, ddim_steps, langevin_steps, langevin_size, seed, progress=True)
     centres = result["mode_centres"]
     typer.echo(f"{'rule':<12} {'':<8}" + "".join(f"{c:>9.2f}" for c in centres) + f"{'TV':>8}")
     for rule, r in result["rules"].items():
@@ -78,7 +80,7 @@ def toy(
         if r["sampler_failed"]:
             typer.echo(f"{'':<12} SAMPLER FAILED: {r['at_clip']:.1%} of samples at the clip, total variation "
                        f"{r['total_variation']:.3f}; these sampled masses describe the failure, not the rule "
-                       "(more --steps or --langevin-steps)")
+                       "(more --ddim-steps or --langevin-steps)")
     typer.echo(f"mass per mode (columns: mode centres); TV: histogram vs grid density, 100 bins. "
                f"wrote {out / 'toy.png'} and {out / 'toy.json'}")
 
@@ -93,7 +95,8 @@ def demo(
         "Run folder to show instead of the shipped cards-tiny checkpoint (cards).")),
     episodes: Optional[int] = typer.Option(None, min=1, help=(
         "Episodes [default: 4 zig-zag recall episodes; maze: 2 walks].")),
-    steps: int = typer.Option(50, min=1, help="Memorization steps of the long-term memory per episode."),
+    memorize_steps: int = typer.Option(50, min=1, help="Memorization steps of the long-term memory per episode."),
+    old_steps: Optional[int] = renamed_steps("--memorize-steps"),
     seed: int = typer.Option(1234, help="Seed of the episodes and of all noise."),
     train_steps: Optional[int] = typer.Option(None, min=1, help=(
         "Train a fresh model this many steps instead of using the shipped one.")),
@@ -124,4 +127,4 @@ def demo(
             raise UserError("--ckpt and --train-steps are for --env cards; the maze demo shows the shipped maze-place")
         run_maze_demo(out, episodes or 2, seed=seed, echo=typer.echo, device=on)
     else:
-        run_demo(out, ckpt, episodes or 4, train_steps, steps, seed, echo=typer.echo, device=on)
+        run_demo(out, ckpt, episodes or 4, train_steps, memorize_steps, seed, echo=typer.echo, device=on)
