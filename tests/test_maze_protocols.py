@@ -210,6 +210,25 @@ def test_a_shorter_horizon_is_scored_on_the_first_frames_of_the_same_rollouts(ma
         scored(4, horizons=(3,), ckpt=two_at_once)
 
 
+def test_lpips_joins_the_scores_where_its_network_is(maze_runs):
+    from come.metrics.perceptual import lpips_network
+    from come.protocols.maze import _score_rows, score_windows, window_scores
+
+    net, about = lpips_network()
+    assert (net is None) == about.startswith("LPIPS left out:")  # here: no torchvision, or no weights
+
+    def stand_in(a, b):  # per-image distance, as the LPIPS network returns
+        return (a - b).abs().mean(dim=(1, 2, 3))
+
+    truth = torch.zeros(2, 3, 3, 8, 8)
+    preds = {"base": torch.full_like(truth, 0.5), "place": torch.full_like(truth, 0.25)}
+    scored = window_scores(preds, {"copy_last_frame": truth, "nearest_pose_frame": truth}, truth, 2, stand_in)
+    assert scored["variants"]["base"]["lpips"]["mean"] == pytest.approx(0.5)
+    assert scored["variants"]["place"]["lpips"]["mean"] == pytest.approx(0.25)
+    assert "LPIPS" in _score_rows(scored)[0] and _score_rows(scored)[2].endswith("0.500 |")
+    assert "lpips" not in score_windows(preds["base"], truth)  # no network, no column
+
+
 def test_differences_from_base_pairs_windows():
     scores = {"base": {"per_window_psnr": [10.0, 12.0, 14.0]}, "place": {"per_window_psnr": [11.0, 12.5, 13.0]}}
     d = differences_from_base(scores)["place"]

@@ -135,6 +135,7 @@ def eval_maze(
     from ..data.episodes import episode_files
     from ..demo import SHIPPED_MAZE
     from ..memory import LR_SCHEDULES, WINDOW_WEIGHTINGS
+    from ..metrics.perceptual import lpips_network
     from ..protocols.maze import PROTOCOLS, evaluate_maze, format_maze_table
     from ..runtime import pick_device, use_bf16
     from ..world import EXPERTS, SLTM_NULLS, ExpertWeights, WorldModel, choose_variants
@@ -167,15 +168,17 @@ def eval_maze(
         return WorldModel.from_pretrained(ckpt, rank=lora_rank, **options)
 
     make_world(rank)  # every model is checked before any work
+    perceptual, about = lpips_network(on)
+    typer.echo(about)
     memorize = {"steps": memorize_steps, "lr": lr, "batch_size": batch_size, "weighting": weighting,
                 "p_context_dropout": context_dropout, "p_pose_dropout": pose_dropout, "lr_schedule": lr_schedule}
     result = evaluate_maze(make_world, episode_files(data, "test")[:episodes], cfg, chosen, names, history, frames,
                            memorize, rank=rank, min_gap=min_gap, windows_per_episode=windows, stream_updates=updates,
                            iterations=iterations, capacity_ranks=ranks, capacity_histories=histories,
-                           pose_encoder=encoder, seed=seed, out=out, horizons=shorter)
+                           pose_encoder=encoder, seed=seed, out=out, horizons=shorter, perceptual=perceptual)
     runs = {"checkpoint": ckpt, "stm": stm, "sltm": sltm, "place": place, "pose_encoder": pose_encoder, "data": data}
-    result |= {"come_experts": list(composed), "ltm_weight": w_ltm, "stm_weight": w_stm, "sltm_weight": w_sltm,
-               "place_weight": w_place, "sltm_null": sltm_null, "ddim_steps": ddim_steps,
+    result |= {"lpips": about, "come_experts": list(composed), "ltm_weight": w_ltm, "stm_weight": w_stm,
+               "sltm_weight": w_sltm, "place_weight": w_place, "sltm_null": sltm_null, "ddim_steps": ddim_steps,
                **{k: str(v) if v is not None else None for k, v in runs.items()}}
     typer.echo(format_maze_table(result))
     write_json(json_out, result)

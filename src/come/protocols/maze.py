@@ -38,6 +38,7 @@ from ..errors import InputError
 from ..memory import RECIPES
 from ..metrics.image import ssim, window_psnr
 from ..metrics.intervals import interval_text, mean_ci95
+from ..metrics.perceptual import lpips
 from ..models.pose_encoder import PoseEncoder, infer_track, to_absolute_pose
 from ..plotting import bar_chart, save_figure, subplots
 from ..video import side_by_side, write_video
@@ -140,11 +141,14 @@ def reference_predictions(episodes: list[dict], starts: list[tuple[int, int]], b
     return {"copy_last_frame": batch["frames"][:, -1:].expand_as(batch["truth"]), "nearest_pose_frame": nearest}
 
 
-def score_windows(pred: torch.Tensor, truth: torch.Tensor) -> dict:
-    """Per window PSNR and SSIM; their means with 95% intervals."""
+def score_windows(pred: torch.Tensor, truth: torch.Tensor, perceptual=None) -> dict:
+    """Per window PSNR and SSIM (and LPIPS with a ``perceptual`` network); their means with 95% intervals."""
     p = [window_psnr(a, b) for a, b in zip(pred, truth)]
     s = [float(ssim(a, b).mean()) for a, b in zip(pred, truth)]
-    return {"psnr": mean_ci95(p), "ssim": mean_ci95(s), "per_window_psnr": p}
+    scores = {"psnr": mean_ci95(p), "ssim": mean_ci95(s), "per_window_psnr": p}
+    if perceptual is not None:
+        scores["lpips"] = mean_ci95([float(lpips(a, b, perceptual).mean()) for a, b in zip(pred, truth)])
+    return scores
 
 
 def differences_from_base(scores: dict[str, dict]) -> dict[str, dict]:
@@ -162,12 +166,12 @@ def differences_from_base(scores: dict[str, dict]) -> dict[str, dict]:
 
 
 def window_scores(preds: dict[str, torch.Tensor], references: dict[str, torch.Tensor], truth: torch.Tensor,
-                  frames: int | None = None) -> dict:
+                  frames: int | None = None, perceptual=None) -> dict:
     """Scores of every variant and reference on the first ``frames`` predicted frames (all by default), and
     their per-window differences against the base."""
     frames = frames or truth.shape[1]
-    scores = {v: score_windows(p[:, :frames], truth[:, :frames]) for v, p in preds.items()}
-    refs = {k: score_windows(p[:, :frames], truth[:, :frames]) for k, p in references.items()}
+    scores = {v: score_windows(p[:, :frames], truth[:, :frames], perceptual) for v, p in preds.items()}
+    refs = {k: score_windows(p[:, :frames], truth[:, :frames], perceptual) for k, p in references.items()}
     return {"variants": scores, **refs, "vs_base": differences_from_base(scores | refs)}
 
 
@@ -201,6 +205,7 @@ def evaluate_maze(
     out: str | Path | None = None,
     progress: bool = True,
     horizons=(),
+    perceptual=None,
 ) -> dict:
     """Run the chosen protocols; ``make_world(rank)`` builds a fresh :class:`~come.world.WorldModel`.
     ``memorize`` changes settings of the maze memorization recipe (``RECIPES["maze"]``: steps, lr, window
@@ -224,7 +229,7 @@ def evaluate_maze(
     for name, starts in (("fixed", fixed), ("revisits", revisits)):
         if name in protocols:
             result["protocols"][name] = window_protocol(name, make_world, rank, episodes, starts, variants, history,
-                                                        frames, min_gap, memorize, out, progress, horizons)
+                                                        frames, min_gap, memorize, out, progress, horizons, perceptual)
     if "streaming" in protocols:
         result["protocols"]["streaming"] = streaming_protocol(make_world, rank, episodes, variants, history, frames,
                                                               iterations, stream_window, stream_updates, memorize,
@@ -237,11 +242,12 @@ def evaluate_maze(
 
 def window_protocol(name: str, make_world, rank: int, episodes: list[dict], starts, variants, history: int,
                     frames: int, min_gap: int, memorize: dict, out: Path | None, progress: bool,
-                    horizons=()) -> dict:
+                    horizons=(), perceptual=None) -> dict:
     """Fixed or revisit windows: every variant's scores, the model-free references, the per-window
     differences against the base and the seconds per window; a video and a bar plot into ``out``.
     Each of ``horizons`` shorter than ``frames`` is also scored on the rollouts' first frames: a rollout
-    is generated chunk by chunk, so its first frames are the shorter rollout itself."""
+    is generated chunk by chunk, so its first frames are the shorter rollout itself. ``perceptual``: an
+    LPIPS network (:func:`~come.metrics.perceptual.lpips_network`) adds LPIPS to the scores."""
     if not starts:
         return {"windows": 0, "note": f"no revisit after a gap of more than {min_gap} frames to a place seen in "
                                       f"the last {history}"}
@@ -253,10 +259,11 @@ def window_protocol(name: str, make_world, rank: int, episodes: list[dict], star
     batch = window_batch(episodes, starts, history, frames)
     preds, seconds = predict_windows(world, batch, variants, progress=progress, **memorize)
     references = reference_predictions(episodes, starts, batch, history)
-    result = {"windows": len(starts), "starts": starts, **window_scores(preds, references, batch["truth"]),
+    truth = batch["truth"]
+    result = {"windows": len(starts), "starts": starts, **window_scores(preds, references, truth, None, perceptual),
               "seconds_per_window": {k: t / len(starts) for k, t in seconds.items()}}
     if shorter:
-        result["horizons"] = {str(h): window_scores(preds, references, batch["truth"], h) for h in shorter}
+        result["horizons"] = {str(h): window_scores(preds, references, truth, h, perceptual) for h in shorter}
     if out is not None:
         shown = [v for v in ("base", "come") if v in preds] or list(preds)[:1]
         panels = [tensor_to_frames(batch["truth"][0])] + [tensor_to_frames(preds[v][0]) for v in shown]
@@ -317,14 +324,17 @@ def plot_streaming(curves: dict[str, list[float]], path: Path) -> None:
 
 def _score_rows(r: dict) -> list[str]:
     """A markdown table of one protocol's scores (from :func:`window_scores`)."""
-    lines = ["| variant | PSNR (dB) | vs base (dB), windows ahead | SSIM |", "|---|---|---|---|"]
+    perceptual = "lpips" in r["variants"].get("base", next(iter(r["variants"].values())))
+    lines = ["| variant | PSNR (dB) | vs base (dB), windows ahead | SSIM |" + (" LPIPS |" if perceptual else ""),
+             "|---|---|---|---|" + ("---|" if perceptual else "")]
     rows = [*r["variants"].items(), ("copy_last_frame", r["copy_last_frame"]),
             ("nearest_pose_frame", r["nearest_pose_frame"])]
     for v, s in rows:
         p, q, d = s["psnr"], s["ssim"], r.get("vs_base", {}).get(v)
         diff = "" if d is None else f"{d['mean']:+.2f} {interval_text(d)}, {d['wins']}"
         label = {"copy_last_frame": "(copy last frame)", "nearest_pose_frame": "(nearest-pose history frame)"}.get(v, v)
-        lines.append(f"| {label} | {p['mean']:.2f} {interval_text(p)} | {diff} | {q['mean']:.3f} |")
+        extra = f" {s['lpips']['mean']:.3f} |" if perceptual else ""
+        lines.append(f"| {label} | {p['mean']:.2f} {interval_text(p)} | {diff} | {q['mean']:.3f} |{extra}")
     return lines
 
 
