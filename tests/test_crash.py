@@ -1,12 +1,15 @@
-"""kill -9 in the middle of `come train` and `come data cards`: the resumed or repeated command completes,
-leaves no temp file, and gives what an uninterrupted run gives: the same tensors and metadata in each
-checkpoint (safetensors orders metadata keys differently in each process), the same episode bytes."""
+"""kill -9 in the middle of `come train`, `come data cards` and `come data maze`: the resumed or repeated
+command completes, leaves no temp file, and gives what an uninterrupted run gives: the same tensors and
+metadata in each checkpoint (safetensors orders metadata keys differently in each process), the same
+episode bytes."""
 
+import importlib.util
 import json
 import subprocess
 import sys
 import time
 
+import pytest
 import torch
 from safetensors import safe_open
 
@@ -68,3 +71,18 @@ def test_a_killed_dataset_generation_repeats_to_the_same_bytes(tmp_path):
     assert len(list((out / "train").glob("ep_*.npz"))) < 40
     subprocess.run(COME + [str(a) for a in args], check=True, capture_output=True)
     assert _files(out) == _files(tmp_path / "whole")  # meta.json included, no temp file
+
+
+@pytest.mark.skipif(importlib.util.find_spec("memory_maze") is None, reason="needs the maze extra")
+def test_a_killed_maze_generation_repeats_to_the_same_bytes(tmp_path):
+    from come.data.maze import generate_dataset as generate_maze
+
+    generate_maze(tmp_path / "whole", 4, seed=2, steps=20, split="eval", progress=False)
+    out = tmp_path / "killed"
+    args = ["data", "maze", "--out", out, "--episodes", 4, "--env-steps", 20, "--seed", 2, "--split", "eval",
+            "--workers", 1]
+    _killed_when(args, lambda: len(list((out / "eval").glob("ep_*.npz"))) >= 1)
+    assert len(list((out / "eval").glob("ep_*.npz"))) < 4
+    subprocess.run(COME + [str(a) for a in args], check=True, capture_output=True)
+    done, whole = _files(out), _files(tmp_path / "whole")
+    assert done.keys() == whole.keys() and done == whole  # meta.json included, no temp file
