@@ -214,3 +214,16 @@ def test_two_processes_train_on_different_clips_and_one_writes_the_run(cards_dat
     assert len(other["drawn"]) == 4 and not set(main["drawn"][:4]) & set(other["drawn"])  # other clips
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if "loss" in r] == [1, 2, 3, 4]  # written once
+
+
+def test_a_run_folder_in_use_is_refused(cards_data, tmp_path):
+    from come.errors import InputError
+    from come.outputs import run_lock
+
+    run = tmp_path / "run"
+    with run_lock(run):  # as another `come train` on this folder holds it
+        with pytest.raises(InputError, match="another process is writing this folder"):
+            train(train_config("test-micro", steps=2), cards_data, run, progress=False)
+    assert not (run / "model.safetensors").exists()
+    train(train_config("test-micro", steps=2), cards_data, run, progress=False)  # free again
+    assert (run / "model.safetensors").exists()
