@@ -41,6 +41,9 @@ def tree(tmp_path_factory, cards_data, micro_run):
     arrays["action"] = arrays["action"].astype(np.float32)
     arrays["action"][5:, 0] = np.nan
     save_episode(root / "nan-actions.npz", arrays)
+    arrays = load_episode(ep)
+    arrays["cursor"] = arrays["cursor"][:-3]
+    save_episode(root / "short-cursor.npz", arrays)
     (root / "random.npz").write_bytes(np.random.default_rng(0).bytes(300))
     shutil.copytree(root / "data", root / "unfinished")
     write_meta(root / "unfinished" / "train", {"generator": "come.data.cards", "complete": False})
@@ -112,6 +115,9 @@ def _cases():
         "NaN actions": (["sample", "--ckpt", "{root}/run", "--episode", "{root}/nan-actions.npz"], "NaN"),
         "random bytes as an episode": (["sample", "--ckpt", "{root}/run", "--episode", "{root}/random.npz"],
                                        "not a readable .npz"),
+        "cursor track too short": (["sample", "--ckpt", "{root}/run", "--episode", "{root}/short-cursor.npz"],
+                                   "'cursor' has"),
+        "sample zero context": (sample + ["--context", "0"], "--context"),
         "missing episode": (["sample", "--ckpt", "{root}/run", "--episode", "{root}/none.npz"], "none.npz"),
         "unfinished dataset": (train + ["--data", "{root}/unfinished", "--out", "{root}/new", "--steps", "2"],
                                "did not finish"),

@@ -15,7 +15,8 @@ from .common import UserError, app, check_outputs, guard, renamed_steps
 def sample(
     ckpt: Path = typer.Option(..., help="Run folder made by 'come train' (or its model.safetensors)."),
     episode: Path = typer.Option(..., help="Episode .npz whose first frames and actions drive the rollout."),
-    context: Optional[int] = typer.Option(None, help="Context frames taken from the episode (default: the model's)."),
+    context: Optional[int] = typer.Option(None, min=1, help=(
+        "Context frames taken from the episode (default: the model's).")),
     frames: int = typer.Option(16, min=1, help="Frames to generate after the context."),
     out: Path = typer.Option(Path("sample.mp4"), help=(
         "Video path (.mp4); a .gif and a .json of metrics are written beside it.")),

@@ -82,6 +82,9 @@ def pose_track(ep: dict, pose: str, skip: int = 1, path: str | Path = "<episode>
     if missing:
         raise EpisodeError(f"{path}: pose source '{pose}' needs array(s) {', '.join(missing)}, which this episode "
                            f"lacks (it has: {', '.join(sorted(ep))})")
+    short = [k for k in _POSE_KEYS[pose] if len(ep[k]) != len(ep["image"])]
+    if short:
+        raise EpisodeError(f"{path}: '{short[0]}' has {len(ep[short[0]])} entries for {len(ep['image'])} frames")
     return torch.from_numpy(np.ascontiguousarray(POSE_SOURCES[pose](ep, skip), dtype=np.float32))
 
 
