@@ -47,7 +47,7 @@ def _losses(run) -> list:
 
 
 def test_a_killed_training_resumes_to_the_weights_of_an_uninterrupted_one(cards_data, tmp_path):
-    steps = 40  # test-micro checkpoints every 5 steps
+    steps = 20  # test-micro checkpoints every 5 steps
     whole = tmp_path / "whole"
     train(train_config("test-micro", steps=steps), cards_data, whole, progress=False)
     run = tmp_path / "killed"
@@ -77,12 +77,12 @@ def test_a_killed_dataset_generation_repeats_to_the_same_bytes(tmp_path):
 def test_a_killed_maze_generation_repeats_to_the_same_bytes(tmp_path):
     from come.data.maze import generate_dataset as generate_maze
 
-    generate_maze(tmp_path / "whole", 4, seed=2, steps=20, split="eval", progress=False)
+    generate_maze(tmp_path / "whole", 2, seed=2, steps=20, split="eval", progress=False)
     out = tmp_path / "killed"
-    args = ["data", "maze", "--out", out, "--episodes", 4, "--env-steps", 20, "--seed", 2, "--split", "eval",
+    args = ["data", "maze", "--out", out, "--episodes", 2, "--env-steps", 20, "--seed", 2, "--split", "eval",
             "--workers", 1]
     _killed_when(args, lambda: len(list((out / "eval").glob("ep_*.npz"))) >= 1)
-    assert len(list((out / "eval").glob("ep_*.npz"))) < 4
+    assert len(list((out / "eval").glob("ep_*.npz"))) < 2
     subprocess.run(COME + [str(a) for a in args], check=True, capture_output=True)
     done, whole = _files(out), _files(tmp_path / "whole")
     assert done.keys() == whole.keys() and done == whole  # meta.json included, no temp file
