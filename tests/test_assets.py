@@ -15,6 +15,7 @@ ASSETS = Path(come.__file__).parent / "assets"
 
 
 def test_shipped_base_and_stm_compose():
+    """The base, the STM and their naive product with the LTM (sampled by the product sampler) draw the frames."""
     base, cfg = load_model(ASSETS / "cards-tiny")
     stm, stm_cfg = load_model(ASSETS / "cards-stm")
     assert cfg.preset == "cards-tiny" and stm_cfg.preset == "cards-stm"
@@ -28,11 +29,12 @@ def test_shipped_base_and_stm_compose():
     action, pose = torch.from_numpy(ep["action"])[None], torch.from_numpy(cursor_pose(ep))[None]
     world = WorldModel(base.float(), cfg, stm=(stm.float(), stm_cfg), rank=4, steps=4)
     world.observe(frames[:, :34], action[:, :34], pose[:, :34])
-    outs = {v: world.imagine(action[:, 34:], pose[:, 34:], variant=v) for v in ("base", "stm")}
+    world.memorize(steps=2, batch_size=4)
+    outs = {v: world.imagine(action[:, 34:], pose[:, 34:], variant=v) for v in ("base", "stm", "poe")}
     truth = frames[:, 34:]
     for v, pred in outs.items():
         assert pred.shape == truth.shape and torch.isfinite(pred).all()
-        assert (pred - truth).pow(2).mean() < 0.05, v  # both draw the next frames of a real episode
+        assert (pred - truth).pow(2).mean() < 0.05, v  # each draws the next frames of a real episode
     assert not torch.allclose(outs["base"], outs["stm"])
 
 

@@ -9,6 +9,7 @@ from come.toy import (
     GaussianMixture,
     contrastive_density,
     default_experts,
+    gaussian_product,
     mode_masses,
     naive_density,
     normalise,
@@ -130,3 +131,15 @@ def test_a_failed_sampler_is_flagged_not_reported(tmp_path):
     naive = json.loads((tmp_path / "toy.json").read_text())["rules"]["naive"]
     assert naive["sampler_failed"] and naive["at_clip"] > 0.1
     assert "SAMPLER FAILED" in res.output
+
+
+@pytest.mark.parametrize("experts", [((-0.3, 0.25), (0.2, 0.35), (0.05, 0.3)), ((0.4, 0.1), (-0.2, 0.5), (0.1, 0.2))])
+def test_the_naive_product_samples_its_gaussian_product(experts):
+    """As the world model samples poe: the analytic product's mean and variance, nothing at the clip;
+    plain DDIM on the same summed eps throws most samples to the clip."""
+    r = gaussian_product(samples=4000, experts=experts)
+    fair = r["product_sampler"]
+    assert 0.8 < fair["variance_ratio"] < 1.2, fair
+    assert abs(fair["mean"] - r["mean"]) < 0.1 * r["variance"] ** 0.5, (fair, r["mean"])
+    assert fair["at_clip"] < 0.05 and fair["total_variation"] < 0.05 and not fair["sampler_failed"]
+    assert r["plain_ddim"]["at_clip"] > 0.5 and r["plain_ddim"]["sampler_failed"]

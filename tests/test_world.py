@@ -52,6 +52,26 @@ def test_every_variant_imagines_the_right_shape():
     assert [e.name for e in world.experts("come")[1]] == ["ltm", "stm", "sltm"]
 
 
+def test_the_naive_product_is_sampled_by_the_product_sampler(monkeypatch):
+    from come.diffusion import sampling
+
+    calls, real = [], sampling.sample_product
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sampling, "sample_product", counting)
+    world = _world()
+    frames, action, pose, fa, fp, _ = _batch()
+    world.observe(frames, action, pose)
+    world.memorize(steps=2, batch_size=2)
+    world.imagine(fa, fp, variant="come")
+    assert not calls  # the contrastive composition is a DDIM sampler
+    world.imagine(fa, fp, variant="poe")
+    assert len(calls) == 2  # one per chunk of 2 frames (3 frames)
+
+
 def test_stm_variants_need_a_short_term_memory():
     base = _net(4, 0)
     world = WorldModel(base, _cfg(base, 2), rank=4, steps=2)

@@ -20,6 +20,12 @@ every place alike.
 library's own composition (:func:`come.compose.compose_eps`) and sampler
 (:func:`come.diffusion.sampling.sample_ddim`) from the *exact* scores of the
 noised mixtures, and compares the histograms with the grid densities.
+
+:func:`gaussian_product` is the check that the naive product is sampled fairly:
+three Gaussian experts of different means and widths, whose product is a known
+Gaussian, sampled the way the world model samples ``poe``
+(:func:`come.diffusion.sampling.sample_product`), beside plain DDIM on the same
+summed scores, which throws the samples to the clip.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import torch
 from tqdm import tqdm
 
 from .compose import compose_eps
-from .diffusion.sampling import sample_ddim
+from .diffusion.sampling import sample_ddim, sample_product
 from .diffusion.schedule import alpha_bar, make_scheduler
 from .outputs import save_json
 from .plotting import save_figure, subplots
@@ -131,6 +137,32 @@ def toy_eps_fn(experts, weight: float, rule: str, scheduler):
     return eps_fn
 
 
+GAUSSIAN_EXPERTS = ((-0.3, 0.25), (0.2, 0.35), (0.05, 0.3))  # (mean, std) of each expert
+
+
+def gaussian_product(samples: int = 20000, ddim_steps: int = 10, seed: int = 0,
+                     experts=GAUSSIAN_EXPERTS) -> dict:
+    """The naive product of Gaussian experts ``(mean, std)`` sampled as the world model samples ``poe``
+    (:func:`sample_product`, ``ddim_steps`` levels) and by plain DDIM on the same summed eps, against the
+    analytic product (precision-weighted mean, variance ``1 / sum_i 1/std_i^2``)."""
+    precision = sum(1 / s**2 for _, s in experts)
+    mean, var = sum(m / s**2 for m, s in experts) / precision, 1 / precision
+    mixtures = [GaussianMixture((m,), (s,), (1.0,)) for m, s in experts]
+    scheduler = make_scheduler()
+    eps_fn = toy_eps_fn(mixtures, 0.0, "poe", scheduler)
+    gen = torch.Generator().manual_seed(seed)
+    noise = torch.randn(samples, generator=gen, dtype=torch.float64)
+    grid = torch.linspace(-1.2, 1.2, 4801, dtype=torch.float64)
+    density = normalise(GaussianMixture((mean,), (var**0.5,), (1.0,)).log_prob(grid), grid)
+    result = {"experts": [list(e) for e in experts], "mean": mean, "variance": var, "ddim_steps": ddim_steps}
+    for name, x in (("product_sampler", sample_product(eps_fn, noise, scheduler, ddim_steps, gen)),
+                    ("plain_ddim", sample_ddim(eps_fn, noise, scheduler, ddim_steps))):
+        at_clip, tv = float((x.abs() >= 0.999).double().mean()), total_variation(x, density, grid)
+        result[name] = {"mean": float(x.mean()), "variance_ratio": float(x.var()) / var, "at_clip": at_clip,
+                        "total_variation": tv, "sampler_failed": at_clip > MAX_AT_CLIP or tv > MAX_TOTAL_VARIATION}
+    return result
+
+
 def mode_masses(density_or_samples: torch.Tensor, grid: torch.Tensor | None, centres: list[float]) -> list[float]:
     """Mass nearest each mode centre: from a grid density (with ``grid``) or from samples (``grid`` None)."""
     c = torch.tensor(centres, dtype=torch.float64)
@@ -196,6 +228,7 @@ def run_toy(
             "sampler_failed": at_clip > MAX_AT_CLIP or tv > MAX_TOTAL_VARIATION,
         }
     result["experts"] = [{"means": e.means, "stds": e.stds, "masses": e.masses} for e in experts]
+    result["gaussian_product"] = gaussian_product(samples, seed=seed)
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)

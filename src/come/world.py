@@ -350,7 +350,7 @@ class WorldModel:
             return composed_eps_fn(prior, experts, history, self.scheduler, rule, self.bf16, stats)
 
         return autoregress(eps_for, self.frames, action.shape[1], self.cfg.future, self.scheduler, self.steps, gen,
-                           progress, f"imagine {variant}")
+                           progress, f"imagine {variant}", product=rule == "poe")
 
     def place_views_for(self, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The place views (B,R,C,H,W) for frames to be seen from ``target`` (B,4), with their relative

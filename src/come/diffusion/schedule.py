@@ -42,18 +42,19 @@ def alpha_bar(schedule: DDIMScheduler | torch.Tensor, t: torch.Tensor) -> torch.
     return torch.where(t == 0, torch.ones_like(ab), ab)
 
 
-def _bcast(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def expand_like(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``a`` (shaped like the leading dims of ``x``) with trailing unit dims, to broadcast over ``x``."""
     return a.reshape(a.shape + (1,) * (x.ndim - a.ndim)).to(x.dtype)
 
 
 def add_noise(x0: torch.Tensor, noise: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
     """x_t = sqrt(ab) x0 + sqrt(1-ab) eps, with ``ab`` shaped like the leading dims of x0."""
-    return _bcast(ab.sqrt(), x0) * x0 + _bcast((1 - ab).sqrt(), x0) * noise
+    return expand_like(ab.sqrt(), x0) * x0 + expand_like((1 - ab).sqrt(), x0) * noise
 
 
 def velocity(x0: torch.Tensor, noise: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
     """v = sqrt(ab) eps - sqrt(1-ab) x0 (Salimans & Ho 2022)."""
-    return _bcast(ab.sqrt(), x0) * noise - _bcast((1 - ab).sqrt(), x0) * x0
+    return expand_like(ab.sqrt(), x0) * noise - expand_like((1 - ab).sqrt(), x0) * x0
 
 
 def to_eps(pred: torch.Tensor, x_t: torch.Tensor, ab: torch.Tensor, kind: str) -> torch.Tensor:
@@ -61,9 +62,9 @@ def to_eps(pred: torch.Tensor, x_t: torch.Tensor, ab: torch.Tensor, kind: str) -
     if kind == "eps":
         return pred
     if kind == "v":
-        return _bcast(ab.sqrt(), x_t) * pred + _bcast((1 - ab).sqrt(), x_t) * x_t
+        return expand_like(ab.sqrt(), x_t) * pred + expand_like((1 - ab).sqrt(), x_t) * x_t
     if kind == "x0":
-        return (x_t - _bcast(ab.sqrt(), x_t) * pred) / _bcast((1 - ab).clamp(min=1e-8).sqrt(), x_t)
+        return (x_t - expand_like(ab.sqrt(), x_t) * pred) / expand_like((1 - ab).clamp(min=1e-8).sqrt(), x_t)
     raise InputError(f"unknown prediction kind '{kind}' (choose from v, x0, eps)")
 
 
@@ -72,4 +73,4 @@ def v_to_x0(v: torch.Tensor, x_t: torch.Tensor, ab: torch.Tensor) -> torch.Tenso
 
     Stable at every level (going through eps divides by sqrt(ab), about 5e-5 at the last level).
     """
-    return _bcast(ab.sqrt(), x_t) * x_t - _bcast((1 - ab).sqrt(), x_t) * v
+    return expand_like(ab.sqrt(), x_t) * x_t - expand_like((1 - ab).sqrt(), x_t) * v
