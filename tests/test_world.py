@@ -9,7 +9,7 @@ from come.data.cards import generate_episode
 from come.data.clips import cursor_pose, frames_to_tensor
 from come.presets import TrainConfig
 from come.data.places import relative_view_pose
-from come.world import VARIANTS, WorldModel, available_variants
+from come.world import VARIANTS, ExpertWeights, WorldModel, available_variants
 
 from tiny import tiny_dit
 
@@ -245,8 +245,9 @@ def test_place_memory_sees_the_views_nearest_each_frame():
         WorldModel(base, cfg, place=(base, cfg))
     # a base that is its own place memory is one network: the same frames, and one pass a step at w = 1
     own_net, base_net, place_net = (copy.deepcopy(place) for _ in range(3))
-    own = WorldModel(own_net, cfg, place=(own_net, cfg), rank=4, steps=2)
-    apart = WorldModel(base_net, cfg, place=(place_net, cfg), rank=4, steps=2)
+    at_1 = ExpertWeights(place=1.0)
+    own = WorldModel(own_net, cfg, place=(own_net, cfg), rank=4, steps=2, weights=at_1)
+    apart = WorldModel(base_net, cfg, place=(place_net, cfg), rank=4, steps=2, weights=at_1)
     passes = {}
     for name, w in (("own", own), ("apart", apart)):
         w.observe(frames, action[:, :N], pose[:, :N])

@@ -54,6 +54,13 @@ class Recipe:
     p_pose_dropout: float = 0.0
     lr_schedule: str = "constant"
 
+    def __post_init__(self):
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise InputError(f"unknown lr_schedule '{self.lr_schedule}' (choose from {', '.join(LR_SCHEDULES)})")
+        if self.weighting not in WINDOW_WEIGHTINGS:
+            raise InputError(f"unknown window weighting '{self.weighting}' (choose from "
+                             f"{', '.join(WINDOW_WEIGHTINGS)})")
+
     def with_overrides(self, **overrides) -> dict:
         """The recipe's settings as keyword arguments, with ``overrides`` (None values ignored) on top."""
         return {**asdict(self), **{k: v for k, v in overrides.items() if v is not None}}
@@ -210,8 +217,6 @@ class LoRAMemory:
         missing context dropped: otherwise those frames are never a target, and on Memory Cards the first
         card uncovered is never memorized. ``adapter`` names the episode's adapter (default: the first one).
         """
-        if recipe.lr_schedule not in LR_SCHEDULES:
-            raise InputError(f"unknown lr_schedule '{recipe.lr_schedule}' (choose from {', '.join(LR_SCHEDULES)})")
         adapter = self.adapter_for(adapter or self.adapter)
         window = context + future
         _check_history(frames, action, pose, window)
@@ -219,11 +224,8 @@ class LoRAMemory:
         first = -context if first_frames else 0
         if recipe.weighting == "change":
             probs = change_weights(frames, window, recipe.boost, first)
-        elif recipe.weighting == "surprise":
-            probs = self.surprise_weights(frames, action, pose, context, future, recipe.boost, seed, first=first)
         else:
-            raise InputError(f"unknown window weighting '{recipe.weighting}' (choose from "
-                             f"{', '.join(WINDOW_WEIGHTINGS)})")
+            probs = self.surprise_weights(frames, action, pose, context, future, recipe.boost, seed, first=first)
         rng = np.random.default_rng(seed)
         gen = torch.Generator().manual_seed(seed)
 

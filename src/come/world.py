@@ -88,7 +88,7 @@ class ExpertWeights:
     ltm: float = 1.5
     stm: float = 1.0
     sltm: float = 1.0
-    place: float = 1.0
+    place: float = 2.0  # above 1 and 1.5 on dev revisit windows (BENCHMARKS.md, the place memory's weight)
     hg: float = 1.5
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -17,6 +17,11 @@ app = typer.Typer(
     rich_markup_mode=None,  # help texts are plain text: "[default: ...]" must show as written
     help="come: Composition of Memory Experts for diffusion video world models.",
 )
+
+
+Precision = Annotated[str, typer.Option(help="auto, bf16 or fp32.")]
+Device = Annotated[str, typer.Option(help="cpu, cuda, cuda:N, mps or auto (CUDA, then MPS, then the CPU).")]
+JsonOut = Annotated[Optional[Path], typer.Option("--json", help="Write the result as JSON here.")]
 
 
 def command_group(name: str, help: str) -> typer.Typer:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+from functools import partial
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
-from .common import (UserError, check_outputs, command_group, guard, parse_choice, parse_ints, parse_names,
-                     renamed_steps, write_json)
+from .common import (Device, JsonOut, Precision, UserError, check_outputs, command_group, guard, parse_choice,
+                     parse_ints, parse_names, renamed_steps, write_json)
 
 eval_app = command_group("eval", "Evaluation protocols (a table on screen, JSON for tools, videos).")
 
@@ -63,59 +65,75 @@ def eval_pose(
     write_json(json_out, result)
 
 
+# eval maze's options whose help runs over a line, declared once here so its signature reads one line each
+MazeBase = Annotated[Optional[Path], typer.Option("--ckpt", help=(
+    "Base model: a Memory Maze run folder (e.g. preset maze-tiny) [default: the shipped maze-place, which is also "
+    "the place memory]."))]
+PlaceRun = Annotated[Optional[Path], typer.Option("--place", help=(
+    "Place memory model run (preset maze-place): given the history frames seen from the nearest poses [default: "
+    "the base model when it takes place views, as the shipped maze-place does]."))]
+PoseEncoderRun = Annotated[Optional[Path], typer.Option("--pose-encoder", help=(
+    "Pose encoder run (preset maze-pose): infer the SLTM's poses from frames and actions instead of reading them "
+    "from the dataset."))]
+MazeVariants = Annotated[Optional[str], typer.Option("--variants", help=(
+    "Comma-separated variants, of base, ltm, stm, sltm, place, stm+ltm, come, poe, hg [default: every memory "
+    "variant the given models allow; poe (the naive product) and hg (history guidance) on request]."))]
+Horizons = Annotated[str, typer.Option("--horizons", help=(
+    "Comma-separated shorter horizons also scored on the first frames of the same rollouts (e.g. 16 with "
+    "--frames 32): one rollout and one memorization per window for every horizon, on the windows drawn for "
+    "--frames."))]
+LrSchedule = Annotated[str, typer.Option("--lr-schedule", help=(
+    "Memorization learning rate over the steps: cosine (decays to 0) or constant."))]
+Weighting = Annotated[str, typer.Option("--weighting", help=(
+    "How memorization draws the history's windows: change (frame change) or surprise (the base model's own "
+    "loss)."))]
+WeightLtm = Annotated[float, typer.Option("--w-ltm", help=(
+    "Contrast weight of the long-term memory expert (1.5, the cards default, was worse on every dev setting)."))]
+WeightPlace = Annotated[float, typer.Option("--w-place", help=(
+    "Contrast weight of the place memory expert (2 gained more than 1 and 1.5 on dev revisit windows)."))]
+MazeCome = Annotated[str, typer.Option("--come", help=(
+    "Experts that come and poe compose (those given), of ltm, stm, place, sltm; the long-term memory lowers CoME "
+    "on Memory Maze, so it is left out by default."))]
+SltmNull = Annotated[str, typer.Option("--sltm-null", help=(
+    "The SLTM's baseline: pose_drop (its memorized adapters without the pose) or adapters_off (the pose without "
+    "the memory; with the pose dropped the SLTM fell below the base model on dev windows)."))]
+MazeOut = Annotated[Optional[Path], typer.Option("--out", help=(
+    "Folder for plots (fixed.png, revisits.png, streaming.png) and videos (truth | base | CoME)."))]
+
+
 @eval_app.command("maze")
 @guard
 def eval_maze(
-    ckpt: Optional[Path] = typer.Option(None, help=(
-        "Base model: a Memory Maze run folder (e.g. preset maze-tiny) [default: the shipped maze-place, which is also "
-        "the place memory].")),
     data: Path = typer.Option(..., help="Memory Maze dataset folder; its eval/ (or test/) split is used."),
-    place: Optional[Path] = typer.Option(None, help=(
-        "Place memory model run (preset maze-place): given the history frames seen from the nearest poses [default: "
-        "the base model when it takes place views, as the shipped maze-place does].")),
+    ckpt: MazeBase = None,
+    place: PlaceRun = None,
     stm: Optional[Path] = typer.Option(None, help="Short-term memory model run (a longer context window)."),
     sltm: Optional[Path] = typer.Option(None, help="Spatial memory model run (absolute pose, e.g. preset maze-sltm)."),
-    pose_encoder: Optional[Path] = typer.Option(None, help=(
-        "Pose encoder run (preset maze-pose): infer the SLTM's poses from frames and actions instead of reading them "
-        "from the dataset.")),
+    pose_encoder: PoseEncoderRun = None,
     protocols: str = typer.Option("fixed,revisits", help="Comma-separated: fixed, revisits, streaming, capacity."),
-    variants: Optional[str] = typer.Option(None, help=(
-        "Comma-separated variants, of base, ltm, stm, sltm, place, stm+ltm, come, poe, hg [default: every memory "
-        "variant the given models allow; poe (the naive product) and hg (history guidance) on request].")),
+    variants: MazeVariants = None,
     episodes: int = typer.Option(4, min=1, help="Held-out episodes."),
-    history: int = typer.Option(200, min=1, help=(
-        "History frames before each predicted window (and streaming's start).")),
+    history: int = typer.Option(200, min=1, help="History frames before each window (and streaming's start)."),
     frames: int = typer.Option(8, min=1, help="Frames predicted per window (per streaming iteration)."),
-    horizons: str = typer.Option("", help=(
-        "Comma-separated shorter horizons also scored on the first frames of the same rollouts (e.g. 16 with "
-        "--frames 32): one rollout and one memorization per window for every horizon, on the windows drawn for "
-        "--frames.")),
+    horizons: Horizons = "",
     memorize_steps: int = typer.Option(50, min=1, help="Memorization steps per window."),
     old_steps: Optional[int] = renamed_steps("--memorize-steps"),
     updates: int = typer.Option(25, min=1, help="Streaming: memorization steps per iteration."),
     rank: int = typer.Option(32, min=1, help="LoRA rank of the memories."),
     lr: float = typer.Option(1e-2, help="Memorization learning rate (AdamW)."),
-    lr_schedule: str = typer.Option("cosine", help=(
-        "Memorization learning rate over the steps: cosine (decays to 0) or constant.")),
+    lr_schedule: LrSchedule = "cosine",
     batch_size: int = typer.Option(16, min=1, help="Windows of the history per memorization step."),
-    weighting: str = typer.Option("change", help=(
-        "How memorization draws the history's windows: change (frame change) or surprise (the base model's "
-        "own loss).")),
+    weighting: Weighting = "change",
     context_dropout: float = typer.Option(0.0, min=0.0, max=1.0, help=(
         "Share of memorized windows whose context is dropped.")),
     pose_dropout: float = typer.Option(0.0, min=0.0, max=1.0, help=(
         "Share of memorized windows whose pose is dropped (the SLTM's).")),
-    w_ltm: float = typer.Option(1.0, help=(
-        "Contrast weight of the long-term memory expert (1.5, the cards default, was worse on every dev setting).")),
+    w_ltm: WeightLtm = 1.0,
     w_stm: float = typer.Option(1.0, help="Contrast weight of the short-term memory expert."),
     w_sltm: float = typer.Option(1.0, help="Contrast weight of the spatial memory expert."),
-    come_experts: str = typer.Option("stm,place,sltm", "--come", help=(
-        "Experts that come and poe compose (those given), of ltm, stm, place, sltm; the long-term memory lowers CoME "
-        "on Memory Maze, so it is left out by default.")),
-    w_place: float = typer.Option(1.0, help="Contrast weight of the place memory expert."),
-    sltm_null: str = typer.Option("adapters_off", help=(
-        "The SLTM's baseline: pose_drop (its memorized adapters without the pose) or adapters_off (the pose without "
-        "the memory; with the pose dropped the SLTM fell below the base model on dev windows).")),
+    w_place: WeightPlace = 2.0,
+    come_experts: MazeCome = "stm,place,sltm",
+    sltm_null: SltmNull = "adapters_off",
     windows: int = typer.Option(2, min=1, help="Windows per episode (fixed and revisits)."),
     min_gap: int = typer.Option(100, min=1, help="Revisits: frames since the place was last seen."),
     iterations: int = typer.Option(11, min=1, help="Streaming iterations."),
@@ -123,65 +141,73 @@ def eval_maze(
     capacity_histories: str = typer.Option("50,200", help="Capacity sweep: comma-separated history lengths."),
     ddim_steps: int = typer.Option(10, min=1, help="DDIM steps per generated chunk."),
     seed: int = typer.Option(0, help="Seed for the windows, memorization and sampling."),
-    precision: str = typer.Option("auto", help="auto, bf16 or fp32."),
-    device: str = typer.Option("auto", help="cpu, cuda, cuda:N, mps or auto (CUDA, then MPS, then the CPU)."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result as JSON here."),
-    out: Optional[Path] = typer.Option(None, help=(
-        "Folder for plots (fixed.png, revisits.png, streaming.png) and videos (truth | base | CoME).")),
+    precision: Precision = "auto",
+    device: Device = "auto",
+    json_out: JsonOut = None,
+    out: MazeOut = None,
 ):
     """Memory Maze protocols: fixed context, revisits, streaming and the capacity sweep (PSNR, SSIM)."""
     check_outputs(json_out, out)
-    from ..checkpoint import load_model
     from ..data.episodes import episode_files
-    from ..demo import SHIPPED_MAZE
     from ..memory import LR_SCHEDULES, WINDOW_WEIGHTINGS
     from ..metrics.perceptual import lpips_network
     from ..protocols.maze import PROTOCOLS, evaluate_maze, format_maze_table
     from ..runtime import pick_device, use_bf16
-    from ..world import EXPERTS, SLTM_NULLS, ExpertWeights, WorldModel, choose_variants
+    from ..world import EXPERTS, SLTM_NULLS, ExpertWeights, WorldModel
 
-    ckpt = ckpt or SHIPPED_MAZE
-    _, cfg = load_model(ckpt)
-    if cfg.model.get("action_dim") != 6:
-        raise UserError(f"{ckpt}: not a Memory Maze model (its actions have {cfg.model.get('action_dim')} dims, not 6)")
+    memorize = {"steps": memorize_steps, "lr": lr, "batch_size": batch_size, "weighting": weighting,
+                "p_context_dropout": context_dropout, "p_pose_dropout": pose_dropout, "lr_schedule": lr_schedule}
     parse_choice(weighting, "--weighting", WINDOW_WEIGHTINGS)
     parse_choice(lr_schedule, "--lr-schedule", LR_SCHEDULES)
     parse_choice(sltm_null, "--sltm-null", SLTM_NULLS)
-    chosen = parse_names(protocols, "--protocols", PROTOCOLS)
-    composed = parse_names(come_experts, "--come", EXPERTS)
-    ranks = parse_ints(capacity_ranks, "--capacity-ranks")
-    histories = parse_ints(capacity_histories, "--capacity-histories")
-    shorter = parse_ints(horizons, "--horizons")
-    place = place or (ckpt if cfg.model.get("views") else None)  # a base that takes views is its own place memory
-    given = {"ltm"} | {name for name, run in (("stm", stm), ("sltm", sltm), ("place", place)) if run}
-    try:
-        names = choose_variants(variants, given)
-    except ValueError as e:
-        raise UserError(f"--variants: {e} (--stm, --sltm and --place give the expert models)") from None
-    encoder = load_model(pose_encoder, network="pose-encoder")[0] if pose_encoder is not None else None
+    ckpt, cfg, place, names = _maze_models(ckpt, place, stm, sltm, variants)
     on = pick_device(device)
     options = dict(stm=stm, sltm=sltm, place=place, steps=ddim_steps, bf16=use_bf16(precision, on), device=on,
                    weights=ExpertWeights(ltm=w_ltm, stm=w_stm, sltm=w_sltm, place=w_place), sltm_null=sltm_null,
-                   come_experts=composed)
-
-    def make_world(lora_rank: int) -> WorldModel:
-        return WorldModel.from_pretrained(ckpt, rank=lora_rank, **options)
-
-    make_world(rank)  # every model is checked before any work
+                   come_experts=parse_names(come_experts, "--come", EXPERTS))
+    make_world = partial(WorldModel.from_pretrained, ckpt, **options)
+    make_world(rank=rank)  # every model is checked before any work
     perceptual, about = lpips_network(on)
     typer.echo(about)
-    memorize = {"steps": memorize_steps, "lr": lr, "batch_size": batch_size, "weighting": weighting,
-                "p_context_dropout": context_dropout, "p_pose_dropout": pose_dropout, "lr_schedule": lr_schedule}
-    result = evaluate_maze(make_world, episode_files(data, "test")[:episodes], cfg, chosen, names, history, frames,
-                           memorize, rank=rank, min_gap=min_gap, windows_per_episode=windows, stream_updates=updates,
-                           iterations=iterations, capacity_ranks=ranks, capacity_histories=histories,
-                           pose_encoder=encoder, seed=seed, out=out, horizons=shorter, perceptual=perceptual)
+    result = evaluate_maze(
+        make_world, episode_files(data, "test")[:episodes], cfg, parse_names(protocols, "--protocols", PROTOCOLS),
+        names, history, frames, memorize, rank=rank, min_gap=min_gap, windows_per_episode=windows,
+        stream_updates=updates, iterations=iterations, capacity_ranks=parse_ints(capacity_ranks, "--capacity-ranks"),
+        capacity_histories=parse_ints(capacity_histories, "--capacity-histories"),
+        pose_encoder=_pose_encoder(pose_encoder), seed=seed, out=out, horizons=parse_ints(horizons, "--horizons"),
+        perceptual=perceptual)
     runs = {"checkpoint": ckpt, "stm": stm, "sltm": sltm, "place": place, "pose_encoder": pose_encoder, "data": data}
-    result |= {"lpips": about, "come_experts": list(composed), "ltm_weight": w_ltm, "stm_weight": w_stm,
-               "sltm_weight": w_sltm, "place_weight": w_place, "sltm_null": sltm_null, "ddim_steps": ddim_steps,
+    result |= {"lpips": about, "come_experts": list(options["come_experts"]), "sltm_null": sltm_null,
+               "ddim_steps": ddim_steps, **{f"{k}_weight": w for k, w in asdict(options["weights"]).items()},
                **{k: str(v) if v is not None else None for k, v in runs.items()}}
     typer.echo(format_maze_table(result))
     write_json(json_out, result)
+
+
+def _maze_models(ckpt, place, stm, sltm, variants):
+    """The base run (the shipped maze-place by default), its config, the place memory run and the variants
+    the given expert runs allow."""
+    from ..checkpoint import load_model
+    from ..demo import SHIPPED_MAZE
+    from ..world import choose_variants
+
+    ckpt = ckpt or SHIPPED_MAZE
+    cfg = load_model(ckpt)[1]
+    if cfg.model.get("action_dim") != 6:
+        raise UserError(f"{ckpt}: not a Memory Maze model (its actions have {cfg.model.get('action_dim')} dims, not 6)")
+    place = place or (ckpt if cfg.model.get("views") else None)  # a base that takes views is its own place memory
+    given = {"ltm"} | {name for name, run in (("stm", stm), ("sltm", sltm), ("place", place)) if run}
+    try:
+        return ckpt, cfg, place, choose_variants(variants, given)
+    except ValueError as e:
+        raise UserError(f"--variants: {e} (--stm, --sltm and --place give the expert models)") from None
+
+
+def _pose_encoder(run: Optional[Path]):
+    """The pose encoder network of a run folder, or None."""
+    from ..checkpoint import load_model
+
+    return load_model(run, network="pose-encoder")[0] if run is not None else None
 
 
 @eval_app.command("cards-recall")
@@ -205,6 +231,9 @@ def eval_cards_recall(
         "Contrast weight of the short-term memory expert (at 1 its term pulls cards the LTM draws right towards "
         "those it saw last; at 0.25 CoME recalls as much as the LTM alone on two dev seeds).")),
     w_hg: float = typer.Option(1.5, help="History-guidance scale (HG-v)."),
+    come_experts: str = typer.Option("ltm,stm", "--come", help=(
+        "Experts that come and poe compose (those given), of ltm, stm: e.g. --come ltm --variants come,poe puts "
+        "the LTM's contrastive term beside its naive product with the base.")),
     ddim_steps: int = typer.Option(20, min=1, help="DDIM steps per generated chunk."),
     sweep_steps: Optional[str] = typer.Option(None, help=(
         "Also sweep memorization steps, e.g. 5,10,20,50,100 (plot recall_vs_steps.png).")),
@@ -240,15 +269,17 @@ def eval_cards_recall(
     if load_model(ckpt)[1].pose != "cursor":
         raise UserError(f"{ckpt}: cards-recall needs a Memory Cards model conditioned on the cursor pose")
     sweep_s, sweep_r = parse_ints(sweep_steps, "--sweep-steps"), parse_ints(sweep_ranks, "--sweep-ranks")
+    composed = parse_names(come_experts, "--come", ("ltm", "stm"))
     on = pick_device(device)
     options = dict(stm=stm, weights=ExpertWeights(ltm=w_ltm, stm=w_stm, hg=w_hg), steps=ddim_steps,
-                   bf16=use_bf16(precision, on), device=on)
+                   bf16=use_bf16(precision, on), device=on, come_experts=composed)
 
     def make_world(lora_rank: Optional[int] = None) -> WorldModel:
         return WorldModel.from_pretrained(ckpt, rank=lora_rank or rank, **options)
 
     memorize = {"lr": lr, "batch_size": batch_size}
     result = evaluate_recall(make_world(), episodes, seed, memorize_steps, names, out, videos, memorize=memorize)
+    result["come_experts"] = list(composed)
     typer.echo(format_recall_table(result))
     if sweep_s or sweep_r:
         swept = tuple(v for v in names if v in MEMORY_VARIANTS) or ("come",)

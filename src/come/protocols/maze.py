@@ -207,7 +207,7 @@ def evaluate_maze(
     horizons=(),
     perceptual=None,
 ) -> dict:
-    """Run the chosen protocols; ``make_world(rank)`` builds a fresh :class:`~come.world.WorldModel`.
+    """Run the chosen protocols; ``make_world(rank=r)`` builds a fresh :class:`~come.world.WorldModel`.
     ``memorize`` changes settings of the maze memorization recipe (``RECIPES["maze"]``: steps, lr, window
     weighting...). Returns a JSON-ready dict; writes plots and videos to ``out``."""
     unknown = [p for p in protocols if p not in PROTOCOLS]
@@ -251,7 +251,7 @@ def window_protocol(name: str, make_world, rank: int, episodes: list[dict], star
     if not starts:
         return {"windows": 0, "note": f"no revisit after a gap of more than {min_gap} frames to a place seen in "
                                       f"the last {history}"}
-    world, shorter = make_world(rank), sorted({h for h in horizons if h < frames})
+    world, shorter = make_world(rank=rank), sorted({h for h in horizons if h < frames})
     uneven = [h for h in shorter if h % world.cfg.future]
     if uneven:
         raise InputError(f"horizons {uneven}: not a multiple of the {world.cfg.future} frames the model generates "
@@ -285,7 +285,7 @@ def streaming_protocol(make_world, rank: int, episodes: list[dict], variants, hi
     full = {k: torch.stack([episodes[e][k][:end] for e in usable]) for k in ("frames", "action", "pose")}
     curves = {}
     for v in tqdm(variants, desc="streaming", unit="variant", disable=not progress):
-        its = make_world(rank).stream(full["frames"], full["action"], full["pose"], start=history, window=window,
+        its = make_world(rank=rank).stream(full["frames"], full["action"], full["pose"], start=history, window=window,
                                       updates=updates, horizon=frames, iterations=iterations, variant=v,
                                       **memorize)
         curves[v] = [float(np.mean([window_psnr(p, t) for p, t in zip(it["prediction"], it["truth"])]))
@@ -305,7 +305,7 @@ def capacity_protocol(make_world, episodes: list[dict], fixed, frames: int, rank
     for r in tqdm(ranks, desc="capacity", unit="rank", disable=not progress):
         for h in histories:
             batch = window_batch(episodes, starts, h, frames)
-            preds, _ = predict_windows(make_world(r), batch, ("ltm",), **memorize)
+            preds, _ = predict_windows(make_world(rank=r), batch, ("ltm",), **memorize)
             grid[f"rank{r}_history{h}"] = {"rank": r, "history": h,
                                            "psnr": score_windows(preds["ltm"], batch["truth"])["psnr"]}
     return {"windows": len(starts), "grid": grid}
