@@ -92,6 +92,8 @@ def test_base_weights_untouched_and_errors(tmp_path):
     p = other.save(tmp_path / "r2.safetensors")
     with pytest.raises(ValueError, match="rank"):
         mem.load(p)
+    with pytest.raises(ValueError, match="already carries memory adapters"):
+        LoRAMemory(net, rank=4)  # a second memory on the same network would share (and clash with) its adapters
 
 
 def test_change_weights_prefer_windows_where_something_changes():

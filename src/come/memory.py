@@ -24,6 +24,7 @@ from typing import Sequence
 import numpy as np
 import torch
 from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+from peft.tuners.tuners_utils import BaseTunerLayer
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
@@ -152,6 +153,9 @@ class LoRAMemory:
     ):
         if rank < 1:
             raise InputError(f"LoRA rank must be at least 1, got {rank}")
+        if any(isinstance(m, BaseTunerLayer) for m in network.modules()):
+            raise InputError("this network already carries memory adapters (another world model or memory is on "
+                             "it): give each its own copy (load the model again, or copy.deepcopy it)")
         self.adapter = adapter
         targets = targets or getattr(network, "memory_targets", DEFAULT_TARGETS)
         self.config = LoraConfig(r=rank, lora_alpha=alpha or rank, target_modules=list(targets), lora_dropout=0.0)
