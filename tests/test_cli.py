@@ -63,6 +63,22 @@ def test_eval_rollouts_cli(micro_run, cards_data, tmp_path):
     assert len(list((tmp_path / "v").glob("*.mp4"))) == 2
 
 
+def test_eval_rollouts_scores_lpips_where_its_network_is(micro_run, cards_data, tmp_path, monkeypatch):
+    from come.metrics import perceptual
+
+    def stand_in(a, b):  # per-image distance, as the LPIPS network returns
+        return (a - b).abs().mean(dim=(1, 2, 3))
+
+    monkeypatch.setattr(perceptual, "lpips_network", lambda device: (stand_in, "LPIPS (stand-in)"))
+    r = run("eval", "rollouts", "--ckpt", micro_run, "--data", cards_data, "--episodes", 2, "--frames", 2,
+            "--ddim-steps", 2, "--json", tmp_path / "r.json")
+    assert r.exit_code == 0, r.output
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["lpips"] == "LPIPS (stand-in)" and "| LPIPS |" in r.output
+    copy = result["variants"]["copy_last"]["lpips"]
+    assert copy["n"] == 2 and 0 < copy["mean"] < 2
+
+
 def test_eval_cards_recall_cli(micro_run, tmp_path):
     r = run("eval", "cards-recall", "--ckpt", micro_run, "--episodes", 2, "--memorize-steps", 2, "--ddim-steps", 2,
             "--rank", 4, "--sweep-steps", "1,2", "--json", tmp_path / "r.json", "--out", tmp_path / "v", "--videos", 1)

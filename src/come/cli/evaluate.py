@@ -32,12 +32,16 @@ def eval_rollouts(
 ):
     """Score held-out rollouts against copying the last context frame (PSNR, SSIM, card diagnostics)."""
     check_outputs(json_out, out)
+    from ..metrics.perceptual import lpips_network
     from ..protocols.rollouts import evaluate_rollouts, format_table
-
     from ..runtime import pick_device
 
-    result = evaluate_rollouts(ckpt, data, episodes, frames, seed, ddim_steps, precision, out,
-                               device=pick_device(device))
+    on = pick_device(device)
+    perceptual, about = lpips_network(on)
+    typer.echo(about)
+    result = evaluate_rollouts(ckpt, data, episodes, frames, seed, ddim_steps, precision, out, device=on,
+                               perceptual=perceptual)
+    result["lpips"] = about
     typer.echo(format_table(result))
     typer.echo(f"{result['episodes']} episodes, {frames} frames after {result['context']} context frames, "
                f"{result['seconds_per_episode']:.2f}s per episode")

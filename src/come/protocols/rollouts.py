@@ -3,7 +3,8 @@
 For each of ``episodes`` held-out episodes, a seeded random window gives the
 model ``context`` frames and it rolls ``frames`` frames out under the episode's
 actions. Reported per variant: PSNR (of the window's mean squared error) and
-SSIM, means with 95% confidence intervals over episodes; on Memory Cards also the share of frames whose cursor
+SSIM (and LPIPS where its network can run), means with 95% confidence intervals over episodes; on Memory
+Cards also the share of frames whose cursor
 lands on the right card and of cards rendered right (per-card MSE below
 ``CARD_TAU``) among cards that changed, and counts of flips drawn right by kind
 (covering, which the action fully determines; uncovering; uncovering an object
@@ -25,6 +26,7 @@ from ..data.episodes import episode_files
 from ..metrics.cards import card_mse, cursor_cell
 from ..metrics.image import ssim, window_psnr
 from ..metrics.intervals import interval_text, mean_ci95
+from ..metrics.perceptual import lpips
 from ..runtime import use_bf16
 from ..sample import episode_tensors, rollout_window
 from ..video import side_by_side, write_video
@@ -60,9 +62,10 @@ def evaluate_rollouts(
     videos: int = 4,
     progress: bool = True,
     device: torch.device | str = "cpu",
+    perceptual=None,
 ) -> dict:
     """Run the protocol on ``device``; returns a JSON-ready dict and writes videos (truth | model | copy-last)
-    to ``out``."""
+    to ``out``. ``perceptual``: an LPIPS network (:func:`~come.metrics.perceptual.lpips_network`) adds LPIPS."""
     model, cfg = load_model(ckpt, device)
     bf16 = use_bf16(precision, device)
     files = episode_files(data, "test")[:episodes]
@@ -80,6 +83,8 @@ def evaluate_rollouts(
         for name, pred in (("model", r["pred"]), ("copy_last", r["copy_last"])):
             rows[name]["psnr"].append(window_psnr(pred, r["truth"]))
             rows[name]["ssim"].append(float(ssim(pred, r["truth"]).mean()))
+            if perceptual is not None:
+                rows[name].setdefault("lpips", []).append(float(lpips(pred, r["truth"], perceptual).mean()))
             if cards:
                 score_cards(pred, r, covered, start, cfg.context, frames, rows[name], flips[name])
         if out is not None and i < videos:
@@ -99,6 +104,8 @@ def evaluate_rollouts(
     }
     for name, r in rows.items():
         entry = {"psnr": mean_ci95(r["psnr"]), "ssim": mean_ci95(r["ssim"])}
+        if "lpips" in r:
+            entry["lpips"] = mean_ci95(r["lpips"])
         if r["cursor"]:
             entry["cursor_accuracy"] = mean_ci95(r["cursor"])
         if r["flips"]:
@@ -126,7 +133,10 @@ def flip_masks(covered, start: int, context: int, frames: int) -> dict[str, torc
 def format_table(result: dict) -> str:
     """Markdown table of a result from :func:`evaluate_rollouts`."""
     cols = ["psnr", "ssim", "cursor_accuracy", "changed_cards_right"]
-    lines = ["| variant | PSNR (dB) | SSIM | cursor on right card | changed cards right |", "|---|---|---|---|---|"]
+    heads = ["PSNR (dB)", "SSIM", "cursor on right card", "changed cards right"]
+    if any("lpips" in entry for entry in result["variants"].values()):
+        cols, heads = cols + ["lpips"], heads + ["LPIPS"]
+    lines = ["| variant | " + " | ".join(heads) + " |", "|---" * (len(cols) + 1) + "|"]
     for name, entry in result["variants"].items():
         cells = []
         for c in cols:
