@@ -4,6 +4,7 @@ import json
 import shutil
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from come.cli import app
@@ -63,20 +64,23 @@ def test_eval_rollouts_cli(micro_run, cards_data, tmp_path):
     assert len(list((tmp_path / "v").glob("*.mp4"))) == 2
 
 
-def test_eval_rollouts_scores_lpips_where_its_network_is(micro_run, cards_data, tmp_path, monkeypatch):
+@pytest.mark.parametrize("command", ["rollouts", "cards-recall"])
+def test_eval_scores_lpips_where_its_network_is(command, micro_run, cards_data, tmp_path, monkeypatch):
     from come.metrics import perceptual
 
     def stand_in(a, b):  # per-image distance, as the LPIPS network returns
         return (a - b).abs().mean(dim=(1, 2, 3))
 
     monkeypatch.setattr(perceptual, "lpips_network", lambda device: (stand_in, "LPIPS (stand-in)"))
-    r = run("eval", "rollouts", "--ckpt", micro_run, "--data", cards_data, "--episodes", 2, "--frames", 2,
-            "--ddim-steps", 2, "--json", tmp_path / "r.json")
+    args = {"rollouts": ["--data", cards_data, "--frames", 2],
+            "cards-recall": ["--memorize-steps", 1, "--rank", 4, "--variants", "base"]}[command]
+    r = run("eval", command, "--ckpt", micro_run, "--episodes", 2, "--ddim-steps", 2, *args,
+            "--json", tmp_path / "r.json")
     assert r.exit_code == 0, r.output
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["lpips"] == "LPIPS (stand-in)" and "| LPIPS |" in r.output
-    copy = result["variants"]["copy_last"]["lpips"]
-    assert copy["n"] == 2 and 0 < copy["mean"] < 2
+    scored = next(iter(result["variants"].values()))["lpips"]
+    assert scored["n"] == 2 and 0 < scored["mean"] < 2
 
 
 def test_eval_cards_recall_cli(micro_run, tmp_path):

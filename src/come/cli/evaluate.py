@@ -260,6 +260,7 @@ def eval_cards_recall(
     """
     check_outputs(json_out, out)
     from ..checkpoint import load_model
+    from ..metrics.perceptual import lpips_network
     from ..protocols.recall import evaluate_recall, format_recall_table, recall_sweeps
     from ..runtime import pick_device, use_bf16
     from ..world import MEMORY_VARIANTS, ExpertWeights, WorldModel, choose_variants
@@ -282,8 +283,11 @@ def eval_cards_recall(
         return WorldModel.from_pretrained(ckpt, rank=lora_rank or rank, **options)
 
     memorize = {"lr": lr, "batch_size": batch_size}
-    result = evaluate_recall(make_world(), episodes, seed, memorize_steps, names, out, videos, memorize=memorize)
-    result["come_experts"] = list(composed)
+    perceptual, about = lpips_network(on)
+    typer.echo(about)
+    result = evaluate_recall(make_world(), episodes, seed, memorize_steps, names, out, videos, memorize=memorize,
+                             perceptual=perceptual)
+    result |= {"come_experts": list(composed), "lpips": about}
     typer.echo(format_recall_table(result))
     if sweep_s or sweep_r:
         swept = tuple(v for v in names if v in MEMORY_VARIANTS) or ("come",)

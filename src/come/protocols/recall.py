@@ -29,7 +29,8 @@ from ..data.cards import GRID, N_OBJECTS, generate_episode, render
 from ..data.clips import frames_to_tensor, pose_track, tensor_to_frames
 from ..memory import RECIPES
 from ..metrics.cards import card_mse
-from ..metrics.intervals import interval_text, proportion_ci95
+from ..metrics.intervals import interval_text, mean_ci95, proportion_ci95
+from ..metrics.perceptual import lpips
 from ..plotting import bar_chart, save_figure, subplots
 from ..presets import TrainConfig
 from ..video import side_by_side, write_video
@@ -123,6 +124,17 @@ def recall_rollouts(world, eps: list[dict], variants: tuple[str, ...], memorizat
     return predictions, seconds
 
 
+def variant_scores(predictions: list[torch.Tensor], eps: list[dict], tau: float, perceptual=None) -> dict:
+    """One variant's tile recall of the last frame per episode (mean, Wilson interval over cards) and, with an
+    LPIPS network, LPIPS over each episode's recall phase (mean, t interval over episodes)."""
+    per_episode = [float(tile_recall(p[-1], e["truth"][-1], tau)) for p, e in zip(predictions, eps)]
+    stats = cards_recalled(per_episode)
+    scores = {"recall": stats["mean"], "ci95": stats["ci95"], "cards": stats["n"], "per_episode": per_episode}
+    if perceptual is not None:
+        scores["lpips"] = mean_ci95([float(lpips(p, e["truth"], perceptual).mean()) for p, e in zip(predictions, eps)])
+    return scores
+
+
 def evaluate_recall(
     world,
     episodes: int = 50,
@@ -133,11 +145,12 @@ def evaluate_recall(
     videos: int = 4,
     progress: bool = True,
     memorize: dict | None = None,
+    perceptual=None,
 ) -> dict:
     """Run the recall protocol with a :class:`~come.world.WorldModel`; returns a JSON-ready dict.
 
     The rollouts are :func:`recall_rollouts`'s; ``memorize`` changes settings of the ``cards`` memorization
-    recipe (``come.memory.RECIPES``).
+    recipe (``come.memory.RECIPES``); ``perceptual``, an LPIPS network, adds LPIPS over the recall phase.
     """
     cfg = world.cfg
     tau = recall_tau(cfg.model["resolution"])
@@ -149,12 +162,7 @@ def evaluate_recall(
     predictions, seconds = recall_rollouts(world, eps, variants, memorization_steps, seed, progress,
                                            **(memorize or {}))
     seconds = {k: v / episodes for k, v in seconds.items() if k != "memorize" or v > 0}
-    result_variants = {}
-    for name in variants:
-        per_episode = [float(tile_recall(p[-1], t, tau)) for p, t in zip(predictions[name], truth_last)]
-        stats = cards_recalled(per_episode)
-        result_variants[name] = {"recall": stats["mean"], "ci95": stats["ci95"], "cards": stats["n"],
-                                 "per_episode": per_episode}
+    result_variants = {name: variant_scores(predictions[name], eps, tau, perceptual) for name in variants}
     chance_stats = cards_recalled(chance)
     shown = [n for n in ("base", "come") if n in predictions] or list(predictions)[:1]
     if out is not None:
@@ -221,11 +229,14 @@ def plot_sweep(xs, curves: dict[str, list[float]], xlabel: str, path: Path) -> P
 
 def format_recall_table(result: dict) -> str:
     """Markdown table of a result from :func:`evaluate_recall`."""
-    lines = ["| variant | tile recall | 95% CI (Wilson, n cards) | s/episode |", "|---|---|---|---|"]
+    perceptual = any("lpips" in v for v in result["variants"].values())
+    lines = ["| variant | tile recall | 95% CI (Wilson, n cards) | s/episode |" + (" LPIPS |" if perceptual else ""),
+             "|---|---|---|---|" + ("---|" if perceptual else "")]
     for name, v in result["variants"].items():
         ci = interval_text({"ci95": v["ci95"], "n": v["cards"]}, 3)
+        lpips_cell = f" {v['lpips']['mean']:.3f} {interval_text(v['lpips'], 3)} |" if perceptual else ""
         lines.append(f"| {name} | {v['recall']:.3f} | {ci} | "
-                     f"{result['seconds_per_episode'].get(name, float('nan')):.2f} |")
+                     f"{result['seconds_per_episode'].get(name, float('nan')):.2f} |" + lpips_cell)
     lines.append(f"\ntau {result['tau']:.4f} (per-card MSE), chance {result['chance']:.3f} (random layout), "
                  f"{result['episodes']} episodes, seed {result['seed']}, {result['memorization_steps']} memorization "
                  f"steps at LoRA rank {result['lora_rank']}")
