@@ -32,7 +32,7 @@ from come.checkpoint import load_model
 from come.data.cards import generate_episode
 from come.diffusion.loss import NoiseLevels, diffusion_loss
 from come.compose import DiTDenoiser, Expert, History, composed_eps_fn
-from come.diffusion.sampling import sample_ddim
+from come.diffusion.sampling import run_sampler
 from come.diffusion.schedule import add_noise, alpha_bar, make_scheduler, v_to_x0
 from come.memory import BASE_ADAPTER, DEFAULT_TARGETS, LoRAMemory, history_windows
 from come.metrics.cards import card_mse
@@ -129,7 +129,7 @@ def main():
                     noise = torch.randn((len(ends), 1) + frames.shape[1:], generator=torch.Generator().manual_seed(0))
                     prior = Expert(name, DiTDenoiser(mem.model), k, adapter=adapter)
                     history = History(b["frames"][:, :k], b["action"], b["pose"])
-                    pred = sample_ddim(composed_eps_fn(prior, [], history, sched), noise, sched, a.ddim_steps)[:, 0]
+                    pred = run_sampler(composed_eps_fn(prior, [], history, sched), noise, sched, a.ddim_steps)[:, 0]
                 right, nearest = scores(pred, b, cells, objects, faces, tau)
                 row[f"{name}_{phase}_right"], row[f"{name}_{phase}_nearest"] = right, nearest
         rows.append(row)

@@ -52,6 +52,12 @@ def test_sample_cli_writes_videos_and_metrics(micro_run, cards_data, tmp_path):
     assert out.with_suffix(".png").stat().st_size > 0
     metrics = json.loads(out.with_suffix(".json").read_text())
     assert len(metrics["psnr"]) == 3 and len(metrics["ssim"]) == 3
+    r = run("sample", "--ckpt", micro_run, "--episode", ep, "--frames", 2, "--ddim-steps", 3, "--sampler", "dpm++",
+            "--out", out)
+    assert r.exit_code == 0, r.output
+    assert json.loads(out.with_suffix(".json").read_text())["sampler"] == "dpm++"
+    assert_clear_error(run("sample", "--ckpt", micro_run, "--episode", ep, "--sampler", "euler", "--out", out),
+                       "unknown sampler 'euler'")
 
 
 def test_eval_rollouts_cli(micro_run, cards_data, tmp_path):

@@ -7,7 +7,7 @@ from peft import LoraConfig, get_peft_model
 
 from come.denoisers import FrameDenoiser
 from come.compose import DiTDenoiser, Expert, History, compose_eps, composed_eps_fn
-from come.diffusion.sampling import sample_ddim
+from come.diffusion.sampling import run_sampler
 from come.diffusion.schedule import alpha_bar, make_scheduler, to_eps
 
 from tiny import tiny_dit
@@ -102,7 +102,7 @@ def test_outside_model_as_expert_samples():
     outside = Expert("unet", FrameDenoiser(tiny_unet()), context=3, weight=1.0)
     with torch.no_grad():
         fn = composed_eps_fn(prior, [outside], h, s)
-        out = sample_ddim(fn, torch.randn(2, 2, 3, 16, 16), s, steps=3)
+        out = run_sampler(fn, torch.randn(2, 2, 3, 16, 16), s, steps=3)
         assert out.shape == (2, 2, 3, 16, 16) and torch.isfinite(out).all()
         x = torch.randn(2, 2, 3, 16, 16)
         e = fn(x, 500)

@@ -13,7 +13,7 @@ tempers an expert (``p^gamma``). Every network output is converted to eps
 before composing, so v-, x0- and eps-predicting networks mix freely.
 
 :func:`compose_eps` is the one composition function; :func:`composed_eps_fn`
-builds the eps hook for :func:`come.diffusion.sampling.sample_ddim`, running all
+builds the eps hook for :func:`come.diffusion.sampling.run_sampler`, running all
 passes through one network in a step as one batched forward (LoRA on and off in
 one batch through peft's mixed-adapter batches), identical passes once, and passes whose terms
 cancel not at all.

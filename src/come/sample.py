@@ -76,8 +76,10 @@ def rollout_window(
     chunk: int | None = None,
     bf16: bool = False,
     seed: int = 0,
+    sampler: str = "ddim",
 ) -> dict[str, torch.Tensor]:
-    """Predict ``frames`` frames after ``context`` frames starting at ``start``; returns pred, truth, copy-last."""
+    """Predict ``frames`` frames after ``context`` frames starting at ``start`` with ``sampler``
+    (:func:`~come.diffusion.schedule.make_scheduler`); returns pred, truth, copy-last."""
     chunk = chunk or cfg.future
     max_frames = model.config.max_frames
     if context < 1 or context + chunk > max_frames:
@@ -89,7 +91,7 @@ def rollout_window(
     sl = slice(start, start + context + frames)
     device = next(model.parameters()).device
     pred = rollout(
-        model, make_scheduler(model.config.num_train_timesteps),
+        model, make_scheduler(model.config.num_train_timesteps, sampler),
         ep["frames"][None, sl].to(device), ep["action"][None, sl].to(device),
         ep["pose"][None, sl].to(device) if "pose" in ep else None,
         context, frames, chunk, steps=steps, bf16=bf16, generator=torch.Generator().manual_seed(seed),
@@ -116,14 +118,14 @@ def filmstrip(truth: torch.Tensor, pred: torch.Tensor, path: Path, frames: int =
 
 
 def sample_episode(ckpt, episode, out, context=None, frames=16, start=0, steps=20, chunk=None, precision="auto",
-                   seed=0, device="cpu") -> dict:
+                   seed=0, device="cpu", sampler="ddim") -> dict:
     """``come sample``: roll out, write truth | prediction as mp4 + gif, a PNG filmstrip (truth above,
     prediction below) and per-frame metrics as JSON."""
     out = writable_file(out, suffixes=(".mp4",))
     model, cfg = load_model(ckpt, device)
     bf16 = use_bf16(precision, device)
     ep = episode_tensors(episode, cfg)
-    r = rollout_window(model, cfg, ep, start, context or cfg.context, frames, steps, chunk, bf16, seed)
+    r = rollout_window(model, cfg, ep, start, context or cfg.context, frames, steps, chunk, bf16, seed, sampler)
     video = side_by_side([tensor_to_frames(r["truth"]), tensor_to_frames(r["pred"])])
     write_video(out, video)
     gif = write_video(out.with_suffix(".gif"), video)
@@ -133,6 +135,8 @@ def sample_episode(ckpt, episode, out, context=None, frames=16, start=0, steps=2
         "episode": str(episode),
         "context": context or cfg.context,
         "frames": frames,
+        "sampler": sampler,
+        "ddim_steps": steps,
         "psnr": psnr(r["pred"], r["truth"]).tolist(),
         "ssim": ssim(r["pred"], r["truth"]).tolist(),
         "copy_last_psnr": psnr(r["copy_last"], r["truth"]).tolist(),

@@ -18,7 +18,7 @@ every place alike.
 
 :func:`run_toy` computes both densities on a grid, then samples them with the
 library's own composition (:func:`come.compose.compose_eps`) and sampler
-(:func:`come.diffusion.sampling.sample_ddim`) from the *exact* scores of the
+(:func:`come.diffusion.sampling.run_sampler`) from the *exact* scores of the
 noised mixtures, and compares the histograms with the grid densities.
 
 :func:`gaussian_product` is the check that the naive product is sampled fairly:
@@ -38,7 +38,7 @@ import torch
 from tqdm import tqdm
 
 from .compose import compose_eps
-from .diffusion.sampling import sample_ddim, sample_product
+from .diffusion.sampling import run_sampler, sample_product
 from .diffusion.schedule import alpha_bar, make_scheduler
 from .outputs import save_json
 from .plotting import save_figure, subplots
@@ -118,7 +118,7 @@ def contrastive_density(experts, weight: float, grid: torch.Tensor) -> torch.Ten
 
 
 def toy_eps_fn(experts, weight: float, rule: str, scheduler):
-    """eps hook for :func:`sample_ddim`: the exact noised experts composed by :func:`compose_eps`.
+    """eps hook for :func:`run_sampler`: the exact noised experts composed by :func:`compose_eps`.
 
     naive: ``sum_i eps_i``; contrastive: that product as the prior plus
     ``sum_i w (eps_i - eps~_i)``, i.e. ``prod_i p_i (p_i / p~_i)^w``.
@@ -156,7 +156,7 @@ def gaussian_product(samples: int = 20000, ddim_steps: int = 10, seed: int = 0,
     density = normalise(GaussianMixture((mean,), (var**0.5,), (1.0,)).log_prob(grid), grid)
     result = {"experts": [list(e) for e in experts], "mean": mean, "variance": var, "ddim_steps": ddim_steps}
     for name, x in (("product_sampler", sample_product(eps_fn, noise, scheduler, ddim_steps, gen)),
-                    ("plain_ddim", sample_ddim(eps_fn, noise, scheduler, ddim_steps))):
+                    ("plain_ddim", run_sampler(eps_fn, noise, scheduler, ddim_steps))):
         at_clip, tv = float((x.abs() >= 0.999).double().mean()), total_variation(x, density, grid)
         result[name] = {"mean": float(x.mean()), "variance_ratio": float(x.var()) / var, "at_clip": at_clip,
                         "total_variation": tv, "sampler_failed": at_clip > MAX_AT_CLIP or tv > MAX_TOTAL_VARIATION}
@@ -216,7 +216,7 @@ def run_toy(
         x = torch.randn(samples, generator=gen, dtype=torch.float64)
         eps_fn = toy_eps_fn(experts, weight, "poe" if rule == "naive" else "contrastive", scheduler)
         with tqdm(total=steps, desc=f"toy {rule}", unit="step", disable=not progress) as bar:
-            x = sample_ddim(eps_fn, x, scheduler, steps, callback=lambda _: bar.update(),
+            x = run_sampler(eps_fn, x, scheduler, steps, callback=lambda _: bar.update(),
                             langevin_steps=langevin_steps, langevin_size=langevin_size, generator=gen)
         drawn[rule] = x
         tv, at_clip = total_variation(x, density, grid), float((x.abs() >= 0.999).double().mean())

@@ -110,6 +110,7 @@ class WorldModel:
         place: tuple[VideoDiT, TrainConfig] | None = None,
         come_experts: tuple[str, ...] = EXPERTS,
         experts: Sequence[Expert] = (),
+        sampler: str = "ddim",
     ):
         if not set(come_experts) <= set(EXPERTS):
             raise InputError(f"come_experts {list(come_experts)}: choose from {', '.join(EXPERTS)}")
@@ -140,7 +141,7 @@ class WorldModel:
         self.place_views = place[0].config.views if place is not None else 0
         self.weights = weights or ExpertWeights()
         self.steps, self.bf16 = steps, bf16
-        self.scheduler = make_scheduler(base.config.num_train_timesteps)
+        self.scheduler = make_scheduler(base.config.num_train_timesteps, sampler)
         self.device = next(base.parameters()).device  # the experts' networks are on it too
         self.frames = self.action = self.pose = None
         self.memorized: set[str] = set()  # the memories fitted on the current history

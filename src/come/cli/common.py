@@ -21,6 +21,8 @@ app = typer.Typer(
 
 Precision = Annotated[str, typer.Option(help="auto, bf16 or fp32.")]
 Device = Annotated[str, typer.Option(help="cpu, cuda, cuda:N, mps or auto (CUDA, then MPS, then the CPU).")]
+Sampler = Annotated[str, typer.Option(help=(
+    "ddim (deterministic DDIM), dpm++ (DPM-Solver++ 2M) or unipc (UniPC): diffusers' samplers of the same levels."))]
 JsonOut = Annotated[Optional[Path], typer.Option("--json", help="Write the result as JSON here.")]
 
 

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import (Device, JsonOut, Precision, UserError, check_outputs, command_group, guard, parse_choice,
+from .common import (Device, JsonOut, Precision, Sampler, UserError, check_outputs, command_group, guard, parse_choice,
                      parse_ints, parse_names, renamed_steps, write_json)
 
 eval_app = command_group("eval", "Evaluation protocols (a table on screen, JSON for tools, videos).")
@@ -143,7 +143,8 @@ def eval_maze(
     iterations: int = typer.Option(11, min=1, help="Streaming iterations."),
     capacity_ranks: str = typer.Option("8,32", help="Capacity sweep: comma-separated LoRA ranks."),
     capacity_histories: str = typer.Option("50,200", help="Capacity sweep: comma-separated history lengths."),
-    ddim_steps: int = typer.Option(10, min=1, help="DDIM steps per generated chunk."),
+    ddim_steps: int = typer.Option(10, min=1, help="DDIM (or --sampler) steps per generated chunk."),
+    sampler: Sampler = "ddim",
     seed: int = typer.Option(0, help="Seed for the windows, memorization and sampling."),
     precision: Precision = "auto",
     device: Device = "auto",
@@ -168,7 +169,7 @@ def eval_maze(
     on = pick_device(device)
     options = dict(stm=stm, sltm=sltm, place=place, steps=ddim_steps, bf16=use_bf16(precision, on), device=on,
                    weights=ExpertWeights(ltm=w_ltm, stm=w_stm, sltm=w_sltm, place=w_place), sltm_null=sltm_null,
-                   come_experts=parse_names(come_experts, "--come", EXPERTS))
+                   come_experts=parse_names(come_experts, "--come", EXPERTS), sampler=sampler)
     make_world = partial(WorldModel.from_pretrained, ckpt, **options)
     make_world(rank=rank)  # every model is checked before any work
     perceptual, about = lpips_network(on)
@@ -182,7 +183,8 @@ def eval_maze(
         perceptual=perceptual)
     runs = {"checkpoint": ckpt, "stm": stm, "sltm": sltm, "place": place, "pose_encoder": pose_encoder, "data": data}
     result |= {"lpips": about, "come_experts": list(options["come_experts"]), "sltm_null": sltm_null,
-               "ddim_steps": ddim_steps, **{f"{k}_weight": w for k, w in asdict(options["weights"]).items()},
+               "ddim_steps": ddim_steps, "sampler": sampler,
+               **{f"{k}_weight": w for k, w in asdict(options["weights"]).items()},
                **{k: str(v) if v is not None else None for k, v in runs.items()}}
     typer.echo(format_maze_table(result))
     write_json(json_out, result)
@@ -238,7 +240,8 @@ def eval_cards_recall(
     come_experts: str = typer.Option("ltm,stm", "--come", help=(
         "Experts that come and poe compose (those given), of ltm, stm: e.g. --come ltm --variants come,poe puts "
         "the LTM's contrastive term beside its naive product with the base.")),
-    ddim_steps: int = typer.Option(20, min=1, help="DDIM steps per generated chunk."),
+    ddim_steps: int = typer.Option(20, min=1, help="DDIM (or --sampler) steps per generated chunk."),
+    sampler: Sampler = "ddim",
     sweep_steps: Optional[str] = typer.Option(None, help=(
         "Also sweep memorization steps, e.g. 5,10,20,50,100 (plot recall_vs_steps.png).")),
     sweep_ranks: Optional[str] = typer.Option(None, help=(
@@ -277,7 +280,7 @@ def eval_cards_recall(
     composed = parse_names(come_experts, "--come", ("ltm", "stm"))
     on = pick_device(device)
     options = dict(stm=stm, weights=ExpertWeights(ltm=w_ltm, stm=w_stm, hg=w_hg), steps=ddim_steps,
-                   bf16=use_bf16(precision, on), device=on, come_experts=composed)
+                   bf16=use_bf16(precision, on), device=on, come_experts=composed, sampler=sampler)
 
     def make_world(lora_rank: Optional[int] = None) -> WorldModel:
         return WorldModel.from_pretrained(ckpt, rank=lora_rank or rank, **options)
@@ -287,7 +290,7 @@ def eval_cards_recall(
     typer.echo(about)
     result = evaluate_recall(make_world(), episodes, seed, memorize_steps, names, out, videos, memorize=memorize,
                              perceptual=perceptual)
-    result |= {"come_experts": list(composed), "lpips": about}
+    result |= {"come_experts": list(composed), "lpips": about, "sampler": sampler}
     typer.echo(format_recall_table(result))
     if sweep_s or sweep_r:
         swept = tuple(v for v in names if v in MEMORY_VARIANTS) or ("come",)

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .common import UserError, app, check_outputs, guard, renamed_steps
+from .common import Sampler, UserError, app, check_outputs, guard, renamed_steps
 
 
 @app.command()
@@ -21,8 +21,9 @@ def sample(
     out: Path = typer.Option(Path("sample.mp4"), help=(
         "Video path (.mp4); a .gif and a .json of metrics are written beside it.")),
     start: int = typer.Option(0, min=0, help="Frame of the episode where the context starts."),
-    ddim_steps: int = typer.Option(20, min=1, help="DDIM steps per generated chunk."),
+    ddim_steps: int = typer.Option(20, min=1, help="DDIM (or --sampler) steps per generated chunk."),
     old_steps: Optional[int] = renamed_steps("--ddim-steps"),
+    sampler: Sampler = "ddim",
     chunk: Optional[int] = typer.Option(None, min=1, help="Frames generated per chunk (default: the model's)."),
     precision: str = typer.Option("auto", help="auto, bf16 or fp32."),
     device: str = typer.Option("auto", help="cpu, cuda, cuda:N, mps or auto (CUDA, then MPS, then the CPU)."),
@@ -38,7 +39,7 @@ def sample(
     from ..runtime import pick_device
 
     result = sample_episode(ckpt, episode, out, context, frames, start, ddim_steps, chunk, precision, seed,
-                            pick_device(device))
+                            pick_device(device), sampler)
     typer.echo(f"{'frame':>5} {'PSNR':>7} {'SSIM':>6} {'copy-last PSNR':>15}")
     for i, (p, s, c) in enumerate(zip(result["psnr"], result["ssim"], result["copy_last_psnr"])):
         typer.echo(f"{i:>5} {p:>7.2f} {s:>6.3f} {c:>15.2f}")

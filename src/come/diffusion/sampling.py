@@ -1,14 +1,15 @@
-"""Sampling: a deterministic DDIM loop with an eps hook, and autoregressive rollouts.
+"""Sampling: a scheduler's loop with an eps hook, and autoregressive rollouts.
 
-``sample_ddim`` follows k-diffusion's shape: a pure function of an eps function,
+``run_sampler`` follows k-diffusion's shape: a pure function of an eps function,
 the initial noise and a schedule, with a per-step callback. The eps function is
-the hook where experts are composed (``come.compose``); the step itself is
-diffusers' ``DDIMScheduler.step`` with eta = 0 (Song et al. 2021, "Denoising
-Diffusion Implicit Models", eq. 12). An optional unadjusted Langevin corrector
-(Song et al. 2021, "Score-Based Generative Modeling through SDEs", predictor-
-corrector sampling) runs after each step at the level just reached: a composed
-score is not the score of the noised composed distribution, and a few Langevin
-steps pull the samples towards what the composed score describes at that level.
+the hook where experts are composed (``come.compose``); the step itself is a
+diffusers scheduler's: ``DDIMScheduler.step`` with eta = 0 by default (Song et al.
+2021, "Denoising Diffusion Implicit Models", eq. 12), or DPM-Solver++ or UniPC.
+An optional unadjusted Langevin corrector (Song et al. 2021, "Score-Based
+Generative Modeling through SDEs", predictor-corrector sampling) runs after each
+step at the level just reached: a composed score is not the score of the noised
+composed distribution, and a few Langevin steps pull the samples towards what the
+composed score describes at that level.
 
 ``sample_product`` samples a naive product of experts, whose summed eps is the
 score of no noised distribution a DDIM step can follow (at high noise the sum
@@ -25,6 +26,7 @@ from typing import Callable
 
 import torch
 from diffusers import DDIMScheduler
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from tqdm import tqdm
 
 from ..errors import InputError
@@ -34,22 +36,23 @@ EpsFn = Callable[[torch.Tensor, int], torch.Tensor]
 """eps_fn(x_t, t) -> eps: predicted noise for the frames being generated at level t."""
 
 
-def sample_ddim(
+def run_sampler(
     eps_fn: EpsFn,
     x: torch.Tensor,
-    scheduler: DDIMScheduler,
+    scheduler: SchedulerMixin,
     steps: int,
     callback: Callable[[dict], None] | None = None,
     langevin_steps: int = 0,
     langevin_size: float = 0.1,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Run ``steps`` deterministic DDIM steps from noise ``x``; returns the clean sample.
+    """Run ``steps`` steps of ``scheduler`` from noise ``x``; returns the clean sample.
 
-    With ``langevin_steps`` > 0, each step but the last is followed by that many
-    unadjusted Langevin steps at the new level ``t``:
-    ``x <- x + d * score + sqrt(2 d) z`` with ``score = -eps / sqrt(1 - ab_t)``
-    and ``d = langevin_size * (1 - ab_t)`` (off by default).
+    The scheduler is deterministic DDIM or another diffusers scheduler whose step takes an eps prediction
+    (:func:`~come.diffusion.schedule.make_scheduler`: DPM-Solver++, UniPC). With ``langevin_steps`` > 0,
+    each step but the last is followed by that many unadjusted Langevin steps at the new level ``t``:
+    ``x <- x + d * score + sqrt(2 d) z`` with ``score = -eps / sqrt(1 - ab_t)`` and
+    ``d = langevin_size * (1 - ab_t)`` (off by default).
     """
     if langevin_steps < 0 or langevin_size <= 0:
         raise InputError(f"langevin_steps must be >= 0 and langevin_size > 0, got {langevin_steps}, {langevin_size}")
@@ -61,13 +64,15 @@ def sample_ddim(
             x = clean
             break
         eps = eps_fn(x, t).float()
-        step = scheduler.step(eps, t, x, eta=0.0)
-        x, clean = step.prev_sample, step.pred_original_sample
+        ab = float(alpha_bar(scheduler, torch.tensor(t)))
+        clean = ((x - (1 - ab) ** 0.5 * eps) / ab**0.5).clamp(-1, 1)
+        ddim = isinstance(scheduler, DDIMScheduler)
+        x = scheduler.step(eps, t, x, **({"eta": 0.0} if ddim else {})).prev_sample
         if langevin_steps and i + 1 < len(timesteps) and timesteps[i + 1] > 0:
             x = langevin(eps_fn, x, timesteps[i + 1], scheduler, langevin_steps, langevin_size, generator)
         if callback is not None:
             callback({"i": i, "t": t, "x": x, "eps": eps})
-    return x
+    return x if isinstance(scheduler, DDIMScheduler) else x.clamp(-1, 1)  # DDIM clips each clean estimate
 
 
 def langevin(
@@ -156,7 +161,7 @@ def noise_context(frames: torch.Tensor, level: int, scheduler: DDIMScheduler,
 
 
 @torch.no_grad()
-def autoregress(eps_for, frames: torch.Tensor, n_new: int, chunk: int, scheduler: DDIMScheduler, steps: int,
+def autoregress(eps_for, frames: torch.Tensor, n_new: int, chunk: int, scheduler: SchedulerMixin, steps: int,
                 generator: torch.Generator | None = None, progress: bool = False,
                 desc: str = "rollout", product: bool = False) -> torch.Tensor:
     """Generate ``n_new`` frames after ``frames`` (B,N,C,H,W), ``chunk`` at a time, each chunk sampled
@@ -170,7 +175,7 @@ def autoregress(eps_for, frames: torch.Tensor, n_new: int, chunk: int, scheduler
         eps_fn = eps_for(known, f)
         x = torch.randn((len(known), f) + known.shape[2:], generator=generator).to(known.device)
         sample = sample_product(eps_fn, x, scheduler, steps, generator) if product else \
-            sample_ddim(eps_fn, x, scheduler, steps)
+            run_sampler(eps_fn, x, scheduler, steps)
         known = torch.cat([known, sample], dim=1)
         bar.update(f)
     bar.close()

@@ -1,33 +1,42 @@
 """Noise schedule and conversions between the network's parameterisations.
 
-The schedule is diffusers' ``DDIMScheduler`` (cosine "squaredcos_cap_v2" betas,
-1000 training levels); this module reads its ``alphas_cumprod`` for training and
-converts v / x0 predictions to eps, the space in which experts are composed.
+The schedule is diffusers' cosine "squaredcos_cap_v2" betas over 1000 training
+levels, sampled by its ``DDIMScheduler`` (or a multistep solver); this module reads
+its ``alphas_cumprod`` for training and converts v / x0 predictions to eps, the
+space in which experts are composed.
 """
 
 from __future__ import annotations
 
 import torch
-from diffusers import DDIMScheduler
+from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from ..errors import InputError
 
 
-def make_scheduler(num_train_timesteps: int = 1000) -> DDIMScheduler:
-    """Deterministic DDIM (eta=0) over eps predictions; trailing spacing starts at the noisiest level.
+SAMPLERS = ("ddim", "dpm++", "unipc")
+
+
+def make_scheduler(num_train_timesteps: int = 1000, sampler: str = "ddim") -> SchedulerMixin:
+    """The sampler of the cosine levels: deterministic DDIM (eta=0, the default; Song et al. 2021), DPM-Solver++
+    2M (Lu et al. 2022) or UniPC (Zhao et al. 2023), diffusers' schedulers over eps predictions; trailing
+    spacing starts at the noisiest level.
 
     Level 0 is a clean frame everywhere (``alphas_cumprod[0]`` = 1): a network is given clean context
     frames at level 0, and a DDIM step that lands on level 0 (step counts that do not divide the
-    levels) then ends clean too, where diffusers' own table (0.99996) leaves a little noise.
+    levels) then ends clean too, where diffusers' own table (0.99996) leaves a little noise. The
+    multistep solvers end on a clean frame of their own (``final_sigmas_type="zero"``).
     """
-    scheduler = DDIMScheduler(
-        num_train_timesteps=num_train_timesteps,
-        beta_schedule="squaredcos_cap_v2",
-        prediction_type="epsilon",
-        clip_sample=True,
-        clip_sample_range=1.0,
-        set_alpha_to_one=True,
-        timestep_spacing="trailing",
-    )
+    if sampler not in SAMPLERS:
+        raise InputError(f"unknown sampler '{sampler}' (choose from {', '.join(SAMPLERS)})")
+    common = dict(num_train_timesteps=num_train_timesteps, beta_schedule="squaredcos_cap_v2",
+                  prediction_type="epsilon", timestep_spacing="trailing")
+    if sampler == "dpm++":
+        return DPMSolverMultistepScheduler(**common, algorithm_type="dpmsolver++", solver_order=2,
+                                           final_sigmas_type="zero")
+    if sampler == "unipc":
+        return UniPCMultistepScheduler(**common, solver_order=2, final_sigmas_type="zero")
+    scheduler = DDIMScheduler(**common, clip_sample=True, clip_sample_range=1.0, set_alpha_to_one=True)
     scheduler.alphas_cumprod[0] = 1.0
     return scheduler
 
