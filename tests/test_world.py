@@ -300,6 +300,19 @@ def test_predict_memorizes_only_the_memories_its_variants_compose(monkeypatch):
     assert world.memorized == {"ltm"}
 
 
+def test_predict_draws_each_composition_once(monkeypatch):
+    """come composing the SLTM alone is the sltm variant: drawn once, the same frames for both."""
+    frames, action, pose, fa, fp, _ = _batch()
+    base, sltm = _net(4, 0), _net(4, 2, pose_in_image=False)
+    world = WorldModel(base, _cfg(base, 2), sltm=(sltm, _cfg(sltm, 2)), rank=4, steps=2, come_experts=("sltm",))
+    drawn, imagine = [], world.imagine
+    monkeypatch.setattr(world, "imagine", lambda *a, variant, **k: drawn.append(variant) or imagine(*a, variant=variant,
+                                                                                                 **k))
+    preds, _ = world.predict(frames, action, pose, fa, fp, ("base", "sltm", "come", "poe"), steps=2, batch_size=2)
+    assert drawn == ["base", "sltm", "poe"] and preds["come"] is preds["sltm"]
+    assert world.composition("come") == world.composition("sltm") != world.composition("poe")
+
+
 def test_a_saved_memory_loads_into_a_later_world_and_recalls_the_same(tmp_path):
     base = _net(4, 0)
     world = WorldModel(base, _cfg(base, 2), rank=4, steps=2)

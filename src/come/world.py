@@ -282,8 +282,8 @@ class WorldModel:
                 future_action: torch.Tensor, future_pose: torch.Tensor | None, variants, seed: int = 0,
                 progress: bool = False, **memorize) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
         """:meth:`observe` a history, :meth:`memorize` it (with the ``memorize`` settings) when a variant needs
-        memory, and :meth:`imagine` the future under each variant; returns the predictions per variant and the
-        seconds spent memorizing (``memorize``) and in each variant."""
+        memory, and :meth:`imagine` the future under each variant (once per :meth:`composition`); returns the
+        predictions per variant and the seconds spent memorizing (``memorize``) and in each variant."""
         self.observe(frames, action, pose)
         seconds = {}
         needed = self.memories_for(variants)
@@ -291,13 +291,23 @@ class WorldModel:
             t0 = time.time()
             self.memorize(seed=seed, progress=progress, experts=needed, **memorize)
             seconds["memorize"] = time.time() - t0
-        preds = {}
+        preds, first_of = {}, {}
         for v in variants:
+            same = first_of.setdefault(self.composition(v), v)  # e.g. come when it composes the place memory alone
+            if same != v:
+                preds[v], seconds[v] = preds[same], seconds[same]
+                continue
             t0 = time.time()
             pred = self.imagine(future_action, future_pose, variant=v, seed=seed, progress=progress)
             preds[v] = pred.to(frames.device)
             seconds[v] = time.time() - t0
         return preds, seconds
+
+    def composition(self, variant: str) -> tuple:
+        """What a variant computes: two variants with the same composition draw the same frames."""
+        if variant == "hg":
+            return ("hg",)
+        return ("poe" if variant == "poe" else "contrastive", self.members(variant))
 
     def memories_for(self, variants) -> set[str]:
         """The experts that memorize() fits which these variants compose."""
