@@ -4,7 +4,7 @@ import pytest
 import torch
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-torch.set_num_threads(2)
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", 2)))  # 1 beside a run that holds the other core
 
 
 @pytest.fixture(scope="session")

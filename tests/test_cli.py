@@ -90,11 +90,13 @@ def test_eval_scores_lpips_where_its_network_is(command, micro_run, cards_data, 
 
 
 def test_eval_cards_recall_cli(micro_run, tmp_path):
+    # (poe, the naive product, runs tens of Langevin steps a frame: test_world and test_assets compose it)
     r = run("eval", "cards-recall", "--ckpt", micro_run, "--episodes", 2, "--memorize-steps", 2, "--ddim-steps", 2,
-            "--rank", 4, "--sweep-steps", "1,2", "--json", tmp_path / "r.json", "--out", tmp_path / "v", "--videos", 1)
+            "--rank", 4, "--sweep-steps", "1,2", "--variants", "base,ltm,come,hg", "--json", tmp_path / "r.json",
+            "--out", tmp_path / "v", "--videos", 1)
     assert r.exit_code == 0, r.output
     result = json.loads((tmp_path / "r.json").read_text())
-    assert set(result["variants"]) == {"base", "ltm", "come", "poe", "hg"}
+    assert set(result["variants"]) == {"base", "ltm", "come", "hg"}
     assert result["episodes"] == 2 and result["memorization_steps"] == 2 and 0 < result["tau"] < 0.05
     assert abs(result["chance"] - 0.125) < 0.15
     for v in result["variants"].values():

@@ -38,10 +38,10 @@ def eval_rollouts(
 
     on = pick_device(device)
     perceptual, about = lpips_network(on)
-    typer.echo(about)
     result = evaluate_rollouts(ckpt, data, episodes, frames, seed, ddim_steps, precision, out, device=on,
                                perceptual=perceptual)
     result["lpips"] = about
+    typer.echo(about)
     typer.echo(format_table(result))
     typer.echo(f"{result['episodes']} episodes, {frames} frames after {result['context']} context frames, "
                f"{result['seconds_per_episode']:.2f}s per episode")
@@ -154,16 +154,12 @@ def eval_maze(
     """Memory Maze protocols: fixed context, revisits, streaming and the capacity sweep (PSNR, SSIM)."""
     check_outputs(json_out, out)
     from ..data.episodes import episode_files
-    from ..memory import LR_SCHEDULES, WINDOW_WEIGHTINGS
     from ..metrics.perceptual import lpips_network
     from ..protocols.maze import PROTOCOLS, evaluate_maze, format_maze_table
     from ..runtime import pick_device, use_bf16
     from ..world import EXPERTS, SLTM_NULLS, ExpertWeights, WorldModel
 
-    memorize = {"steps": memorize_steps, "lr": lr, "batch_size": batch_size, "weighting": weighting,
-                "p_context_dropout": context_dropout, "p_pose_dropout": pose_dropout, "lr_schedule": lr_schedule}
-    parse_choice(weighting, "--weighting", WINDOW_WEIGHTINGS)
-    parse_choice(lr_schedule, "--lr-schedule", LR_SCHEDULES)
+    memorize = _maze_recipe(memorize_steps, lr, lr_schedule, batch_size, weighting, context_dropout, pose_dropout)
     parse_choice(sltm_null, "--sltm-null", SLTM_NULLS)
     ckpt, cfg, place, names = _maze_models(ckpt, place, stm, sltm, variants)
     on = pick_device(device)
@@ -173,7 +169,6 @@ def eval_maze(
     make_world = partial(WorldModel.from_pretrained, ckpt, **options)
     make_world(rank=rank)  # every model is checked before any work
     perceptual, about = lpips_network(on)
-    typer.echo(about)
     result = evaluate_maze(
         make_world, episode_files(data, "test")[:episodes], cfg, parse_names(protocols, "--protocols", PROTOCOLS),
         names, history, frames, memorize, rank=rank, min_gap=min_gap, windows_per_episode=windows,
@@ -182,12 +177,27 @@ def eval_maze(
         pose_encoder=_pose_encoder(pose_encoder), seed=seed, out=out, horizons=parse_ints(horizons, "--horizons"),
         perceptual=perceptual)
     runs = {"checkpoint": ckpt, "stm": stm, "sltm": sltm, "place": place, "pose_encoder": pose_encoder, "data": data}
-    result |= {"lpips": about, "come_experts": list(options["come_experts"]), "sltm_null": sltm_null,
-               "ddim_steps": ddim_steps, "sampler": sampler,
-               **{f"{k}_weight": w for k, w in asdict(options["weights"]).items()},
-               **{k: str(v) if v is not None else None for k, v in runs.items()}}
+    result |= {"lpips": about, "ddim_steps": ddim_steps, **_settings(options, runs)}
+    typer.echo(about)
     typer.echo(format_maze_table(result))
     write_json(json_out, result)
+
+
+def _maze_recipe(steps, lr, lr_schedule, batch_size, weighting, context_dropout, pose_dropout) -> dict:
+    """The memorization settings of eval maze's options, their choices checked."""
+    from ..memory import LR_SCHEDULES, WINDOW_WEIGHTINGS
+
+    parse_choice(weighting, "--weighting", WINDOW_WEIGHTINGS)
+    parse_choice(lr_schedule, "--lr-schedule", LR_SCHEDULES)
+    return {"steps": steps, "lr": lr, "batch_size": batch_size, "weighting": weighting,
+            "p_context_dropout": context_dropout, "p_pose_dropout": pose_dropout, "lr_schedule": lr_schedule}
+
+
+def _settings(options: dict, runs: dict) -> dict:
+    """The world's settings and the runs a result came from, for its JSON."""
+    return {"come_experts": list(options["come_experts"]), "sltm_null": options["sltm_null"],
+            "sampler": options["sampler"], **{f"{k}_weight": w for k, w in asdict(options["weights"]).items()},
+            **{k: str(v) if v is not None else None for k, v in runs.items()}}
 
 
 def _maze_models(ckpt, place, stm, sltm, variants):
@@ -216,42 +226,44 @@ def _pose_encoder(run: Optional[Path]):
     return load_model(run, network="pose-encoder")[0] if run is not None else None
 
 
+WeightStm = Annotated[float, typer.Option("--w-stm", help=(
+    "Contrast weight of the short-term memory expert (at 1 its term pulls cards the LTM draws right towards those it "
+    "saw last; at 0.25 CoME recalls as much as the LTM alone on two dev seeds)."))]
+CardsCome = Annotated[str, typer.Option("--come", help=(
+    "Experts that come and poe compose (those given), of ltm, stm: e.g. --come ltm --variants come,poe puts the "
+    "LTM's contrastive term beside its naive product with the base."))]
+SweepSteps = Annotated[Optional[str], typer.Option("--sweep-steps", help=(
+    "Also sweep memorization steps, e.g. 5,10,20,50,100 (plot recall_vs_steps.png)."))]
+SweepRanks = Annotated[Optional[str], typer.Option("--sweep-ranks", help=(
+    "Also sweep LoRA ranks, e.g. 4,8,32,64 (plot recall_vs_rank.png)."))]
+
+
 @eval_app.command("cards-recall")
 @guard
 def eval_cards_recall(
     ckpt: Path = typer.Option(..., help="Base model: a run folder made by 'come train' on Memory Cards (cursor pose)."),
-    stm: Optional[Path] = typer.Option(None, help=(
-        "Short-term memory model (e.g. the cards-stm preset) for 'stm', 'come' and 'poe'.")),
+    stm: Optional[Path] = typer.Option(None, help="Short-term memory model (e.g. cards-stm) for stm, come and poe."),
     episodes: int = typer.Option(50, min=1, help="Zig-zag recall episodes, generated from --seed."),
     seed: int = typer.Option(0, help="Seed of the episodes and of all sampling and memorization noise."),
-    memorize_steps: int = typer.Option(20, min=0, help=(
-        "Memorization steps of the long-term memory (LoRA) per episode.")),
+    memorize_steps: int = typer.Option(20, min=0, help="Memorization steps of the long-term memory per episode."),
     old_steps: Optional[int] = renamed_steps("--memorize-steps"),
-    variants: str = typer.Option("base,ltm,come,poe,hg", help=(
-        "Comma-separated: base, ltm, stm, stm+ltm, come, poe, hg.")),
+    variants: str = typer.Option("base,ltm,come,poe,hg", help="Of base, ltm, stm, stm+ltm, come, poe, hg."),
     rank: int = typer.Option(32, min=1, help="LoRA rank of the long-term memory."),
     lr: float = typer.Option(1e-1, help="Memorization learning rate (AdamW)."),
     batch_size: int = typer.Option(64, min=1, help="Windows of the history per memorization step."),
     w_ltm: float = typer.Option(1.5, help="Contrast weight of the long-term memory expert."),
-    w_stm: float = typer.Option(0.25, help=(
-        "Contrast weight of the short-term memory expert (at 1 its term pulls cards the LTM draws right towards "
-        "those it saw last; at 0.25 CoME recalls as much as the LTM alone on two dev seeds).")),
+    w_stm: WeightStm = 0.25,
     w_hg: float = typer.Option(1.5, help="History-guidance scale (HG-v)."),
-    come_experts: str = typer.Option("ltm,stm", "--come", help=(
-        "Experts that come and poe compose (those given), of ltm, stm: e.g. --come ltm --variants come,poe puts "
-        "the LTM's contrastive term beside its naive product with the base.")),
+    come_experts: CardsCome = "ltm,stm",
     ddim_steps: int = typer.Option(20, min=1, help="DDIM (or --sampler) steps per generated chunk."),
     sampler: Sampler = "ddim",
-    sweep_steps: Optional[str] = typer.Option(None, help=(
-        "Also sweep memorization steps, e.g. 5,10,20,50,100 (plot recall_vs_steps.png).")),
-    sweep_ranks: Optional[str] = typer.Option(None, help=(
-        "Also sweep LoRA ranks, e.g. 4,8,32,64 (plot recall_vs_rank.png).")),
-    precision: str = typer.Option("auto", help="auto, bf16 or fp32."),
-    device: str = typer.Option("auto", help="cpu, cuda, cuda:N, mps or auto (CUDA, then MPS, then the CPU)."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result as JSON here."),
-    out: Optional[Path] = typer.Option(None, help=(
-        "Folder for recall.png, the sweep plots and videos (truth | base | CoME).")),
-    videos: int = typer.Option(4, min=0, help="Episodes to write as videos into --out."),
+    sweep_steps: SweepSteps = None,
+    sweep_ranks: SweepRanks = None,
+    precision: Precision = "auto",
+    device: Device = "auto",
+    json_out: JsonOut = None,
+    out: Optional[Path] = typer.Option(None, help="Folder for recall.png, the sweep plots and videos."),
+    videos: int = typer.Option(4, min=0, help="Episodes to write as videos into --out (truth | base | CoME)."),
 ):
     """Memory Cards recall: watch every card once, then draw what lies under each card.
 
@@ -262,11 +274,37 @@ def eval_cards_recall(
     table (mean recall, 95% CI per variant) and writes JSON, plots and videos.
     """
     check_outputs(json_out, out)
-    from ..checkpoint import load_model
     from ..metrics.perceptual import lpips_network
-    from ..protocols.recall import evaluate_recall, format_recall_table, recall_sweeps
+    from ..protocols.recall import evaluate_recall, format_recall_table
     from ..runtime import pick_device, use_bf16
-    from ..world import MEMORY_VARIANTS, ExpertWeights, WorldModel, choose_variants
+    from ..world import ExpertWeights, WorldModel
+
+    names = _cards_variants(ckpt, stm, variants)
+    composed = parse_names(come_experts, "--come", ("ltm", "stm"))
+    on = pick_device(device)
+    make_world = partial(WorldModel.from_pretrained, ckpt, stm=stm, rank=rank, steps=ddim_steps, device=on,
+                         weights=ExpertWeights(ltm=w_ltm, stm=w_stm, hg=w_hg), bf16=use_bf16(precision, on),
+                         come_experts=composed, sampler=sampler)
+    memorize = {"lr": lr, "batch_size": batch_size}
+    perceptual, about = lpips_network(on)
+    result = evaluate_recall(make_world(), episodes, seed, memorize_steps, names, out, videos, memorize=memorize,
+                             perceptual=perceptual)
+    result |= {"come_experts": list(composed), "lpips": about, "sampler": sampler}
+    typer.echo(about)
+    typer.echo(format_recall_table(result))
+    sweeps = parse_ints(sweep_steps, "--sweep-steps"), parse_ints(sweep_ranks, "--sweep-ranks")
+    if any(sweeps):
+        result["sweeps"] = _recall_sweeps(make_world, episodes, seed, sweeps, memorize_steps, names, out, memorize)
+    write_json(json_out, result)
+    if out is not None:
+        typer.echo(f"wrote {out}/recall.png and {min(videos, episodes)} videos "
+                   f"(truth | {' | '.join(result['videos'])})")
+
+
+def _cards_variants(ckpt: Path, stm: Optional[Path], variants: str) -> tuple[str, ...]:
+    """The variants of --variants that a Memory Cards base model (and --stm) can run."""
+    from ..checkpoint import load_model
+    from ..world import choose_variants
 
     if any(v.strip() in ("sltm", "place") for v in variants.split(",")):
         raise UserError("--variants sltm and place: those experts need map poses (Memory Maze); Memory Cards has none")
@@ -276,30 +314,17 @@ def eval_cards_recall(
         raise UserError(f"--variants: {e} (--stm RUN gives a short-term memory model)") from None
     if load_model(ckpt)[1].pose != "cursor":
         raise UserError(f"{ckpt}: cards-recall needs a Memory Cards model conditioned on the cursor pose")
-    sweep_s, sweep_r = parse_ints(sweep_steps, "--sweep-steps"), parse_ints(sweep_ranks, "--sweep-ranks")
-    composed = parse_names(come_experts, "--come", ("ltm", "stm"))
-    on = pick_device(device)
-    options = dict(stm=stm, weights=ExpertWeights(ltm=w_ltm, stm=w_stm, hg=w_hg), steps=ddim_steps,
-                   bf16=use_bf16(precision, on), device=on, come_experts=composed, sampler=sampler)
+    return names
 
-    def make_world(lora_rank: Optional[int] = None) -> WorldModel:
-        return WorldModel.from_pretrained(ckpt, rank=lora_rank or rank, **options)
 
-    memorize = {"lr": lr, "batch_size": batch_size}
-    perceptual, about = lpips_network(on)
-    typer.echo(about)
-    result = evaluate_recall(make_world(), episodes, seed, memorize_steps, names, out, videos, memorize=memorize,
-                             perceptual=perceptual)
-    result |= {"come_experts": list(composed), "lpips": about, "sampler": sampler}
-    typer.echo(format_recall_table(result))
-    if sweep_s or sweep_r:
-        swept = tuple(v for v in names if v in MEMORY_VARIANTS) or ("come",)
-        result["sweeps"] = recall_sweeps(make_world, episodes, seed, sweep_s, sweep_r, memorize_steps, swept, out,
-                                         memorize=memorize)
-        for key, sw in result["sweeps"].items():
-            for v, ys in sw["recall"].items():
-                typer.echo(f"recall vs {key} ({v}): " + ", ".join(f"{x}: {y:.3f}" for x, y in zip(sw["values"], ys)))
-    write_json(json_out, result)
-    if out is not None:
-        typer.echo(f"wrote {out}/recall.png and {min(videos, episodes)} videos "
-                   f"(truth | {' | '.join(result['videos'])})")
+def _recall_sweeps(make_world, episodes, seed, sweeps, memorize_steps, names, out, memorize) -> dict:
+    """Recall against memorization steps and LoRA rank (the memory variants asked for, else come); printed."""
+    from ..protocols.recall import recall_sweeps
+    from ..world import MEMORY_VARIANTS
+
+    swept = tuple(v for v in names if v in MEMORY_VARIANTS) or ("come",)
+    result = recall_sweeps(make_world, episodes, seed, *sweeps, memorize_steps, swept, out, memorize=memorize)
+    for key, sw in result.items():
+        for v, ys in sw["recall"].items():
+            typer.echo(f"recall vs {key} ({v}): " + ", ".join(f"{x}: {y:.3f}" for x, y in zip(sw["values"], ys)))
+    return result

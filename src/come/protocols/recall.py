@@ -256,14 +256,15 @@ def recall_sweeps(
     memorize: dict | None = None,
 ) -> dict:
     """Recall against memorization steps (at the default rank) and against LoRA rank (at
-    ``memorization_steps``); ``make_world(rank)`` builds a fresh :class:`~come.world.WorldModel`."""
+    ``memorization_steps``); ``make_world(rank=r)`` builds a fresh :class:`~come.world.WorldModel` (``make_world()`` at
+    the default rank)."""
     result = {}
     for key, values, label in (("steps", steps, "memorization steps"), ("rank", ranks, "LoRA rank")):
         if not values:
             continue
         curves = {v: [] for v in variants}
         for value in tqdm(values, desc=f"sweep {label}", disable=not progress):
-            world = make_world(value if key == "rank" else None)
+            world = make_world(rank=value) if key == "rank" else make_world()
             k = value if key == "steps" else memorization_steps
             r = evaluate_recall(world, episodes, seed, k, variants, progress=False, memorize=memorize)
             for v in variants:
