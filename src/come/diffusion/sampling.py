@@ -58,7 +58,7 @@ def run_sampler(
         raise InputError(f"langevin_steps must be >= 0 and langevin_size > 0, got {langevin_steps}, {langevin_size}")
     scheduler.set_timesteps(steps)
     timesteps = [int(t) for t in scheduler.timesteps]
-    clean = x
+    ddim, clean = isinstance(scheduler, DDIMScheduler), x
     for i, t in enumerate(timesteps):
         if t == 0:  # (667 steps or more) level 0 is a clean frame: the last step's clean estimate is the sample
             x = clean
@@ -66,13 +66,12 @@ def run_sampler(
         eps = eps_fn(x, t).float()
         ab = float(alpha_bar(scheduler, torch.tensor(t)))
         clean = ((x - (1 - ab) ** 0.5 * eps) / ab**0.5).clamp(-1, 1)
-        ddim = isinstance(scheduler, DDIMScheduler)
         x = scheduler.step(eps, t, x, **({"eta": 0.0} if ddim else {})).prev_sample
         if langevin_steps and i + 1 < len(timesteps) and timesteps[i + 1] > 0:
             x = langevin(eps_fn, x, timesteps[i + 1], scheduler, langevin_steps, langevin_size, generator)
         if callback is not None:
             callback({"i": i, "t": t, "x": x, "eps": eps})
-    return x if isinstance(scheduler, DDIMScheduler) else x.clamp(-1, 1)  # DDIM clips each clean estimate
+    return x if ddim else x.clamp(-1, 1)  # DDIM clips each clean estimate, the multistep solvers do not
 
 
 def langevin(
@@ -97,7 +96,7 @@ def langevin(
 def sample_product(
     eps_fn: EpsFn,
     x: torch.Tensor,
-    scheduler: DDIMScheduler,
+    scheduler: SchedulerMixin,
     steps: int,
     generator: torch.Generator | None = None,
     callback: Callable[[dict], None] | None = None,
@@ -106,7 +105,7 @@ def sample_product(
 ) -> torch.Tensor:
     """Sample the product whose summed eps ``eps_fn`` gives, from noise ``x``; returns the clean sample.
 
-    Levels: the ``steps`` DDIM levels, then halving down to level 1, where the product of the noised
+    Levels: the scheduler's ``steps`` levels, then halving down to level 1, where the product of the noised
     experts is the product of the clean ones to within the level's noise (std 0.01). At each level,
     ``langevin_steps`` Langevin steps ``x <- x + d * score + sqrt((2 - c) d) z``, per item
     ``d = c / k`` with ``c = langevin_size`` and ``k`` the secant curvature of its score over its last
