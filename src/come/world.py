@@ -92,6 +92,21 @@ class ExpertWeights:
     hg: float = 1.5
 
 
+def _check_experts(come_experts, experts, sltm_null: str, sltm, place) -> None:
+    """Refuse a world's expert settings before any network is wrapped with memory adapters."""
+    if not set(come_experts) <= set(EXPERTS):
+        raise InputError(f"come_experts {list(come_experts)}: choose from {', '.join(EXPERTS)}")
+    clash = [e.name for e in experts if e.name in set(EXPERTS) | set(VARIANTS)]
+    if clash:
+        raise InputError(f"expert name(s) {', '.join(clash)} are taken by come's own experts or variants")
+    if sltm_null not in SLTM_NULLS:
+        raise InputError(f"unknown sltm_null '{sltm_null}' (choose from {', '.join(SLTM_NULLS)})")
+    if sltm is not None and not sltm[0].config.pose_dim:
+        raise InputError("the spatial expert (sltm) must be a pose-conditioned model (pose_dim > 0)")
+    if place is not None and not place[0].config.views:
+        raise InputError("the place memory must be a model that takes place views (views > 0)")
+
+
 class WorldModel:
     """A base world model with memory experts (see module docstring)."""
 
@@ -112,28 +127,19 @@ class WorldModel:
         experts: Sequence[Expert] = (),
         sampler: str = "ddim",
     ):
-        if not set(come_experts) <= set(EXPERTS):
-            raise InputError(f"come_experts {list(come_experts)}: choose from {', '.join(EXPERTS)}")
+        _check_experts(come_experts, experts, sltm_null, sltm, place)
         self.come_experts = tuple(come_experts)
-        clash = [e.name for e in experts if e.name in set(EXPERTS) | set(VARIANTS)]
-        if clash:
-            raise InputError(f"expert name(s) {', '.join(clash)} are taken by come's own experts or variants")
         # your own experts: each is a variant of its own (the prior and it) and joins come and poe
         self.outside = {e.name: e for e in experts}
-        if sltm_null not in SLTM_NULLS:
-            raise InputError(f"unknown sltm_null '{sltm_null}' (choose from {', '.join(SLTM_NULLS)})")
         self.cfg, self.sltm_null = base_cfg, sltm_null
+        self.scheduler = make_scheduler(base.config.num_train_timesteps, sampler)
         self.memory = LoRAMemory(base, rank=rank, targets=targets)
         self.base = DiTDenoiser(self.memory.model)
         self.stm = DiTDenoiser(stm[0].eval()) if stm is not None else None
         self.stm_context = stm[1].context if stm is not None else 0
-        if sltm is not None and not sltm[0].config.pose_dim:
-            raise InputError("the spatial expert (sltm) must be a pose-conditioned model (pose_dim > 0)")
         self.spatial = LoRAMemory(sltm[0], rank=rank, adapter="sltm") if sltm is not None else None
         self.sltm = DiTDenoiser(self.spatial.model) if sltm is not None else None
         self.sltm_cfg = sltm[1] if sltm is not None else None
-        if place is not None and not place[0].config.views:
-            raise InputError("the place memory must be a model that takes place views (views > 0)")
         # a base that is its own place memory is one network: the place memory's null is then the
         # prior's own pass, and at w_place = 1 the place memory costs one pass
         shared = place is not None and place[0] is base
@@ -141,7 +147,6 @@ class WorldModel:
         self.place_views = place[0].config.views if place is not None else 0
         self.weights = weights or ExpertWeights()
         self.steps, self.bf16 = steps, bf16
-        self.scheduler = make_scheduler(base.config.num_train_timesteps, sampler)
         self.device = next(base.parameters()).device  # the experts' networks are on it too
         self.frames = self.action = self.pose = None
         self.memorized: set[str] = set()  # the memories fitted on the current history
