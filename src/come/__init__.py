@@ -20,7 +20,8 @@ _PUBLIC = {
     "compose_eps": "compose", "composed_eps_fn": "compose",
     "FrameDenoiser": "denoisers", "RescheduledDenoiser": "denoisers",
     "LoRAMemory": "memory", "Recipe": "memory", "RECIPES": "memory",
-    "run_sampler": "diffusion.sampling", "make_scheduler": "diffusion.schedule",
+    "run_sampler": "diffusion.sampling", "sample_product": "diffusion.sampling", "make_scheduler": "diffusion.schedule",
+    "SAMPLERS": "diffusion.schedule",
     "VideoDiT": "models.dit", "DiTConfig": "models.dit",
     "load_model": "checkpoint", "shipped_models": "checkpoint", "TrainConfig": "presets",
 }
