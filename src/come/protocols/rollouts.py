@@ -100,20 +100,20 @@ def evaluate_rollouts(
         "ddim_steps": steps,
         "bf16": bf16,
         "seconds_per_episode": (time.time() - t0) / len(files),
-        "variants": {},
     }
-    for name, r in rows.items():
-        entry = {"psnr": mean_ci95(r["psnr"]), "ssim": mean_ci95(r["ssim"])}
-        if "lpips" in r:
-            entry["lpips"] = mean_ci95(r["lpips"])
-        if r["cursor"]:
-            entry["cursor_accuracy"] = mean_ci95(r["cursor"])
-        if r["flips"]:
-            entry["changed_cards_right"] = mean_ci95(r["flips"])
-        if any(n for _, n in flips[name].values()):
-            entry["flips"] = {k: {"right": a, "total": n} for k, (a, n) in flips[name].items()}
-        result["variants"][name] = entry
+    result["variants"] = {name: summarize(r, flips[name]) for name, r in rows.items()}
     return result
+
+
+def summarize(row: dict, flips: dict) -> dict:
+    """One variant's scores over episodes: means with 95% intervals, and the card flips drawn right by kind."""
+    entry = {"psnr": mean_ci95(row["psnr"]), "ssim": mean_ci95(row["ssim"])}
+    for key, name in (("lpips", "lpips"), ("cursor", "cursor_accuracy"), ("flips", "changed_cards_right")):
+        if row.get(key):
+            entry[name] = mean_ci95(row[key])
+    if any(n for _, n in flips.values()):
+        entry["flips"] = {k: {"right": a, "total": n} for k, (a, n) in flips.items()}
+    return entry
 
 
 FLIP_KINDS = ("covering", "uncovering", "uncovering_seen")
