@@ -102,7 +102,7 @@ class CardsGame:
 
 
 def has_display() -> bool:
-    """Whether a window can be shown and played: a desktop session, not SDL's dummy or offscreen driver."""
+    """Whether a window can be shown and played: a desktop display, not SDL's dummy or offscreen driver."""
     if os.environ.get("SDL_VIDEODRIVER") in ("dummy", "offscreen"):
         return False
     return sys.platform in ("darwin", "win32") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))

@@ -64,8 +64,9 @@ def run_sampler(
             x = clean
             break
         eps = eps_fn(x, t).float()
-        ab = float(alpha_bar(scheduler, torch.tensor(t)))
-        clean = ((x - (1 - ab) ** 0.5 * eps) / ab**0.5).clamp(-1, 1)
+        if i + 1 < len(timesteps) and timesteps[i + 1] == 0:  # the clean estimate the loop ends on
+            ab = float(alpha_bar(scheduler, torch.tensor(t)))
+            clean = ((x - (1 - ab) ** 0.5 * eps) / ab**0.5).clamp(-1, 1)
         x = scheduler.step(eps, t, x, **({"eta": 0.0} if ddim else {})).prev_sample
         if langevin_steps and i + 1 < len(timesteps) and timesteps[i + 1] > 0:
             x = langevin(eps_fn, x, timesteps[i + 1], scheduler, langevin_steps, langevin_size, generator)
