@@ -72,13 +72,12 @@ def test_training_clips_take_views_from_before_the_clip(tmp_path):
     assert batch["views"].shape == (64, 2, 3, 16, 16) and batch["view_pose"].shape == (64, 2, 4)
     assert batch["view_keep"].any() and not batch["view_keep"].all()  # clips near an episode's start have none
     # each kept view is a frame of the clip's episode from before the clip (checked by its pixels)
-    rng = np.random.default_rng(0)
-    eps = rng.choice(len(data.frames), size=64, p=data._weights)
-    starts = [int(rng.integers(0, data._starts[e])) for e in eps]
+    keys = data.draw_keys(64, np.random.default_rng(0))  # the clips of that batch
     for b in np.flatnonzero(batch["view_keep"].numpy()):
-        frames = data.episode(int(eps[b]))["frames"]
+        episode, start, _ = keys[b]
+        frames = data.episode(episode)["frames"]
         for v in batch["views"][b]:
             match = [i for i in range(len(frames)) if torch.equal(frames[i], v)]
-            assert match and min(match) < starts[b]
+            assert match and min(match) < start
     with pytest.raises(ValueError, match="absolute pose"):
         ClipDataset(tmp_path, "train", clip_frames=4, resolution=16, views=2)

@@ -4,8 +4,11 @@ import os
 import pytest
 import torch
 from safetensors.torch import load_file
+from typer.testing import CliRunner
 
 from come.checkpoint import CheckpointError, load_model
+from come.cli import app
+from come.data.clips import ClipDataset
 from come.presets import train_config
 from come.train import TrainingDiverged, train
 
@@ -177,43 +180,50 @@ def test_a_diverging_loss_stops_training_and_saves_nothing_after_it(cards_data, 
         assert all(torch.isfinite(t).all() for t in load_file(str(tmp_path / "run" / "model.safetensors")).values())
 
 
-TWO_PROCESSES = '''
-import hashlib, json, os, sys
-from come.data.clips import ClipDataset
-from come.presets import train_config
-from come.train import train
+def test_each_process_gets_its_own_share_of_every_step(cards_data):
+    """accelerate splits a step's clips across processes: the shares are disjoint and make the step of one
+    process; the batches of a step depend on the step alone (a resumed run draws what it would have), and
+    worker processes cut the same clips."""
+    from accelerate.data_loader import BatchSamplerShard
 
-drawn, original = [], ClipDataset.sample
+    from come.data.clips import StepBatches
 
-
-def sample(self, n, rng):
-    batch = original(self, n, rng)
-    drawn.append(hashlib.sha256(batch["frames"].numpy().tobytes()).hexdigest())
-    return batch
-
-
-ClipDataset.sample = sample
-summary = train(train_config("test-micro", steps=4), sys.argv[1], sys.argv[2], progress=False)
-with open(os.path.join(sys.argv[3], "rank%s.json" % os.environ["RANK"]), "w") as f:
-    json.dump({"drawn": drawn, "main": summary["main_process"], "processes": summary["processes"]}, f)
-'''
+    data = ClipDataset(cards_data, "train", 4, 32, pose="cursor")
+    one = list(StepBatches(data, 8, 3, 0, 3))
+    shares = [list(BatchSamplerShard(StepBatches(data, 8, 3, 0, 3), 2, rank, split_batches=True)) for rank in (0, 1)]
+    for batch, first, second in zip(one, *shares, strict=True):
+        assert first + second == batch and len(first) == 4 and first != second
+    assert list(StepBatches(data, 8, 3, 2, 3)) == one[2:]  # resumed at step 2
+    for plain, cut in zip(data.loader(8, 3, 0, 2), data.loader(8, 3, 0, 2, workers=2), strict=True):
+        assert all(torch.equal(plain[k], cut[k]) for k in plain)
 
 
-def test_two_processes_train_on_different_clips_and_one_writes_the_run(cards_data, tmp_path):
-    """As under `torchrun` / `accelerate launch` on several GPUs (here two CPU processes, gloo)."""
+def test_two_processes_take_the_steps_of_one(cards_data, tmp_path):
+    """The README's multi-GPU command, on two CPU processes (gloo): the weights match a one-process run of
+    the same global batch, and one process writes the run."""
     import subprocess
     import sys
 
-    (tmp_path / "two.py").write_text(TWO_PROCESSES)
-    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                          str(tmp_path / "two.py"), str(cards_data), str(tmp_path / "run"), str(tmp_path)],
+    settings = ["--data", str(cards_data), "--preset", "test-micro", "--steps", "3", "--batch-size", "8",
+                "--precision", "fp32"]
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    res = subprocess.run([*launch, "-m", "come.cli", "train", "--out", str(tmp_path / "two"), *settings],
                          capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert res.returncode == 0, res.stderr[-3000:]
-    main, other = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
-    assert main["processes"] == other["processes"] == 2 and main["main"] and not other["main"]
-    assert len(other["drawn"]) == 4 and not set(main["drawn"][:4]) & set(other["drawn"])  # other clips
-    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in log if "loss" in r] == [1, 2, 3, 4]  # written once
+    assert res.stdout.count('"processes": 2, "clips_per_process_step": 4') == 1  # one summary, half the clips each
+    one = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "one"), *settings])
+    other = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "other"), *settings, "--seed", "5"])
+    assert one.exit_code == 0 and other.exit_code == 0, one.output + other.output
+    weights = {run: load_file(tmp_path / run / "state.safetensors") for run in ("two", "one", "other")}
+
+    def gap(a, b):  # the trained weights and the optimizer's moments
+        return max((weights[a][k] - weights[b][k]).abs().max().item() for k in weights[a]
+                   if k.startswith(("model.", "opt.")))
+
+    assert gap("two", "one") < 1e-5 < gap("one", "other") / 100
+    log = [json.loads(line) for line in (tmp_path / "two" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "loss" in r] == [1, 2, 3]  # written once
 
 
 def test_a_run_folder_in_use_is_refused(cards_data, tmp_path):

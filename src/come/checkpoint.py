@@ -14,7 +14,6 @@ import json
 from dataclasses import fields
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import load as st_load
@@ -121,35 +120,32 @@ def save_state(
     model: torch.nn.Module,
     ema: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
-    np_rng: np.random.Generator,
-    torch_gen: torch.Generator,
 ) -> None:
-    """Write ``state.safetensors`` atomically: all that a bit-for-bit resume needs."""
+    """Write ``state.safetensors`` atomically: all that a bit-for-bit resume needs (the random streams are
+    those of the step, ``come.train.step_generator``)."""
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     tensors |= {f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.state_dict().items()}
     opt = optimizer.state_dict()
     for idx, st in opt["state"].items():
         for key, val in st.items():
             tensors[f"opt.{idx}.{key}"] = torch.as_tensor(val).detach().cpu().contiguous()
-    tensors["rng.torch"] = torch_gen.get_state()
     meta = {
         "step": str(step),
         "param_names": json.dumps([n for n, _ in model.named_parameters()]),  # what each optimizer index is
-        "np_rng": json.dumps(np_rng.bit_generator.state),
         "param_groups": json.dumps(opt["param_groups"]),
     }
     atomic_write_bytes(Path(run) / "state.safetensors", save(tensors, metadata=meta))
 
 
 def state_metadata(run: str | Path) -> dict:
-    """The metadata of a run's ``state.safetensors`` (its step, optimizer settings, random streams)."""
+    """The metadata of a run's ``state.safetensors`` (its step and optimizer settings)."""
     path = Path(run) / "state.safetensors"
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
     except Exception as e:  # safetensors raises SafetensorsError or OSError, by version and fault
         raise CheckpointError(f"{path}: corrupt training state ({type(e).__name__}: {e})") from None
-    missing = [k for k in ("step", "param_groups", "np_rng") if k not in meta]
+    missing = [k for k in ("step", "param_groups") if k not in meta]
     if missing:
         raise CheckpointError(f"{path}: not a training state written by 'come train' (no {', '.join(missing)})")
     return meta
@@ -160,8 +156,6 @@ def load_state(
     model: torch.nn.Module,
     ema: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
-    np_rng: np.random.Generator,
-    torch_gen: torch.Generator,
 ) -> int:
     """Restore what :func:`save_state` wrote; returns the step to continue from."""
     path = Path(run) / "state.safetensors"
@@ -184,8 +178,6 @@ def load_state(
     index = {n: i for i, n in enumerate(names)}
     state = {index[saved[i]]: st for i, st in state.items()}
     optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
-    np_rng.bit_generator.state = json.loads(meta["np_rng"])
-    torch_gen.set_state(tensors["rng.torch"])
     return int(meta["step"])
 
 

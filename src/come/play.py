@@ -1,12 +1,13 @@
 """``come play``: play inside the world model, its memory switched on and off by key.
 
-The game opens on a real Memory Cards board just after the recall protocol's observe phase (every card
-uncovered once along the zig-zag, then covered again): those frames are the history, and the long-term
-memory is memorized on them before the first key (or loaded from a saved memory). Each key is one action:
-the model draws the next frame from its own frames so far, composed as CoME (memory on) or by the base
-model alone (memory off). In twin mode the real board runs beside it under the same keys, so a player sees
-where imagination departs from reality. A pygame window takes the keyboard (arrows, space; M switches the
-memory; Esc ends), or a key file plays without one.
+A game opens on a real environment after an observe phase, whose frames are the history: on Memory Cards the
+recall protocol's observe phase (every card uncovered once along the zig-zag, then covered again), which the
+long-term memory memorizes before the first key (or loads from a saved memory); on Memory Maze a walk of the
+scripted explorer, which the place memory reads as it is. Each key is one action: the real environment
+steps (it gives the pose the model is conditioned on) and the model draws the next frame from its own frames
+so far, composed as CoME (memory on) or by the base model alone (memory off). In twin mode the real frame is
+shown beside the model's, so a player sees where imagination departs from reality. A pygame window takes the
+keyboard (M switches the memory; Esc ends), or a key file plays without one.
 """
 
 from __future__ import annotations
@@ -16,34 +17,42 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Protocol
 
 import numpy as np
 import torch
 
-from .data.cards import ACTIONS, generate_episode, render, simulate
-from .data.clips import cursor_pose, frames_to_tensor, tensor_to_frames
+from .data import cards, maze
+from .data.clips import absolute_pose, cursor_pose, frames_to_tensor, tensor_to_frames
 from .errors import InputError
 from .metrics.image import psnr
 from .video import side_by_side, write_video
 
 MEMORY_KEY = "memory"  # a key-file line that switches the memory on or off
-KEY_NAMES = (*ACTIONS, MEMORY_KEY)
 
 
-def read_keys(path: str | Path) -> list[str]:
-    """The key names of a key file: one a line (``up``, ``down``, ``left``, ``right``, ``toggle`` or ``memory``);
-    blank lines and ``#`` comments are skipped, an unknown name is refused with its line number."""
-    path = Path(path)
+def read_keys(path: str | Path, actions: tuple[str, ...] = cards.ACTIONS) -> list[str]:
+    """The key names of a key file: one a line (an action name of the game, or ``memory``); blank lines and
+    ``#`` comments are skipped, an unknown name is refused with its line number."""
+    path, names = Path(path), (*actions, MEMORY_KEY)
     if not path.is_file():
         raise InputError(f"{path}: key file not found")
     keys = []
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         name = line.split("#")[0].strip()
-        if name and name not in KEY_NAMES:
-            raise InputError(f"{path}:{number}: unknown key '{name}' (choose from {', '.join(KEY_NAMES)})")
+        if name and name not in names:
+            raise InputError(f"{path}:{number}: unknown key '{name}' (choose from {', '.join(names)})")
         keys += [name] if name else []
     return keys
+
+
+class Environment(Protocol):
+    """A real environment a game runs beside the model: its action names, and one step of an action id that
+    returns the frame it shows (H,W,3) uint8 at the model's resolution and the pose the model is given."""
+
+    actions: tuple[str, ...]
+
+    def step(self, action: int) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 @dataclass
@@ -54,51 +63,120 @@ class CardsBoard:
     covered: np.ndarray
     cursor: np.ndarray
     resolution: int
+    actions = cards.ACTIONS
 
-    def step(self, action: int) -> np.ndarray:
-        """Apply one action id; returns the frame the board shows (H,W,3) uint8."""
-        covered, cursor = simulate(self.layout, self.covered, tuple(self.cursor), np.array([action]))
+    def step(self, action: int) -> tuple[np.ndarray, np.ndarray]:
+        covered, cursor = cards.simulate(self.layout, self.covered, tuple(self.cursor), np.array([action]))
         self.covered, self.cursor = covered[-1], cursor[-1]
-        return render(self.layout, covered[-1:], cursor[-1:], self.resolution)[0]
+        return cards.render(self.layout, covered[-1:], cursor[-1:], self.resolution)[0], \
+            cursor_pose({"cursor": cursor[-1:]})[0]
 
 
-class CardsGame:
-    """A game on a Memory Cards world model: the model's own stream of frames, the real board beside it and
-    the memory switch. ``memorize`` changes settings of the memorization recipe (``WorldModel.memorize``)."""
+class RealMaze:
+    """The real Memory Maze (``come.data.maze.make_env``) under the player's actions, seen at the model's
+    resolution and posed as the maze models are (x, y, cos yaw, sin yaw). :meth:`walk` plays the scripted
+    explorer; ``done`` is set at the environment's time limit."""
 
-    def __init__(self, world, seed: int = 0, memory: bool = True, memories: str | Path | None = None,
-                 progress: bool = True, **memorize):
-        if world.cfg.pose != "cursor":
-            raise InputError("come play cards needs a Memory Cards model conditioned on the cursor pose")
-        resolution = world.cfg.model["resolution"]
-        ep = generate_episode(seed, 0, "zigzag", resolution=resolution)
-        n = int((ep["phase"] == 0).sum())
-        self.board = CardsBoard(ep["layout"], ep["covered"][n - 1], ep["cursor"][n - 1], resolution)
-        world.observe(frames_to_tensor(ep["image"][:n])[None], torch.from_numpy(ep["action"][:n])[None],
-                      torch.from_numpy(cursor_pose({"cursor": ep["cursor"][:n]}))[None])
-        if memories is not None:
-            world.load_memories(memories)
-        else:
-            world.memorize(seed=seed, progress=progress, **memorize)
-        self.world, self.memory = world, memory
-        self.model_frame = self.real_frame = ep["image"][n - 1]
+    actions = maze.ACTIONS
+
+    def __init__(self, seed: int, resolution: int, size: str = "9x9"):
+        self.env, self.resolution, self.done = maze.make_env(size, seed), resolution, False
+        self.observation = self.env.reset().observation
+
+    def view(self) -> tuple[np.ndarray, np.ndarray]:
+        obs = self.observation
+        frame = tensor_to_frames(frames_to_tensor(obs["image"][None], self.resolution))[0]
+        pose = absolute_pose({"agent_pos": obs["agent_pos"][None], "agent_dir": obs["agent_dir"][None],
+                              "maze_layout": obs["maze_layout"]})[0]
+        return frame, pose
+
+    def step(self, action: int) -> tuple[np.ndarray, np.ndarray]:
+        step = self.env.step(action)
+        self.observation, self.done = step.observation, step.last()
+        return self.view()
+
+    def walk(self, steps: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``steps`` actions of the explorer from here: the frames seen (the first before any action), the
+        one-hot actions that produced them and the poses."""
+        explorer = maze.Explorer(self.observation["maze_layout"], np.random.default_rng(seed))
+        frame, pose = self.view()
+        frames, poses, actions = [frame], [pose], [np.zeros(len(self.actions), np.float32)]
+        for _ in range(steps):
+            a = explorer.act(self.observation["agent_pos"], self.observation["agent_dir"])
+            frame, pose = self.step(a)
+            frames.append(frame), poses.append(pose), actions.append(np.eye(len(self.actions), dtype=np.float32)[a])
+        return np.stack(frames), np.stack(actions), np.stack(poses)
+
+    def close(self) -> None:
+        self.env.close()
+
+
+class Game:
+    """A game: the model's own stream of frames, the real environment beside it under the same keys, and the
+    memory switch. ``history`` (frames (N,H,W,3) uint8, one-hot actions (N,A), poses (N,P)) is what the
+    model has observed before the first key."""
+
+    def __init__(self, name: str, world, env: Environment, history: tuple[np.ndarray, np.ndarray, np.ndarray],
+                 memory: bool = True):
+        frames, action, pose = history
+        world.observe(frames_to_tensor(frames)[None], torch.as_tensor(action, dtype=torch.float32)[None],
+                      torch.as_tensor(pose, dtype=torch.float32)[None])
+        self.name, self.world, self.env, self.memory = name, world, env, memory
+        self.model_frame = self.real_frame = frames[-1]
+
+    @property
+    def over(self) -> bool:
+        """The real environment has ended (Memory Maze's time limit)."""
+        return bool(getattr(self.env, "done", False))
 
     def press(self, key: str) -> bool:
         """Play one key; returns whether it drew a frame (``memory`` only switches the memory)."""
         if key == MEMORY_KEY:
             self.memory = not self.memory
             return False
-        action_id = ACTIONS.index(key)
-        self.real_frame = self.board.step(action_id)
-        action = torch.zeros(1, 1, len(ACTIONS))
+        action_id = self.env.actions.index(key)
+        self.real_frame, pose = self.env.step(action_id)
+        action = torch.zeros(1, 1, len(self.env.actions))
         action[..., action_id] = 1.0
-        pose = torch.from_numpy(cursor_pose({"cursor": self.board.cursor[None]}))[None]
+        pose = torch.from_numpy(pose)[None, None]
         w = self.world
         pred = w.imagine(action, pose, variant="come" if self.memory else "base")
         w.observe(torch.cat([w.frames, pred.to(w.device)], 1), torch.cat([w.action, action.to(w.device)], 1),
                   torch.cat([w.pose, pose.to(w.device)], 1), keep_memory=True)
         self.model_frame = tensor_to_frames(pred[0, 0])
         return True
+
+
+def cards_game(world, seed: int = 0, memory: bool = True, memories: str | Path | None = None,
+               progress: bool = True, **memorize) -> Game:
+    """Memory Cards on board ``seed``, after the recall protocol's observe phase, which the long-term memory
+    memorizes (``memorize``: settings of the recipe, :meth:`~come.world.WorldModel.memorize`) or loads from
+    ``memories``."""
+    if world.cfg.pose != "cursor":
+        raise InputError("come play cards needs a Memory Cards model conditioned on the cursor pose")
+    resolution = world.cfg.model["resolution"]
+    ep = cards.generate_episode(seed, 0, "zigzag", resolution=resolution)
+    n = int((ep["phase"] == 0).sum())
+    board = CardsBoard(ep["layout"], ep["covered"][n - 1], ep["cursor"][n - 1], resolution)
+    history = (ep["image"][:n], ep["action"][:n], cursor_pose({"cursor": ep["cursor"][:n]}))
+    game = Game("cards", world, board, history, memory)
+    if memories is not None:
+        world.load_memories(memories)
+    else:
+        world.memorize(seed=seed, progress=progress, **memorize)
+    return game
+
+
+def maze_game(world, seed: int = 0, observe: int = 200, memory: bool = True, size: str = "9x9") -> Game:
+    """Memory Maze ``size`` on maze ``seed``, after ``observe`` steps of the scripted explorer, which the
+    world's place memory reads as its history (no memorization)."""
+    if world.cfg.pose != "absolute" or world.place is None:
+        raise InputError("come play maze needs a Memory Maze model with a place memory (e.g. maze-place)")
+    if observe < world.cfg.context + world.place_views:
+        raise InputError(f"observe at least {world.cfg.context + world.place_views} steps: the place memory takes "
+                         f"{world.place_views} views from before the base context of {world.cfg.context}")
+    env = RealMaze(seed, world.cfg.model["resolution"], size)
+    return Game("maze", world, env, env.walk(observe, seed), memory)
 
 
 def has_display() -> bool:
@@ -108,14 +186,20 @@ def has_display() -> bool:
     return sys.platform in ("darwin", "win32") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
+# each game's keys: pygame key constant by action name, and the hint in the window's title
+PYGAME_KEYS = {
+    "cards": {"up": "K_UP", "down": "K_DOWN", "left": "K_LEFT", "right": "K_RIGHT", "toggle": "K_SPACE"},
+    "maze": {"forward": "K_UP", "left": "K_LEFT", "right": "K_RIGHT", "forward_left": "K_q", "forward_right": "K_e",
+             "noop": "K_SPACE"},
+}
+KEY_HINTS = {"cards": "arrows, space, Esc", "maze": "up, left, right, Q/E arc, space waits, Esc"}
+
+
 class Window:
-    """A pygame window: the model's frame (and the real board's) scaled up; the title says which memory is on
-    and the frame rate. :meth:`keys` yields the key names the player presses."""
+    """A pygame window: the model's frame (and the real one's) scaled up; the title says whether the memory
+    is on and the frame rate. :meth:`keys` yields the key names the player presses."""
 
-    PYGAME_KEYS = {"up": "K_UP", "down": "K_DOWN", "left": "K_LEFT", "right": "K_RIGHT", "toggle": "K_SPACE",
-                   MEMORY_KEY: "K_m"}
-
-    def __init__(self, width: int, height: int):
+    def __init__(self, width: int, height: int, game: str = "cards"):
         try:
             import pygame
         except ImportError:
@@ -124,7 +208,8 @@ class Window:
         self.pygame = pygame
         pygame.display.init()
         self.screen = pygame.display.set_mode((width, height))
-        self.names = {getattr(pygame, code): name for name, code in self.PYGAME_KEYS.items()}
+        codes = PYGAME_KEYS[game] | {MEMORY_KEY: "K_m"}
+        self.names = {getattr(pygame, code): name for name, code in codes.items()}
 
     def show(self, image: np.ndarray, title: str) -> None:
         surface = self.pygame.surfarray.make_surface(np.ascontiguousarray(image.transpose(1, 0, 2)))
@@ -144,17 +229,18 @@ class Window:
                 yield self.names[event.key]
 
 
-def screen(game: CardsGame, twin: bool, scale: int) -> np.ndarray:
-    """What the player sees: the model's frame, and the real board's beside it in twin mode, scaled up."""
+def screen(game: Game, twin: bool, scale: int) -> np.ndarray:
+    """What the player sees: the model's frame, and the real one beside it in twin mode, scaled up."""
     panels = [game.model_frame[None]] + ([game.real_frame[None]] if twin else [])
     return side_by_side(panels, scale=scale)[0]
 
 
-def play(game: CardsGame, keys: list[str] | None = None, twin: bool = False, record: str | Path | None = None,
+def play(game: Game, keys: list[str] | None = None, twin: bool = False, record: str | Path | None = None,
          scale: int = 8, window: Window | None = None) -> dict:
-    """Play ``keys`` (a key script) or the keyboard of ``window``; returns the game's statistics: frames drawn,
-    frames per second of the play loop, the memory per frame and, in twin mode, PSNR against the real board
-    per frame. ``record`` writes what the player saw as a video."""
+    """Play ``keys`` (a key script) or the keyboard of ``window`` until they end or the environment does;
+    returns the game's statistics: frames drawn, frames per second of the play loop (the environment's step
+    included), the memory per frame and, in twin mode, PSNR against the real frame per frame. ``record``
+    writes what the player saw as a video."""
     shown, memory_on, twin_psnr = [screen(game, twin, scale)], [], []
     if window is not None:
         window.show(shown[0], _title(game, None))
@@ -171,14 +257,16 @@ def play(game: CardsGame, keys: list[str] | None = None, twin: bool = False, rec
             shown.append(screen(game, twin, scale))
         if window is not None:
             window.show(shown[-1], _title(game, len(memory_on) / seconds if seconds else None))
+        if game.over:
+            break
     if record is not None:
         write_video(record, np.stack(shown), fps=4)
     return _stats(memory_on, seconds, twin_psnr)
 
 
-def _title(game: CardsGame, fps: float | None) -> str:
+def _title(game: Game, fps: float | None) -> str:
     rate = f" | {fps:.1f} frames/s" if fps else ""
-    return f"come play cards | memory {'ON' if game.memory else 'off'} (M){rate} | arrows, space, Esc"
+    return f"come play {game.name} | memory {'ON' if game.memory else 'off'} (M){rate} | {KEY_HINTS[game.name]}"
 
 
 def _stats(memory_on: list[bool], seconds: float, twin_psnr: list[float]) -> dict:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, DataLoaderConfiguration
 from tqdm import tqdm
 
 from .checkpoint import (CheckpointError, build_network, load_config, load_model, load_state, save_config, save_state,
@@ -144,14 +144,21 @@ def load_datasets(cfg: TrainConfig, data: str | Path, progress: bool) -> tuple[C
     return train_data, ClipDataset(data, "test", cfg.clip_frames, resolution, cfg.frame_skip, cfg.pose, action_dim)
 
 
-def training_loss(model, batch: dict, cfg: TrainConfig, scheduler, gen: torch.Generator, scale=None) -> torch.Tensor:
-    """The loss of one batch: the diffusion loss (world models) or the motion loss (the pose encoder,
-    whose motion ``scale`` is given)."""
+def training_loss(model, batch: dict, cfg: TrainConfig, scheduler, gen: torch.Generator, scale=None,
+                  shard: tuple[int, int] = (0, 1)) -> torch.Tensor:
+    """The loss of one batch (``shard``: this process's share of the global batch): the diffusion loss
+    (world models) or the motion loss (the pose encoder, whose motion ``scale`` is given)."""
     if cfg.network != "dit":
         return motion_loss(model(batch["frames"], batch["action"]), batch["pose"], scale)
     return diffusion_loss(model, batch, cfg.context, scheduler, cfg.p_context_dropout, cfg.p_pose_dropout,
                           generator=gen, p_view_dropout=cfg.p_view_dropout, short_context=cfg.short_context,
-                          p_short_context=cfg.p_short_context, levels=cfg.noise_levels())
+                          p_short_context=cfg.p_short_context, levels=cfg.noise_levels(), shard=shard)
+
+
+def step_generator(seed: int, step: int) -> torch.Generator:
+    """The noise stream of a training step: a function of the run's seed and the step alone, so a resumed
+    run and a run split across processes draw the noise of one uninterrupted process."""
+    return torch.Generator().manual_seed(int(np.random.default_rng((seed, step, 1)).integers(2**62)))
 
 
 def progress_sample(ema, cfg: TrainConfig, data: ClipDataset, out: Path, step: int, bf16: bool, device, writer
@@ -168,18 +175,19 @@ def progress_sample(ema, cfg: TrainConfig, data: ClipDataset, out: Path, step: i
     return {"step": step, "track_rmse": score, "standing_still_rmse": baseline}
 
 
-def optimizer_step(model, ema, optimizer, accelerator, batch: dict, cfg: TrainConfig, scheduler, gen: torch.Generator,
-                   scale, step: int, out: Path, bf16: bool) -> float:
+def optimizer_step(model, ema, optimizer, accelerator, batch: dict, cfg: TrainConfig, scheduler, scale, step: int,
+                   out: Path, bf16: bool) -> float:
     """One step on ``batch`` at step ``step``'s learning rate, then the EMA update; returns the loss."""
     model.train()
     for g in optimizer.param_groups:
         g["lr"] = learning_rate(cfg, step)
     with autocast(bf16, accelerator.device):
-        loss = training_loss(model, batch, cfg, scheduler, gen, scale)
+        loss = training_loss(model, batch, cfg, scheduler, step_generator(cfg.seed, step), scale,
+                             (accelerator.process_index, accelerator.num_processes))
     if not torch.isfinite(loss):
         raise TrainingDiverged(f"{out}: the training loss is {loss.item()} at step {step + 1}; stopped without "
                                "saving it (the folder keeps its last checkpoint). Lower --lr or check the data")
-    accelerator.backward(loss)
+    accelerator.backward(loss)  # gradients averaged over the processes: the global batch's mean
     if cfg.grad_clip:
         accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
     optimizer.step()
@@ -196,6 +204,21 @@ def log_loss(writer, log_path: Path, cfg: TrainConfig, step: int, mean: float) -
         f.write(json.dumps({"step": step, "loss": mean, "time": time.time()}) + "\n")
 
 
+def write_progress(cfg: TrainConfig, out: Path, step: int, end: int, losses: list[float], model, ema, optimizer,
+                   sample_data: ClipDataset, bf16: bool, writer) -> None:
+    """After ``step``: the loss in the log, a checkpoint and a progress sample when they are due (and at
+    ``end``, the last step of this run)."""
+    if step % cfg.log_every == 0 or step == end:
+        log_loss(writer, out / "log.jsonl", cfg, step, float(np.mean(losses[-cfg.log_every:])))
+    if step % cfg.ckpt_every == 0 or step == end:
+        save_state(out, step, model, ema, optimizer)
+        save_weights(out / "model.safetensors", ema, {"step": step, "preset": cfg.preset})
+    if step % cfg.sample_every == 0 or step == cfg.steps:
+        record = progress_sample(ema, cfg, sample_data, out, step, bf16, next(ema.parameters()).device, writer)
+        with open(out / "log.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
 def time_is_up(accelerator, t0: float, minutes: float) -> bool:
     """Whether ``minutes`` have passed since ``t0``, decided by the main process for every process (ranks
     that stopped at different steps would wait for each other forever)."""
@@ -207,31 +230,24 @@ def time_is_up(accelerator, t0: float, minutes: float) -> bool:
     return flag[0]
 
 
-def start_run(cfg: TrainConfig, out: Path, resume: bool, init, rank: int = 0) -> tuple:
-    """The network (from ``init``'s weights, if given), its EMA copy, the optimizer, the random streams and
-    the step: fresh, or where the run in ``out`` stopped (``resume``); process 0 writes ``out/config.json``.
-    Every other process (``rank``) draws its clips and noise from streams of its own: each trains on other
-    clips, and the gradients are averaged (a resumed one starts new streams at the resumed step)."""
+def start_run(cfg: TrainConfig, out: Path, resume: bool, init, main: bool = True) -> tuple:
+    """The network (from ``init``'s weights, if given), its EMA copy, the optimizer and the step: fresh, or
+    where the run in ``out`` stopped (``resume``); the main process writes ``out/config.json``."""
     torch.manual_seed(cfg.seed)
     model = build_network(cfg)
     if init is not None:
         init_weights(model, init, cfg)
     ema = copy.deepcopy(model).requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    np_rng = np.random.default_rng(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    if rank == 0:
+    if main:
         out.mkdir(parents=True, exist_ok=True)
         remove_stale_temp_files(out)
-    step = load_state(out, model, ema, optimizer, np_rng, gen) if resume else 0
-    if rank > 0:
-        np_rng = np.random.default_rng((cfg.seed, rank, step))
-        gen.manual_seed(int(np_rng.integers(2**62)))
-    elif resume:
-        truncate_log(out / "log.jsonl", step)
-    if rank == 0:
+    step = load_state(out, model, ema, optimizer) if resume else 0
+    if main:
+        if resume:
+            truncate_log(out / "log.jsonl", step)
         save_config(out, cfg)
-    return model, ema, optimizer, np_rng, gen, step
+    return model, ema, optimizer, step
 
 
 def truncate_log(path: Path, step: int) -> None:
@@ -243,27 +259,36 @@ def truncate_log(path: Path, step: int) -> None:
 
 
 def train(cfg: TrainConfig, data: str | Path, out: str | Path, resume: bool = False, progress: bool = True,
-          stop_after: int | None = None, init: str | Path | None = None, minutes: float | None = None) -> dict:
+          stop_after: int | None = None, init: str | Path | None = None, minutes: float | None = None,
+          workers: int = 0) -> dict:
     """Train (or resume) a run in ``out``; returns a summary dict. ``init`` starts a new run from another
     run's (EMA) weights, which must have the same model; ``stop_after`` stops early (for tests); ``minutes``
-    stops after that much training time, with a checkpoint (``resume`` continues it)."""
+    stops after that much training time, with a checkpoint (``resume`` continues it); ``workers``: processes
+    that cut the clips. Under ``accelerate launch`` the batch of ``cfg.batch_size`` clips is split across
+    the processes, which together take the steps one process would."""
     out = Path(out)
     check_run_folder(cfg, out, resume, init)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(),
+                              dataloader_config=DataLoaderConfiguration(split_batches=True))
+    if cfg.batch_size % accelerator.num_processes:
+        raise InputError(f"batch size {cfg.batch_size} does not split evenly across {accelerator.num_processes} "
+                         "processes")
     datasets = load_datasets(cfg, data, progress)
     with run_lock(out) if accelerator.is_main_process else contextlib.nullcontext():
-        return _run_training(cfg, out, accelerator, datasets, resume, init, progress, stop_after, minutes)
+        return _run_training(cfg, out, accelerator, datasets, resume, init, progress, stop_after, minutes, workers)
 
 
 def _run_training(cfg: TrainConfig, out: Path, accelerator, datasets: tuple, resume: bool, init, progress: bool,
-                  stop_after: int | None, minutes: float | None) -> dict:
+                  stop_after: int | None, minutes: float | None, workers: int) -> dict:
     """:func:`train` once its inputs are checked, its data loaded and its run folder held."""
     device = accelerator.device
     bf16 = use_bf16(cfg.precision, device)
     train_data, sample_data = datasets
     main = accelerator.is_main_process
-    model, ema, optimizer, np_rng, gen, step = start_run(cfg, out, resume, init, accelerator.process_index)
-    model, optimizer = accelerator.prepare(model, optimizer)
+    model, ema, optimizer, step = start_run(cfg, out, resume, init, main)
+    end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
+    batches = train_data.loader(cfg.batch_size, cfg.seed, step, end, workers)
+    model, optimizer, batches = accelerator.prepare(model, optimizer, batches)
     ema.to(device)
     scheduler = make_scheduler(cfg.model.get("num_train_timesteps", 1000))
     scale = getattr(accelerator.unwrap_model(model), "scale", None)
@@ -271,33 +296,25 @@ def _run_training(cfg: TrainConfig, out: Path, accelerator, datasets: tuple, res
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(str(out / "tb")) if main else None
-    log_path = out / "log.jsonl"
-    end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.preset}", unit="step",
                disable=not (progress and main))
     losses: list[float] = []
     t0 = time.time()
-    first = step
-    while step < end:
-        batch = {k: v.to(device) for k, v in train_data.sample(cfg.batch_size, np_rng).items()}
-        loss = optimizer_step(model, ema, optimizer, accelerator, batch, cfg, scheduler, gen, scale, step, out, bf16)
+    first, clips = step, 0
+    for batch in batches:
+        clips = len(batch["frames"])
+        loss = optimizer_step(model, ema, optimizer, accelerator, batch, cfg, scheduler, scale, step, out, bf16)
         step += 1
         if minutes is not None and time_is_up(accelerator, t0, minutes):
             end = step  # the checks below then log and checkpoint this step as the last
         losses.append(loss)
         bar.update(1)
         bar.set_postfix(loss=f"{np.mean(losses[-cfg.log_every:]):.4f}")
-        if not main:  # one process writes the run: its log, checkpoints and samples
-            continue
-        if step % cfg.log_every == 0 or step == end:
-            log_loss(writer, log_path, cfg, step, float(np.mean(losses[-cfg.log_every:])))
-        if step % cfg.ckpt_every == 0 or step == end:
-            save_state(out, step, accelerator.unwrap_model(model), ema, optimizer, np_rng, gen)
-            save_weights(out / "model.safetensors", ema, {"step": step, "preset": cfg.preset})
-        if step % cfg.sample_every == 0 or step == cfg.steps:
-            record = progress_sample(ema, cfg, sample_data, out, step, bf16, device, writer)
-            with open(log_path, "a") as f:
-                f.write(json.dumps(record) + "\n")
+        if main:  # one process writes the run: its log, checkpoints and samples
+            write_progress(cfg, out, step, end, losses, accelerator.unwrap_model(model), ema, optimizer,
+                           sample_data, bf16, writer)
+        if step >= end:
+            break
     bar.close()
     if writer is not None:
         writer.close()
@@ -305,6 +322,7 @@ def _run_training(cfg: TrainConfig, out: Path, accelerator, datasets: tuple, res
     return {
         "main_process": main,
         "processes": accelerator.num_processes,
+        "clips_per_process_step": clips,
         "steps": step,
         "seconds": elapsed,
         "seconds_per_step": elapsed / max(1, step - first),

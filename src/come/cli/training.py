@@ -20,7 +20,8 @@ def train(
     preset: Optional[str] = typer.Option(None, help=(
         "Training preset (see 'come presets') [default: cards-tiny, or the run's own with --resume].")),
     steps: Optional[int] = typer.Option(None, help="Total training steps (default: the preset's)."),
-    batch_size: Optional[int] = typer.Option(None, help="Clips per batch (default: the preset's)."),
+    batch_size: Optional[int] = typer.Option(None, help=(
+        "Clips per step (default: the preset's); under 'accelerate launch' split across the processes.")),
     lr: Optional[float] = typer.Option(None, help="Peak learning rate (default: the preset's)."),
     precision: str = typer.Option("auto", help="auto (bf16 where the hardware is fast at it), bf16 or fp32."),
     seed: Optional[int] = typer.Option(None, help="Seed for weights, clips and noise."),
@@ -35,9 +36,12 @@ def train(
     minutes: Optional[float] = typer.Option(None, min=0.0, help=(
         "Stop after this many minutes of training (a time-limited GPU, a night), checkpointed; --resume continues the "
         "run.")),
+    workers: int = typer.Option(0, min=0, help=(
+        "DataLoader worker processes that cut the clips (0: the training process).")),
 ):
     """Train a video diffusion world model, or the SLTM's pose encoder (preset maze-pose), on CPU,
-    one GPU, or several with 'accelerate launch'.
+    one GPU, or several with 'accelerate launch -m come.cli train ...' (the processes split each batch and
+together take the steps of one process).
 
     Writes checkpoints every few hundred steps (atomically), TensorBoard scalars to OUT/tb
     and, every K steps, a sample video (truth | prediction) to OUT/samples (world models) or
@@ -55,7 +59,7 @@ def train(
     else:
         cfg = train_config(preset or "cards-tiny", steps=steps, batch_size=batch_size, lr=lr, precision=precision,
                            seed=seed)
-    summary = run_training(cfg, data, out, resume=resume, init=init, minutes=minutes)
+    summary = run_training(cfg, data, out, resume=resume, init=init, minutes=minutes, workers=workers)
     summary.pop("losses")
     if summary["main_process"]:  # one summary for a run on several processes
         typer.echo(json.dumps(summary))

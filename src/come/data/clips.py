@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 from tqdm import tqdm
 
 from ..errors import InputError
@@ -128,7 +129,7 @@ def skip_actions(action: np.ndarray, skip: int) -> np.ndarray:
     return out
 
 
-class ClipDataset:
+class ClipDataset(Dataset):
     """Episodes held in memory, sampled as random clips with a seeded numpy generator.
 
     With ``views`` > 0 (a place memory; needs the ``absolute`` pose) each clip also carries the
@@ -192,32 +193,57 @@ class ClipDataset:
             out["pose"] = self.poses[i]
         return out
 
+    def draw_keys(self, batch_size: int, rng: np.random.Generator) -> list[tuple[int, int, int]]:
+        """Keys of ``batch_size`` random clips: (episode, first frame, place views' gap)."""
+        eps = rng.choice(len(self.frames), size=batch_size, p=self._weights)
+        return [(int(e), int(rng.integers(0, self._starts[e])), int(rng.integers(0, self.view_gap + 1)))
+                for e in eps]
+
+    def __getitem__(self, key: tuple[int, int, int]) -> dict[str, torch.Tensor]:
+        """The clip of a key from :meth:`draw_keys`: frames (T,C,H,W), action (T,A), pose (T,P) if any, and
+        its place views if the dataset has them."""
+        e, s, gap = key
+        clip = slice(s, s + self.clip_frames)
+        out = {"frames": uint8_to_tensor(self.frames[e][clip]), "action": self.actions[e][clip]}
+        if self.poses:
+            out["pose"] = self.poses[e][clip]
+        if self.views:
+            out |= self._views(e, s, gap)
+        return out
+
     def sample(self, batch_size: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         """A batch of random clips: frames (B,T,C,H,W), action (B,T,A), pose (B,T,P) if any."""
-        eps = rng.choice(len(self.frames), size=batch_size, p=self._weights)
-        starts = [int(rng.integers(0, self._starts[e])) for e in eps]
-        sl = [slice(s, s + self.clip_frames) for s in starts]
-        batch = {
-            "frames": uint8_to_tensor(torch.stack([self.frames[e][s] for e, s in zip(eps, sl)])),
-            "action": torch.stack([self.actions[e][s] for e, s in zip(eps, sl)]),
-        }
-        if self.poses:
-            batch["pose"] = torch.stack([self.poses[e][s] for e, s in zip(eps, sl)])
-        if self.views:
-            batch.update(self._views(eps, starts, rng))
-        return batch
+        return default_collate([self[k] for k in self.draw_keys(batch_size, rng)])
 
-    def _views(self, eps, starts, rng: np.random.Generator) -> dict[str, torch.Tensor]:
-        """Place views of each clip (see the class docstring)."""
-        frames, poses, keep = [], [], []
-        for e, s in zip(eps, starts):
-            target = self.poses[e][s + self.clip_frames - 1]
-            end = s - int(rng.integers(0, self.view_gap + 1))
-            ok = end >= self.views
-            idx = nearest_views(self.poses[e][:end].numpy(), target[None].numpy(),
-                                self.views)[0] if ok else [0] * self.views
-            frames.append(self.frames[e][list(idx)])
-            poses.append(relative_view_pose(self.poses[e][list(idx)], target))
-            keep.append(ok)
-        return {"views": uint8_to_tensor(torch.stack(frames)), "view_pose": torch.stack(poses),
-                "view_keep": torch.tensor(keep)}
+    def loader(self, batch_size: int, seed: int, start: int, end: int, workers: int = 0) -> DataLoader:
+        """The training batches of steps ``start`` to ``end``: step ``s`` draws its clips from a generator
+        seeded by ``(seed, s)``, so a resumed run draws what it would have, and a run split across
+        processes (accelerate's ``split_batches``) draws the clips of one process's run."""
+        return DataLoader(self, batch_sampler=StepBatches(self, batch_size, seed, start, end), num_workers=workers,
+                          persistent_workers=workers > 0)
+
+    def _views(self, e: int, s: int, gap: int) -> dict[str, torch.Tensor]:
+        """Place views of a clip (see the class docstring)."""
+        target = self.poses[e][s + self.clip_frames - 1]
+        end = s - gap
+        ok = end >= self.views
+        idx = list(nearest_views(self.poses[e][:end].numpy(), target[None].numpy(), self.views)[0]) if ok \
+            else [0] * self.views
+        return {"views": uint8_to_tensor(self.frames[e][idx]),
+                "view_pose": relative_view_pose(self.poses[e][idx], target), "view_keep": torch.tensor(ok)}
+
+
+class StepBatches(Sampler):
+    """Batch sampler of :meth:`ClipDataset.loader`: the clip keys of each training step."""
+
+    drop_last = False
+
+    def __init__(self, data: ClipDataset, batch_size: int, seed: int, start: int, end: int):
+        self.data, self.batch_size, self.seed, self.start, self.end = data, batch_size, seed, start, end
+
+    def __len__(self) -> int:
+        return max(0, self.end - self.start)
+
+    def __iter__(self):
+        for step in range(self.start, self.end):
+            yield self.data.draw_keys(self.batch_size, np.random.default_rng((self.seed, step)))

@@ -83,6 +83,7 @@ def diffusion_loss(
     p_view_dropout: float = 0.0,
     short_context: int = 0,
     p_short_context: float = 0.0,
+    shard: tuple[int, int] = (0, 1),
 ) -> torch.Tensor:
     """Mean weighted v-MSE over the future frames of a batch of clips (context frames are never targets).
 
@@ -92,24 +93,31 @@ def diffusion_loss(
     (memorization: windows whose context lies before the history's first frame). A batch with place
     ``views`` drops them in a ``p_view_dropout`` share of the clips, so the place memory is also
     its own base model (its contrastive baseline). ``short_context`` and ``p_short_context``: see
-    :func:`sample_levels`.
+    :func:`sample_levels`. ``shard`` (index, count): the batch is that share of a global batch split
+    across processes, and every random draw is made for the global batch and sliced, so the processes
+    together draw what one process would (``drop_context`` is for one process).
     """
     frames = batch["frames"]
     B, T = frames.shape[:2]
     device = frames.device
-    drawn = sample_levels(B, T, context, scheduler.config.num_train_timesteps, p_context_dropout, generator,
+    index, count = shard
+    if count > 1 and drop_context is not None:
+        raise ValueError("drop_context is for a batch on one process")
+    rows = slice(index * B, (index + 1) * B)
+    drawn = sample_levels(B * count, T, context, scheduler.config.num_train_timesteps, p_context_dropout, generator,
                           levels.high_fraction, levels.high_min, levels.context_noise_max, drop_context,
-                          short_context, p_short_context).to(device)
-    noise = torch.randn(frames.shape, generator=generator).to(device)
+                          short_context, p_short_context)[rows].to(device)
+    noise = torch.randn((B * count, *frames.shape[1:]), generator=generator)[rows].to(device)
     ab = alpha_bar(scheduler, drawn)
     x_t = add_noise(frames, noise, ab)
     pose = batch.get("pose")
     if pose is not None and p_pose_dropout > 0:
-        keep = (torch.rand(B, generator=generator) >= p_pose_dropout).to(device)
+        keep = (torch.rand(B * count, generator=generator)[rows] >= p_pose_dropout).to(device)
         pose = pose * keep[:, None, None]
     views = {}
     if "views" in batch:
-        keep = batch["view_keep"].to(device) & (torch.rand(B, generator=generator) >= p_view_dropout).to(device)
+        dropped = torch.rand(B * count, generator=generator)[rows] < p_view_dropout
+        keep = batch["view_keep"].to(device) & ~dropped.to(device)
         views = {"views": batch["views"], "view_pose": batch["view_pose"], "view_keep": keep}
     pred = model(x_t, drawn, batch["action"], pose, context=context, **views).float()
     target = velocity(frames, noise, ab)
