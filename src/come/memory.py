@@ -84,6 +84,10 @@ RECIPES = {
     # model's surprise (a reveal, not a cursor move), the context of 10% of them dropped so that an episode
     # that starts face up is learned as whole frames (BENCHMARKS.md, "Recall past 0.80").
     "cards": Recipe(steps=50, lr=1e-1, batch_size=64, weighting="surprise", boost=20.0, p_context_dropout=0.1),
+    # Memory Cards in play, where cards are covered again: windows drawn by frame change, which covering a card
+    # has as much as uncovering it; drawn by surprise, the memory rarely sees a card covered and leaves a ghost
+    # of its object there (BENCHMARKS.md, "Playing").
+    "cards-play": Recipe(steps=50, lr=1e-1, batch_size=64, weighting="change", boost=20.0, p_context_dropout=0.1),
     # Memory Maze: the best of the settings tried on dev revisit windows (BENCHMARKS.md, "Memory Maze: the
     # LTM and the spatial expert on an x0 base model").
     "maze": Recipe(steps=50, lr=1e-2, batch_size=16, weighting="change", lr_schedule="cosine"),

@@ -150,8 +150,8 @@ class Game:
 def cards_game(world, seed: int = 0, memory: bool = True, memories: str | Path | None = None,
                progress: bool = True, **memorize) -> Game:
     """Memory Cards on board ``seed``, after the recall protocol's observe phase, which the long-term memory
-    memorizes (``memorize``: settings of the recipe, :meth:`~come.world.WorldModel.memorize`) or loads from
-    ``memories``."""
+    memorizes (the ``cards-play`` recipe; ``memorize`` changes its settings, :meth:`~come.world.WorldModel.memorize`)
+    or loads from ``memories``."""
     if world.cfg.pose != "cursor":
         raise InputError("come play cards needs a Memory Cards model conditioned on the cursor pose")
     resolution = world.cfg.model["resolution"]
@@ -163,7 +163,7 @@ def cards_game(world, seed: int = 0, memory: bool = True, memories: str | Path |
     if memories is not None:
         world.load_memories(memories)
     else:
-        world.memorize(seed=seed, progress=progress, **memorize)
+        world.memorize("cards-play", seed=seed, progress=progress, **memorize)
     return game
 
 

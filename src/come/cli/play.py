@@ -34,6 +34,9 @@ def play_cards(
     ddim_steps: DdimSteps = 4,
     seed: int = typer.Option(0, help="Seed of the board (its layout) and of the memorization."),
     memorize_steps: int = typer.Option(50, min=1, help="Memorization steps on the observed frames."),
+    w_ltm: float = typer.Option(1.0, help=(
+        "Contrast weight of the long-term memory: at 1 CoME is the memorized model itself (one pass a step); "
+        "above 1 it leaves ghosts of objects on cards covered again.")),
     load_memory: Optional[Path] = typer.Option(None, help="Folder of a memory saved by --save-memory."),
     save_memory: Optional[Path] = typer.Option(None, help="Save the game's memory into this folder."),
     record: Record = None,
@@ -52,12 +55,15 @@ def play_cards(
     """
     from ..play import cards_game
 
-    script, world = _start("cards", ckpt, keys, record, json_out, ddim_steps, precision, device)
+    from ..world import ExpertWeights
+
+    script, world = _start("cards", ckpt, keys, record, json_out, ddim_steps, precision, device,
+                           weights=ExpertWeights(ltm=w_ltm))
     game = cards_game(world, seed, memory, load_memory, steps=memorize_steps)
     if save_memory is not None:
         world.save_memories(save_memory)
     _play(game, script, twin, record, scale, json_out,
-          {"checkpoint": str(ckpt), "seed": seed, "ddim_steps": ddim_steps})
+          {"checkpoint": str(ckpt), "seed": seed, "ddim_steps": ddim_steps, "w_ltm": w_ltm})
 
 
 @play_app.command("maze")
