@@ -53,7 +53,8 @@ def main() -> None:
     rows = {f"{s} {k}": {"sampler": s, "steps": k, **cards_recalled(recalled[s, k]),
                          "psnr": float(np.mean(scores[s, k])), "seconds_per_rollout": seconds[s, k] / args.episodes}
             for s, k in recalled}
-    print("| sampler | steps | recall [95% CI] (cards) | PSNR, recall phase (dB) | s per rollout |\n|---|---|---|---|---|")
+    print("| sampler | steps | recall [95% CI] (cards) | PSNR, recall phase (dB) | s per rollout |")
+    print("|---|---|---|---|---|")
     for r in rows.values():
         lo, hi = r["ci95"]
         print(f"| {r['sampler']} | {r['steps']} | {r['mean']:.3f} [{lo:.3f}, {hi:.3f}] ({r['n']}) | {r['psnr']:.2f} "

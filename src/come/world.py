@@ -218,8 +218,8 @@ class WorldModel:
         in every memory (LTM, and SLTM when there is one) or those of ``experts``; returns the loss curves,
         per memory then per episode.
 
-        ``recipe`` names the settings (:data:`~come.memory.RECIPES`: ``cards``, ``cards-play`` or ``maze``; by default the
-        one of the base model's dataset), or is a :class:`~come.memory.Recipe`; ``overrides`` change any
+        ``recipe`` names the settings (:data:`~come.memory.RECIPES`: ``cards``, ``cards-play`` or ``maze``; by
+        default the one of the base model's dataset), or is a :class:`~come.memory.Recipe`; ``overrides`` change any
         field of the recipe (``steps``, ``lr``, ``batch_size``...), of the noise levels (``high_min``...; by
         default those each memory's network was trained with), ``grad_clip`` or ``first_frames``.
         """
