@@ -1,0 +1,79 @@
+"""``come bench``: what the device at hand costs, measured side by side in one run."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .common import Device, JsonOut, Precision, UserError, check_outputs, command_group, guard, parse_ints, write_json
+
+bench_app = command_group("bench", "Benchmarks of the device at hand (the compute table).")
+
+
+@bench_app.command("compute")
+@guard
+def bench_compute(
+    ckpt: str = typer.Option("cards-tiny", help="Base model: a shipped name or a run folder."),
+    stm: Optional[str] = typer.Option(None, help="Short-term memory model (e.g. cards-stm) for stm, come and poe."),
+    data: Optional[Path] = typer.Option(None, help=(
+        "Memory Maze dataset folder, for a maze model: its first eval/ episode is the one timed.")),
+    history: int = typer.Option(200, min=1, help="Maze: history frames before the timed window."),
+    frames: int = typer.Option(32, min=1, help="Maze: frames imagined after the history."),
+    variants: str = typer.Option("base,ltm,come", help="Variants to time (see 'come eval'); base always."),
+    ranks: str = typer.Option("8,32", help="LoRA ranks of the memory, comma-separated: one row each."),
+    memorize_steps: int = typer.Option(20, min=1, help="Memorization steps (the paper's budget: 20)."),
+    ddim_steps: int = typer.Option(20, min=1, help="DDIM steps per generated frame."),
+    seed: int = typer.Option(0, help="Seed of the episode and of the sampling and memorization noise."),
+    precision: Precision = "auto",
+    device: Device = "auto",
+    json_out: JsonOut = None,
+):
+    """The compute table (the paper's Table 9): seconds to memorize an episode and to imagine its future per
+    variant, for each LoRA rank, each also as a multiple of the base model's rollout, side by side in one run.
+
+    A Memory Cards model is timed on a recall episode (its observe phase memorized, its recall phase
+    imagined); a Memory Maze model on a window of the first episode of --data. Prints a markdown table and
+    the device; --json writes every figure.
+    """
+    check_outputs(json_out)
+    from ..checkpoint import load_model
+    from ..protocols.compute import compute_table, format_compute_table
+    from ..runtime import describe_device, pick_device, use_bf16
+    from ..world import WorldModel, choose_variants
+
+    on = pick_device(device)
+    base, cfg = load_model(ckpt)
+    experts = {"ltm"} | ({"stm"} if stm else set()) | ({"place"} if base.config.views else set())
+    names = choose_variants(variants, experts)
+    episode = _timed_episode(cfg, seed, data, history, frames)
+    bf16 = use_bf16(precision, on)
+    make_world = partial(WorldModel.from_pretrained, ckpt, stm=stm, steps=ddim_steps, device=on, bf16=bf16)
+    result = compute_table(make_world, episode, names, parse_ints(ranks, "--ranks"), memorize_steps, seed)
+    result |= {"checkpoint": str(ckpt), "stm": stm, "ddim_steps": ddim_steps, "device": describe_device(on),
+               "bf16": bf16}
+    typer.echo(format_compute_table(result))
+    typer.echo(f"{result['device']}, {'bf16' if bf16 else 'fp32'}; {result['frames']} frames imagined after "
+               f"{result['history']}, {ddim_steps} DDIM steps a frame")
+    write_json(json_out, result)
+
+
+def _timed_episode(cfg, seed: int, data: Optional[Path], history: int, frames: int) -> dict:
+    """A recall episode for a Memory Cards model; a window of --data's first episode for a Memory Maze one."""
+    if cfg.pose == "cursor":
+        from ..protocols.recall import recall_episode
+
+        return recall_episode(seed, 0, cfg)
+    if data is None:
+        raise UserError("a Memory Maze model is timed on an episode: give --data (a Memory Maze dataset folder)")
+    from ..data.episodes import episode_files
+    from ..protocols.maze import load_maze_episode
+
+    ep = load_maze_episode(episode_files(data, "eval")[0], cfg)
+    if len(ep["frames"]) < history + frames:
+        raise UserError(f"{data}: its first episode has {len(ep['frames'])} frames, fewer than --history + --frames")
+    cut = slice(0, history), slice(history, history + frames)
+    return {"history": ep["frames"][cut[0]], "history_action": ep["action"][cut[0]], "history_pose": ep["pose"][cut[0]],
+            "action": ep["action"][cut[1]], "pose": ep["pose"][cut[1]]}
