@@ -9,9 +9,9 @@ from come.cli import app
 
 def test_the_compute_table_times_memorization_and_each_variant_per_rank(micro_run, tmp_path):
     out = tmp_path / "compute.json"
-    res = CliRunner().invoke(app, ["bench", "compute", "--ckpt", str(micro_run), "--variants", "ltm,hg", "--ranks", "2,4",
-                                   "--memorize-steps", "2", "--ddim-steps", "1", "--precision", "fp32",
-                                   "--json", str(out)])
+    res = CliRunner().invoke(app, ["bench", "compute", "--ckpt", str(micro_run), "--variants", "ltm,hg",
+                                   "--ranks", "2,4", "--memorize-steps", "2", "--ddim-steps", "1",
+                                   "--precision", "fp32", "--json", str(out)])
     assert res.exit_code == 0, res.output
     result = json.loads(out.read_text())
     assert [row["rank"] for row in result["rows"]] == [2, 4] and result["variants"] == ["base", "ltm", "hg"]
