@@ -49,10 +49,10 @@ def test_shipped_maze_model_is_base_and_place_memory(tmp_path):
     base, cfg = load_model(ASSETS / "maze-place")
     place, _ = load_model(ASSETS / "maze-place")
     assert cfg.preset == "maze-place" and base.config.views == 2 and cfg.pose == "absolute"
-    save_episode(tmp_path / "ep.npz", walk_maze(7, 0, "eval", steps=120))
+    save_episode(tmp_path / "ep.npz", walk_maze(7, 0, "eval", steps=60))
     ep = load_maze_episode(tmp_path / "ep.npz", cfg)
-    N, F = 110, 4
-    world = WorldModel(base.float(), cfg, place=(place.float(), cfg), rank=4, steps=10)
+    N, F = 55, 4
+    world = WorldModel(base.float(), cfg, place=(place.float(), cfg), rank=4, steps=4)
     world.observe(ep["frames"][None, :N], ep["action"][None, :N], ep["pose"][None, :N])
     outs = {v: world.imagine(ep["action"][None, N:N + F], ep["pose"][None, N:N + F], variant=v)
             for v in ("base", "place")}
