@@ -26,7 +26,8 @@ from come.memory import Recipe
 from come.models.dit import DiTConfig, VideoDiT
 from come.presets import train_config
 from come.runtime import median_seconds
-from come.world import VARIANTS, WorldModel
+from come.variants import VARIANTS
+from come.world import WorldModel
 
 
 def main():

@@ -17,7 +17,8 @@ from come.presets import TrainConfig
 from come.memory import RECIPES
 from come.protocols.maze import (differences_from_base, load_maze_episode, nearest_pose_frames, revisit_frames,
                                  window_protocol)
-from come.world import VARIANTS, WorldModel
+from come.variants import VARIANTS
+from come.world import WorldModel
 
 from test_maze import _public_episode
 from tiny import tiny_dit

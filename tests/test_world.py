@@ -9,7 +9,8 @@ from come.data.cards import generate_episode
 from come.data.clips import cursor_pose, frames_to_tensor
 from come.presets import TrainConfig
 from come.data.places import relative_view_pose
-from come.world import VARIANTS, ExpertWeights, WorldModel, available_variants
+from come.variants import VARIANTS, available_variants
+from come.world import ExpertWeights, WorldModel
 
 from tiny import tiny_dit
 

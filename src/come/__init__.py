@@ -15,7 +15,7 @@ except PackageNotFoundError:  # a source tree that is not installed
     __version__ = "0.0.0"
 
 _PUBLIC = {
-    "WorldModel": "world", "ExpertWeights": "world", "VARIANTS": "world", "VARIANT_EXPERTS": "world",
+    "WorldModel": "world", "ExpertWeights": "world", "VARIANTS": "variants", "VARIANT_EXPERTS": "variants",
     "Expert": "compose", "History": "compose", "Denoiser": "compose", "DiTDenoiser": "compose",
     "compose_eps": "compose", "composed_eps_fn": "compose",
     "FrameDenoiser": "denoisers", "RescheduledDenoiser": "denoisers",

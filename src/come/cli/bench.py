@@ -42,7 +42,8 @@ def bench_compute(
     from ..checkpoint import load_model
     from ..protocols.compute import compute_table, format_compute_table
     from ..runtime import describe_device, pick_device, use_bf16
-    from ..world import WorldModel, choose_variants
+    from ..variants import choose_variants
+    from ..world import WorldModel
 
     on = pick_device(device)
     base, cfg = load_model(ckpt)

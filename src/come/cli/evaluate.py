@@ -157,7 +157,8 @@ def eval_maze(
     from ..metrics.perceptual import lpips_network
     from ..protocols.maze import PROTOCOLS, evaluate_maze, format_maze_table
     from ..runtime import pick_device, use_bf16
-    from ..world import EXPERTS, SLTM_NULLS, ExpertWeights, WorldModel
+    from ..variants import EXPERTS
+    from ..world import SLTM_NULLS, ExpertWeights, WorldModel
 
     memorize = _maze_recipe(memorize_steps, lr, lr_schedule, batch_size, weighting, context_dropout, pose_dropout)
     parse_choice(sltm_null, "--sltm-null", SLTM_NULLS)
@@ -205,7 +206,7 @@ def _maze_models(ckpt, place, stm, sltm, variants):
     the given expert runs allow."""
     from ..checkpoint import load_model
     from ..demo import SHIPPED_MAZE
-    from ..world import choose_variants
+    from ..variants import choose_variants
 
     ckpt = ckpt or SHIPPED_MAZE
     cfg = load_model(ckpt)[1]
@@ -304,7 +305,7 @@ def eval_cards_recall(
 def _cards_variants(ckpt: Path, stm: Optional[Path], variants: str) -> tuple[str, ...]:
     """The variants of --variants that a Memory Cards base model (and --stm) can run."""
     from ..checkpoint import load_model
-    from ..world import choose_variants
+    from ..variants import choose_variants
 
     if any(v.strip() in ("sltm", "place") for v in variants.split(",")):
         raise UserError("--variants sltm and place: those experts need map poses (Memory Maze); Memory Cards has none")
@@ -320,7 +321,7 @@ def _cards_variants(ckpt: Path, stm: Optional[Path], variants: str) -> tuple[str
 def _recall_sweeps(make_world, episodes, seed, sweeps, memorize_steps, names, out, memorize) -> dict:
     """Recall against memorization steps and LoRA rank (the memory variants asked for, else come); printed."""
     from ..protocols.recall import recall_sweeps
-    from ..world import MEMORY_VARIANTS
+    from ..variants import MEMORY_VARIANTS
 
     swept = tuple(v for v in names if v in MEMORY_VARIANTS) or ("come",)
     result = recall_sweeps(make_world, episodes, seed, *sweeps, memorize_steps, swept, out, memorize=memorize)
