@@ -54,7 +54,7 @@ def test_memorization_is_reproducible_and_leaves_the_global_generator_alone():
         mem.adapter_for("episode1")
         mem.memorize(frames, action, pose, Recipe(steps=3, lr=1e-2, batch_size=2), adapter="episode1", seed=7)
         assert torch.equal(torch.get_rng_state(), state)  # init and memorization draw from their own generators
-        memorized.append(mem._state("episode1"))
+        memorized.append(mem.state("episode1"))
     assert memorized[0].keys() == memorized[1].keys()
     for k in memorized[0]:
         assert torch.equal(memorized[0][k], memorized[1][k]), k
@@ -68,7 +68,7 @@ def test_pose_dropout_in_memorization_hides_the_pose():
     def memorized(p, dropout):
         mem = LoRAMemory(_net(), rank=4, targets=("qkv", "pose_embed.0"))
         mem.memorize(frames, action, p, Recipe(steps=3, lr=1e-2, batch_size=2, p_pose_dropout=dropout))
-        return mem._state(mem.adapter)
+        return mem.state(mem.adapter)
 
     for dropout, same in ((1.0, True), (0.0, False)):
         a, b = memorized(pose, dropout), memorized(other, dropout)

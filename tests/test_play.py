@@ -54,6 +54,25 @@ def test_a_key_script_draws_one_frame_per_action_and_switches_the_memory(game_wo
     assert (tmp_path / "r.gif").stat().st_size > 0
 
 
+def test_the_memory_keeps_memorizing_the_stream_in_the_background(game_world):
+    import time
+
+    import torch
+
+    game = cards_game(game_world(), seed=1, progress=False, steps=2, learner=game_world(), learn_steps=1)
+    name, observed = game.world.episode_adapters[0], len(game.world.frames[0])
+    before = game.world.memory.state(name)
+    play(game, ["right", "toggle"])
+    deadline = time.time() + 120
+    while game.learning.rounds < 1 and time.time() < deadline:
+        time.sleep(0.05)
+    assert game.learning.rounds >= 1 and len(game.learning.learner.frames[0]) > observed  # the grown stream
+    game.press("down")  # the learned memory is taken between frames
+    after = game.world.memory.state(name)
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    game.learning.close()
+
+
 def test_the_window_plays_the_keys_pressed(game_world, monkeypatch):
     pygame = pytest.importorskip("pygame")
     from come.play import Window, screen

@@ -166,17 +166,22 @@ class LoRAMemory:
         with _adapter_init_generator():
             self.model = get_peft_model(network, self.config, adapter_name=adapter)
         self.model.eval()
-        self._initial = {adapter: self._state(adapter)}
+        self._initial = {adapter: self.state(adapter)}
 
-    def _state(self, adapter: str) -> dict[str, torch.Tensor]:
+    def state(self, adapter: str) -> dict[str, torch.Tensor]:
+        """A copy of an adapter's weights (what :meth:`save` writes and :meth:`set_state` takes)."""
         return {k: v.detach().clone() for k, v in get_peft_model_state_dict(self.model, adapter_name=adapter).items()}
+
+    def set_state(self, state: dict[str, torch.Tensor], adapter: str | None = None) -> None:
+        """Set an adapter's weights to those of :meth:`state` (of a memory of the same model, rank and targets)."""
+        set_peft_model_state_dict(self.model, state, adapter_name=self.adapter_for(adapter or self.adapter))
 
     def adapter_for(self, name: str) -> str:
         """Make sure adapter ``name`` exists (one per episode of a batch); returns it."""
         if name not in self._initial:
             with _adapter_init_generator():
                 self.model.add_adapter(name, self.config)
-            self._initial[name] = self._state(name)
+            self._initial[name] = self.state(name)
         return name
 
     @property
@@ -355,7 +360,7 @@ class LoRAMemory:
         name = adapter or self.adapter
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        state = {k: v.cpu().contiguous() for k, v in self._state(name).items()}
+        state = {k: v.cpu().contiguous() for k, v in self.state(name).items()}
         save_file(state, str(path), metadata={"rank": str(self.config.r)})
         return path
 
@@ -379,4 +384,4 @@ class LoRAMemory:
             if k in expected and v.shape != expected[k].shape:
                 raise InputError(f"{path}: adapter '{k}' has shape {tuple(v.shape)}, expected "
                                  f"{tuple(expected[k].shape)} (another LoRA rank?)")
-        set_peft_model_state_dict(self.model, state, adapter_name=name)
+        self.set_state(state, name)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,10 +112,63 @@ class RealMaze:
         self.env.close()
 
 
+class BackgroundMemory:
+    """Memorizes a game's stream as it grows, in a thread, on a world of its own (``learner``: the same model
+    loaded again), and hands the memory over between frames, so the frame loop never waits for it. Each
+    round continues the last one for ``steps`` more steps of the ``recipe`` on the whole stream so far."""
+
+    def __init__(self, learner, world, steps: int = 10, recipe: str = "cards-play", seed: int = 0):
+        self.learner, self.steps, self.recipe, self.seed, self.rounds = learner, steps, recipe, seed, 0
+        learner.observe(world.frames, world.action, world.pose)
+        name = world.episode_adapters[0]
+        learner.memory.set_state(world.memory.state(name), name)  # start from the game's memory
+        self._lock, self._wake, self._stop = threading.Lock(), threading.Event(), False
+        self._stream = self._memory = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def offer(self, world) -> None:
+        """The stream so far, to memorize next (replacing an offer the thread has not started on)."""
+        with self._lock:
+            self._stream = (world.frames.clone(), world.action.clone(), world.pose.clone())
+        self._wake.set()
+
+    def take(self, world) -> bool:
+        """Put the newest finished round's memory into ``world``; whether there was one."""
+        with self._lock:
+            memory, self._memory = self._memory, None
+        if memory is not None:
+            world.memory.set_state(memory, world.episode_adapters[0])
+        return memory is not None
+
+    def close(self) -> None:
+        """Stop after the round in progress."""
+        self._stop = True
+        self._wake.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            with self._lock:
+                stream, self._stream = self._stream, None
+                self._wake.clear()
+            if self._stop:
+                return
+            if stream is None:
+                continue
+            self.learner.observe(*stream, keep_memory=True)
+            self.learner.memorize(self.recipe, seed=self.seed + self.rounds, steps=self.steps)
+            with self._lock:
+                self._memory = self.learner.memory.state(self.learner.episode_adapters[0])
+                self.rounds += 1
+
+
 class Game:
     """A game: the model's own stream of frames, the real environment beside it under the same keys, and the
     memory switch. ``history`` (frames (N,H,W,3) uint8, one-hot actions (N,A), poses (N,P)) is what the
-    model has observed before the first key."""
+    model has observed before the first key. With ``learning`` (a :class:`BackgroundMemory`) the long-term
+    memory keeps memorizing the stream as it grows."""
 
     def __init__(self, name: str, world, env: Environment, history: tuple[np.ndarray, np.ndarray, np.ndarray],
                  memory: bool = True):
@@ -123,6 +177,7 @@ class Game:
                       torch.as_tensor(pose, dtype=torch.float32)[None])
         self.name, self.world, self.env, self.memory = name, world, env, memory
         self.model_frame = self.real_frame = frames[-1]
+        self.learning: BackgroundMemory | None = None
 
     @property
     def over(self) -> bool:
@@ -140,18 +195,23 @@ class Game:
         action[..., action_id] = 1.0
         pose = torch.from_numpy(pose)[None, None]
         w = self.world
+        if self.learning is not None:
+            self.learning.take(w)
         pred = w.imagine(action, pose, variant="come" if self.memory else "base")
         w.observe(torch.cat([w.frames, pred.to(w.device)], 1), torch.cat([w.action, action.to(w.device)], 1),
                   torch.cat([w.pose, pose.to(w.device)], 1), keep_memory=True)
+        if self.learning is not None:
+            self.learning.offer(w)
         self.model_frame = tensor_to_frames(pred[0, 0])
         return True
 
 
 def cards_game(world, seed: int = 0, memory: bool = True, memories: str | Path | None = None,
-               progress: bool = True, **memorize) -> Game:
+               progress: bool = True, learner=None, learn_steps: int = 10, **memorize) -> Game:
     """Memory Cards on board ``seed``, after the recall protocol's observe phase, which the long-term memory
     memorizes (the ``cards-play`` recipe; ``memorize`` changes its settings, :meth:`~come.world.WorldModel.memorize`)
-    or loads from ``memories``."""
+    or loads from ``memories``. With ``learner`` (a second world on the same model) the memory keeps
+    memorizing the game's stream in the background, ``learn_steps`` steps a round."""
     if world.cfg.pose != "cursor":
         raise InputError("come play cards needs a Memory Cards model conditioned on the cursor pose")
     resolution = world.cfg.model["resolution"]
@@ -164,6 +224,8 @@ def cards_game(world, seed: int = 0, memory: bool = True, memories: str | Path |
         world.load_memories(memories)
     else:
         world.memorize("cards-play", seed=seed, progress=progress, **memorize)
+    if learner is not None:
+        game.learning = BackgroundMemory(learner, world, learn_steps, "cards-play", seed)
     return game
 
 

@@ -37,8 +37,11 @@ def play_cards(
     w_ltm: float = typer.Option(1.0, help=(
         "Contrast weight of the long-term memory: at 1 CoME is the memorized model itself (one pass a step); "
         "above 1 it leaves ghosts of objects on cards covered again.")),
+    learn_steps: int = typer.Option(0, min=0, help=(
+        "Keep memorizing the game's stream in the background, this many steps a round, on a second copy of the "
+        "model (0: the memory is fitted on the observe phase only).")),
     load_memory: Optional[Path] = typer.Option(None, help="Folder of a memory saved by --save-memory."),
-    save_memory: Optional[Path] = typer.Option(None, help="Save the game's memory into this folder."),
+    save_memory: Optional[Path] = typer.Option(None, help="Save the game's memory into this folder when it ends."),
     record: Record = None,
     scale: Scale = 8,
     precision: Precision = "auto",
@@ -55,15 +58,22 @@ def play_cards(
     """
     from ..play import cards_game
 
-    from ..world import ExpertWeights
+    from ..world import ExpertWeights, WorldModel
 
     script, world = _start("cards", ckpt, keys, record, json_out, ddim_steps, precision, device,
                            weights=ExpertWeights(ltm=w_ltm))
-    game = cards_game(world, seed, memory, load_memory, steps=memorize_steps)
+    learner = WorldModel.from_pretrained(ckpt, bf16=world.bf16, device=world.device) if learn_steps else None
+    game = cards_game(world, seed, memory, load_memory, learner=learner, learn_steps=learn_steps,
+                      steps=memorize_steps)
+    try:
+        _play(game, script, twin, record, scale, json_out,
+              {"checkpoint": str(ckpt), "seed": seed, "ddim_steps": ddim_steps, "w_ltm": w_ltm,
+               "learn_steps": learn_steps})
+    finally:
+        if game.learning is not None:
+            game.learning.close()
     if save_memory is not None:
         world.save_memories(save_memory)
-    _play(game, script, twin, record, scale, json_out,
-          {"checkpoint": str(ckpt), "seed": seed, "ddim_steps": ddim_steps, "w_ltm": w_ltm})
 
 
 @play_app.command("maze")
@@ -134,6 +144,8 @@ def _play(game, script, twin: bool, record: Path | None, scale: int, json_out: P
         height, width = screen(game, twin, scale).shape[:2]
         window = Window(width, height, game.name)
     stats = play(game, script, twin, record, scale, window) | settings | {"twin": twin}
+    if game.learning is not None:
+        stats["learned_rounds"] = game.learning.rounds
     fps = stats["frames_per_second"]
     typer.echo(f"{stats['frames']} frames at {fps:.1f} frames/s" if fps else "no frames drawn")
     if twin and stats["frames"]:
