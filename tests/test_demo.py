@@ -10,7 +10,7 @@ from come.demo import SHIPPED, run_demo
 def test_demo_with_shipped_checkpoint(tmp_path):
     assert (SHIPPED / "model.safetensors").is_file()
     lines = []
-    result = run_demo(tmp_path, episodes=2, memorization_steps=2, progress=False, echo=lines.append)
+    result = run_demo(tmp_path, episodes=2, memorization_steps=2, progress=False, echo=lines.append, ddim_steps=2)
     for name in ("recall.png", "recall_frames.png", "recall_00.mp4", "recall_01.mp4", "recall.md"):
         assert (tmp_path / name).stat().st_size > 0, name
     saved = json.loads((tmp_path / "recall.json").read_text())

@@ -31,8 +31,8 @@ MAZE_DEMO_VARIANTS = ("base", "place", "come")
 
 def run_demo(out: Path, ckpt: Path | None = None, episodes: int = 4, train_steps: int | None = None,
              memorization_steps: int = 50, seed: int = 1234, progress: bool = True, echo=print,
-             device="cpu") -> dict:
-    """Run the demo into ``out`` on ``device``; returns the recall result."""
+             device="cpu", ddim_steps: int = 20) -> dict:
+    """Run the demo into ``out`` on ``device``, ``ddim_steps`` a generated frame; returns the recall result."""
     out = Path(out)
     if ckpt is None and (train_steps is not None or not (SHIPPED / "model.safetensors").is_file()):
         from .presets import train_config
@@ -47,7 +47,7 @@ def run_demo(out: Path, ckpt: Path | None = None, episodes: int = 4, train_steps
     ckpt = Path(ckpt or SHIPPED)
     echo(f"model: {ckpt}")
     base, cfg = load_model(ckpt, device)
-    world = WorldModel(base, cfg)
+    world = WorldModel(base, cfg, steps=ddim_steps)
     result = evaluate_recall(world, episodes, seed, memorization_steps, DEMO_VARIANTS, out=out, videos=episodes,
                              progress=progress)
     table = format_recall_table(result)
