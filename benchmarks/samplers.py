@@ -37,6 +37,7 @@ def main() -> None:
     samplers, steps = args.samplers.split(","), [int(s) for s in args.steps.split(",")]
     world = WorldModel.from_pretrained(args.ckpt)
     tau = recall_tau(world.cfg.model["resolution"])
+    levels = world.scheduler.config.num_train_timesteps
     recalled = {(s, k): [] for s in samplers for k in steps}
     scores, seconds = {key: [] for key in recalled}, {key: 0.0 for key in recalled}
     for i in tqdm(range(args.episodes), desc="episodes"):
@@ -44,7 +45,7 @@ def main() -> None:
         world.observe(ep["history"][None], ep["history_action"][None], ep["history_pose"][None])
         world.memorize(recipe="cards", steps=args.memorize_steps, seed=args.seed + i)
         for key in recalled:
-            world.scheduler, world.steps = make_scheduler(1000, key[0]), key[1]
+            world.scheduler, world.steps = make_scheduler(levels, key[0]), key[1]
             t0 = time.perf_counter()
             pred = world.imagine(ep["action"][None], ep["pose"][None], variant="come", seed=args.seed + i)[0]
             seconds[key] += time.perf_counter() - t0

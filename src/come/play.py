@@ -48,10 +48,12 @@ def read_keys(path: str | Path, actions: tuple[str, ...] = cards.ACTIONS) -> lis
 
 
 class Environment(Protocol):
-    """A real environment a game runs beside the model: its action names, and one step of an action id that
-    returns the frame it shows (H,W,3) uint8 at the model's resolution and the pose the model is given."""
+    """A real environment a game runs beside the model: its action names, whether it has ended, and one step
+    of an action id that returns the frame it shows (H,W,3) uint8 at the model's resolution and the pose the
+    model is given."""
 
     actions: tuple[str, ...]
+    done: bool
 
     def step(self, action: int) -> tuple[np.ndarray, np.ndarray]: ...
 
@@ -65,6 +67,7 @@ class CardsBoard:
     cursor: np.ndarray
     resolution: int
     actions = cards.ACTIONS
+    done = False  # a board has no end
 
     def step(self, action: int) -> tuple[np.ndarray, np.ndarray]:
         covered, cursor = cards.simulate(self.layout, self.covered, tuple(self.cursor), np.array([action]))
@@ -182,7 +185,7 @@ class Game:
     @property
     def over(self) -> bool:
         """The real environment has ended (Memory Maze's time limit)."""
-        return bool(getattr(self.env, "done", False))
+        return self.env.done
 
     def press(self, key: str) -> bool:
         """Play one key; returns whether it drew a frame (``memory`` only switches the memory)."""
