@@ -100,8 +100,8 @@ def _cases():
         "sample zero frames": (sample[:-4] + ["--frames", "0"], "--frames"),
         "sample bad device": (sample + ["--device", "tpu"], "tpu"),
         "sample bad precision": (sample + ["--precision", "fp64"], "precision"),
-        "sample with the old --steps": (sample + ["--steps", "3"], "here it is --ddim-steps"),
-        "recall with the old --steps": (recall + ["--steps", "3"], "here it is --memorize-steps"),
+        "sample with negative --steps": (sample + ["--steps", "-3"], "--ddim-steps"),
+        "recall with negative --steps": (recall + ["--steps", "-3"], "--memorize-steps"),
         # configs and weights
         "model is a string": (["sample", "--ckpt", "{root}/model-str", "--episode", ep], "'model' must be a mapping"),
         "model is a list": (["sample", "--ckpt", "{root}/model-list", "--episode", ep], "'model' must be a mapping"),

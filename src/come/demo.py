@@ -21,6 +21,7 @@ from .checkpoint import SHIPPED_DIR, load_model
 from .data.cards import generate_dataset
 from .outputs import save_json
 from .protocols.recall import evaluate_recall, format_recall_table
+from .runtime import use_bf16
 from .world import WorldModel
 
 SHIPPED = SHIPPED_DIR / "cards-tiny"
@@ -30,7 +31,7 @@ MAZE_DEMO_VARIANTS = ("base", "place", "come")
 
 
 def run_demo(out: Path, ckpt: Path | None = None, episodes: int = 4, train_steps: int | None = None,
-             memorization_steps: int = 50, seed: int = 1234, progress: bool = True, echo=print,
+             memorization_steps: int = 20, seed: int = 1234, progress: bool = True, echo=print,
              device="cpu", ddim_steps: int = 20) -> dict:
     """Run the demo into ``out`` on ``device``, ``ddim_steps`` a generated frame; returns the recall result."""
     out = Path(out)
@@ -47,7 +48,7 @@ def run_demo(out: Path, ckpt: Path | None = None, episodes: int = 4, train_steps
     ckpt = Path(ckpt or SHIPPED)
     echo(f"model: {ckpt}")
     base, cfg = load_model(ckpt, device)
-    world = WorldModel(base, cfg, steps=ddim_steps)
+    world = WorldModel(base, cfg, steps=ddim_steps, bf16=use_bf16("auto", device))
     result = evaluate_recall(world, episodes, seed, memorization_steps, DEMO_VARIANTS, out=out, videos=episodes,
                              progress=progress)
     table = format_recall_table(result)

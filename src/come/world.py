@@ -50,7 +50,7 @@ SLTM_NULLS = ("pose_drop", "adapters_off")
 class ExpertWeights:
     """Contrast weights ``w_i`` of the experts and the history-guidance scale."""
 
-    ltm: float = 1.5
+    ltm: float = 1.0  # one pass (the adapted model alone); 1.5 recalled less (BENCHMARKS.md, "Recall past 0.80")
     stm: float = 1.0
     sltm: float = 1.0
     place: float = 2.0  # above 1 and 1.5 on dev revisit windows (BENCHMARKS.md, the place memory's weight)

@@ -66,17 +66,6 @@ def parse_ints(text: Optional[str], option: str) -> tuple[int, ...]:
     return values
 
 
-def renamed_steps(new: str):
-    """The hidden ``--steps`` option of a command where it once meant something else than the training steps
-    of ``come train``: refused with its new name."""
-    def refuse(value):
-        if value is not None:
-            raise typer.BadParameter(f"here it is {new} ('--steps' is only the training steps of 'come train')")
-        return value
-
-    return typer.Option(None, "--steps", hidden=True, callback=refuse)
-
-
 def check_outputs(json_out: Optional[Path] = None, folder: Optional[Path] = None, file: Optional[Path] = None,
                   suffixes: tuple[str, ...] = ()) -> None:
     """Refuse an output path that cannot be written before any work starts: ``--json``, an ``--out`` folder

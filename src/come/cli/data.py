@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-from .common import command_group, guard, renamed_steps
+from .common import command_group, guard
 
 data_app = command_group("data", "Generate datasets (one compressed .npz per episode + meta.json).")
 
@@ -46,10 +45,9 @@ def data_maze(
         "Dataset folder; episodes go to OUT/<split>/ep_00000.npz with OUT/<split>/meta.json.")),
     episodes: int = typer.Option(100, min=1, help="Number of episodes (a re-run with more keeps the finished ones)."),
     size: str = typer.Option("9x9", help="Maze size: 9x9, 11x11, 13x13 or 15x15 (3, 4, 5, 6 objects)."),
-    env_steps: int = typer.Option(1000, min=1, help=(
+    env_steps: int = typer.Option(1000, "--env-steps", "--steps", min=1, help=(
         "Actions per episode (frames = env steps + 1); at most the environment's time limit (9x9: 1000, 15x15: "
         "4000).")),
-    old_steps: Optional[int] = renamed_steps("--env-steps"),
     seed: int = typer.Option(0, help="Seed; an episode depends only on (seed, split, index)."),
     workers: int = typer.Option(max(1, os.cpu_count() or 1), min=1, help=(
         "Parallel processes, one episode each (default: the number of cores).")),

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from .common import (Device, JsonOut, Precision, Sampler, UserError, check_outputs, command_group, guard, parse_choice,
-                     parse_ints, parse_names, renamed_steps, write_json)
+                     parse_ints, parse_names, write_json)
 
 eval_app = command_group("eval", "Evaluation protocols (a table on screen, JSON for tools, videos).")
 
@@ -23,8 +23,7 @@ def eval_rollouts(
     episodes: int = typer.Option(20, min=1, help="Held-out episodes (one random window each)."),
     frames: int = typer.Option(5, min=1, help="Frames rolled out after the context."),
     seed: int = typer.Option(0, help="Seed for the windows and the sampling noise."),
-    ddim_steps: int = typer.Option(20, min=1, help="DDIM steps per chunk."),
-    old_steps: Optional[int] = renamed_steps("--ddim-steps"),
+    ddim_steps: int = typer.Option(20, "--ddim-steps", "--steps", min=1, help="DDIM steps per chunk."),
     precision: str = typer.Option("auto", help="auto, bf16 or fp32."),
     device: str = typer.Option("auto", help="cpu, cuda, cuda:N, mps or auto (CUDA, then MPS, then the CPU)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result as JSON here."),
@@ -92,7 +91,7 @@ Weighting = Annotated[str, typer.Option("--weighting", help=(
     "How memorization draws the history's windows: change (frame change) or surprise (the base model's own "
     "loss)."))]
 WeightLtm = Annotated[float, typer.Option("--w-ltm", help=(
-    "Contrast weight of the long-term memory expert (1.5, the cards default, was worse on every dev setting)."))]
+    "Contrast weight of the long-term memory expert (1.5 was worse on every dev setting)."))]
 WeightPlace = Annotated[float, typer.Option("--w-place", help=(
     "Contrast weight of the place memory expert (2 gained more than 1 and 1.5 on dev revisit windows)."))]
 MazeCome = Annotated[str, typer.Option("--come", help=(
@@ -120,8 +119,7 @@ def eval_maze(
     history: int = typer.Option(200, min=1, help="History frames before each window (and streaming's start)."),
     frames: int = typer.Option(8, min=1, help="Frames predicted per window (per streaming iteration)."),
     horizons: Horizons = "",
-    memorize_steps: int = typer.Option(50, min=1, help="Memorization steps per window."),
-    old_steps: Optional[int] = renamed_steps("--memorize-steps"),
+    memorize_steps: int = typer.Option(50, "--memorize-steps", "--steps", min=1, help="Memorization steps per window."),
     updates: int = typer.Option(25, min=1, help="Streaming: memorization steps per iteration."),
     rank: int = typer.Option(32, min=1, help="LoRA rank of the memories."),
     lr: float = typer.Option(1e-2, help="Memorization learning rate (AdamW)."),
@@ -246,13 +244,13 @@ def eval_cards_recall(
     stm: Optional[Path] = typer.Option(None, help="Short-term memory model (e.g. cards-stm) for stm, come and poe."),
     episodes: int = typer.Option(50, min=1, help="Zig-zag recall episodes, generated from --seed."),
     seed: int = typer.Option(0, help="Seed of the episodes and of all sampling and memorization noise."),
-    memorize_steps: int = typer.Option(20, min=0, help="Memorization steps of the long-term memory per episode."),
-    old_steps: Optional[int] = renamed_steps("--memorize-steps"),
+    memorize_steps: int = typer.Option(
+        20, "--memorize-steps", "--steps", min=0, help="Memorization steps of the long-term memory per episode."),
     variants: str = typer.Option("base,ltm,come,poe,hg", help="Of base, ltm, stm, stm+ltm, come, poe, hg."),
     rank: int = typer.Option(32, min=1, help="LoRA rank of the long-term memory."),
     lr: float = typer.Option(1e-1, help="Memorization learning rate (AdamW)."),
     batch_size: int = typer.Option(64, min=1, help="Windows of the history per memorization step."),
-    w_ltm: float = typer.Option(1.5, help="Contrast weight of the long-term memory expert."),
+    w_ltm: float = typer.Option(1.0, help="Contrast weight of the long-term memory expert (1: one pass)."),
     w_stm: WeightStm = 0.25,
     w_hg: float = typer.Option(1.5, help="History-guidance scale (HG-v)."),
     come_experts: CardsCome = "ltm,stm",

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .common import Sampler, UserError, app, check_outputs, guard, renamed_steps
+from .common import Sampler, UserError, app, check_outputs, guard
 
 
 @app.command()
@@ -21,8 +21,8 @@ def sample(
     out: Path = typer.Option(Path("sample.mp4"), help=(
         "Video path (.mp4); a .gif and a .json of metrics are written beside it.")),
     start: int = typer.Option(0, min=0, help="Frame of the episode where the context starts."),
-    ddim_steps: int = typer.Option(20, min=1, help="DDIM (or --sampler) steps per generated chunk."),
-    old_steps: Optional[int] = renamed_steps("--ddim-steps"),
+    ddim_steps: int = typer.Option(
+        20, "--ddim-steps", "--steps", min=1, help="DDIM (or --sampler) steps per generated chunk."),
     sampler: Sampler = "ddim",
     chunk: Optional[int] = typer.Option(None, min=1, help="Frames generated per chunk (default: the model's)."),
     precision: str = typer.Option("auto", help="auto, bf16 or fp32."),
@@ -53,8 +53,7 @@ def toy(
     out: Path = typer.Option(Path("toy_out"), help="Folder for toy.png (densities and histograms) and toy.json."),
     weight: float = typer.Option(2.0, help="Contrast weight w of every expert."),
     samples: int = typer.Option(20000, min=100, help="Samples drawn per rule."),
-    ddim_steps: int = typer.Option(1000, min=2, help="DDIM steps."),
-    old_steps: Optional[int] = renamed_steps("--ddim-steps"),
+    ddim_steps: int = typer.Option(1000, "--ddim-steps", "--steps", min=2, help="DDIM steps."),
     langevin_steps: int = typer.Option(10, min=0, help="Unadjusted Langevin corrector steps after each DDIM step."),
     langevin_size: float = typer.Option(0.1, help="Langevin step size, as a fraction of the level's noise variance."),
     seed: int = typer.Option(0, help="Seed of the sampling noise."),
@@ -105,8 +104,8 @@ def demo(
         "Run folder to show instead of the shipped cards-tiny checkpoint (cards).")),
     episodes: Optional[int] = typer.Option(None, min=1, help=(
         "Episodes [default: 4 zig-zag recall episodes; maze: 2 walks].")),
-    memorize_steps: int = typer.Option(50, min=1, help="Memorization steps of the long-term memory per episode."),
-    old_steps: Optional[int] = renamed_steps("--memorize-steps"),
+    memorize_steps: int = typer.Option(20, "--memorize-steps", "--steps", min=1, help=(
+        "Memorization steps of the long-term memory per episode (cards; the maze demo's place memory needs none).")),
     seed: int = typer.Option(1234, help="Seed of the episodes and of all noise."),
     train_steps: Optional[int] = typer.Option(None, min=1, help=(
         "Train a fresh model this many steps instead of using the shipped one.")),

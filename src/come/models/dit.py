@@ -119,6 +119,15 @@ def gate(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     return (x.view(B, T, -1, D) * g[:, :, None]).view(B, -1, D)
 
 
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Scaled dot-product attention; on the CPU in fp32 even under bf16 autocast, where the bf16 kernel's
+    backward is 6x slower than the fp32 one (BENCHMARKS.md, "Attention on the CPU")."""
+    if q.device.type != "cpu":
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    with torch.autocast("cpu", enabled=False):
+        return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask).to(q.dtype)
+
+
 class Attention(nn.Module):
     """Multi-head self-attention with an optional boolean mask."""
 
@@ -130,7 +139,7 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         q, k, v = rearrange(self.qkv(x), "b n (three h d) -> three b h n d", three=3, h=self.heads)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        out = attend(q, k, v, mask)
         return self.proj(rearrange(out, "b h n d -> b n (h d)"))
 
 
