@@ -91,7 +91,8 @@ def test_eval_scores_lpips_where_its_network_is(command, micro_run, cards_data, 
 
 def test_eval_cards_recall_cli(micro_run, tmp_path):
     # (poe, the naive product, runs tens of Langevin steps a frame: test_world and test_assets compose it)
-    r = run("eval", "cards-recall", "--ckpt", micro_run, "--episodes", 2, "--memorize-steps", 2, "--ddim-steps", 2,
+    # --steps is --memorize-steps here
+    r = run("eval", "cards-recall", "--ckpt", micro_run, "--episodes", 2, "--steps", 2, "--ddim-steps", 2,
             "--rank", 4, "--sweep-steps", "1,2", "--variants", "base,ltm,come,hg", "--json", tmp_path / "r.json",
             "--out", tmp_path / "v", "--videos", 1)
     assert r.exit_code == 0, r.output
