@@ -1,7 +1,8 @@
 import pytest
 import torch
+import torch.nn.functional as F
 
-from come.models.dit import DiTConfig, VideoDiT
+from come.models.dit import DiTConfig, VideoDiT, attend
 from come.presets import MODEL_PRESETS as PRESETS, build_model
 
 from tiny import tiny_dit
@@ -164,3 +165,14 @@ def test_checkpoints_from_before_the_place_embedding_still_load():
     again.load_state_dict(state)
     x, t, a = torch.randn(2, 3, 3, 16, 16), torch.tensor([[0, 0, 500]] * 2), torch.zeros(2, 3, 5)
     assert torch.equal(again(x, t, a, context=2), model(x, t, a, context=2))
+
+
+def test_attention_runs_in_fp32_on_the_cpu_under_bf16_autocast():
+    q, k, v = (torch.randn(4, 2, 12, 8, generator=torch.Generator().manual_seed(i)).bfloat16() for i in range(3))
+    mask = torch.ones(12, 12, dtype=torch.bool).tril()
+    exact = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = attend(q, k, v, mask)
+        in_bf16 = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # what autocast alone computes
+    assert out.dtype == torch.bfloat16 and torch.equal(out, exact)
+    assert not torch.equal(in_bf16, exact)  # so the test tells the two kernels apart
