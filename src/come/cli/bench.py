@@ -70,11 +70,12 @@ def _timed_episode(cfg, seed: int, data: Optional[Path], history: int, frames: i
     if data is None:
         raise UserError("a Memory Maze model is timed on an episode: give --data (a Memory Maze dataset folder)")
     from ..data.episodes import episode_files
-    from ..protocols.maze import load_maze_episode
+    from ..protocols.maze import load_maze_episode, window_batch
 
     ep = load_maze_episode(episode_files(data, "eval")[0], cfg)
     if len(ep["frames"]) < history + frames:
         raise UserError(f"{data}: its first episode has {len(ep['frames'])} frames, fewer than --history + --frames")
-    cut = slice(0, history), slice(history, history + frames)
-    return {"history": ep["frames"][cut[0]], "history_action": ep["action"][cut[0]], "history_pose": ep["pose"][cut[0]],
-            "action": ep["action"][cut[1]], "pose": ep["pose"][cut[1]]}
+    window = window_batch([ep], [(0, history)], history, frames)
+    names = {"history": "frames", "history_action": "action", "history_pose": "pose", "action": "future_action",
+             "pose": "future_pose"}
+    return {key: window[name][0] for key, name in names.items()}
