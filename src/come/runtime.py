@@ -13,16 +13,21 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 @functools.cache
+def _cpuinfo() -> str:
+    """The text of /proc/cpuinfo ("" where there is none: not Linux)."""
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
 def cpu_has_fast_bf16() -> bool:
     """True when the CPU has native bf16 matrix instructions (AVX512-BF16 or AMX).
 
     Without them PyTorch emulates bf16 matmuls, which on an AVX2-only CPU is
     20x slower than fp32 to train (BENCHMARKS.md, "Speed").
     """
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
+    flags = _cpuinfo()
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
@@ -73,11 +78,7 @@ def describe_device(device: torch.device) -> str:
         return torch.cuda.get_device_name(device)
     if device.type == "mps":
         return "Apple GPU (MPS)"
-    try:
-        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                 if line.startswith("model name")]
-    except OSError:
-        names = []
+    names = [line.split(":", 1)[1].strip() for line in _cpuinfo().splitlines() if line.startswith("model name")]
     import platform
 
     return f"{names[0] if names else platform.processor() or 'CPU'}, {torch.get_num_threads()} threads"
