@@ -15,8 +15,6 @@ VARIANT_EXPERTS = {"base": (), "ltm": ("ltm",), "stm": ("stm",), "sltm": ("sltm"
 VARIANTS = tuple(VARIANT_EXPERTS)
 MEMORY_VARIANTS = tuple(v for v, e in VARIANT_EXPERTS.items() if set(e) & set(MEMORIZED))  # may need memorize()
 MODEL_NAMES = {"ltm": "base", "stm": "short-term memory", "place": "place memory", "sltm": "spatial memory"}
-
-
 ON_REQUEST = ("poe", "hg")  # the naive product and history guidance: baselines, run when asked for
 
 
