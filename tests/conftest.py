@@ -27,3 +27,15 @@ def micro_run(cards_data, tmp_path_factory):
     run = tmp_path_factory.mktemp("run") / "micro"
     train(train_config("test-micro", steps=4, ckpt_every=2, sample_every=4), cards_data, run, progress=False)
     return run
+
+
+@pytest.fixture(scope="session")
+def maze_walks(tmp_path_factory):
+    """Two 20-step Memory Maze walks from the real environment (seed 2, eval split), as `come data maze`
+    writes them: one generation shared by the tests that need some real walk."""
+    pytest.importorskip("memory_maze", reason="needs the maze extra (pip install -e '.[maze]')")
+    from come.data.maze import generate_dataset
+
+    root = tmp_path_factory.mktemp("maze")
+    generate_dataset(root, 2, seed=2, steps=20, split="eval", progress=False)
+    return root

@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-import pytest
 import torch
 
 import come
@@ -38,20 +37,16 @@ def test_shipped_base_and_stm_compose():
     assert not torch.allclose(outs["base"], outs["stm"])
 
 
-def test_shipped_maze_model_is_base_and_place_memory(tmp_path):
+def test_shipped_maze_model_is_base_and_place_memory(maze_walks):
     """The shipped maze-place on a real Memory Maze walk: base and place memory both draw the next frames,
     and the views change them."""
-    pytest.importorskip("memory_maze")
-    from come.data.episodes import save_episode
-    from come.data.maze import generate_episode as walk_maze
     from come.protocols.maze import load_maze_episode
 
     base, cfg = load_model(ASSETS / "maze-place")
     place, _ = load_model(ASSETS / "maze-place")
     assert cfg.preset == "maze-place" and base.config.views == 2 and cfg.pose == "absolute"
-    save_episode(tmp_path / "ep.npz", walk_maze(7, 0, "eval", steps=60))
-    ep = load_maze_episode(tmp_path / "ep.npz", cfg)
-    N, F = 55, 4
+    ep = load_maze_episode(maze_walks / "eval" / "ep_00000.npz", cfg)
+    N, F = 17, 4
     world = WorldModel(base.float(), cfg, place=(place.float(), cfg), rank=4, steps=4)
     world.observe(ep["frames"][None, :N], ep["action"][None, :N], ep["pose"][None, :N])
     outs = {v: world.imagine(ep["action"][None, N:N + F], ep["pose"][None, N:N + F], variant=v)

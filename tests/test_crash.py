@@ -3,13 +3,11 @@ command completes, leaves no temp file, and gives what an uninterrupted run give
 metadata in each checkpoint (safetensors orders metadata keys differently in each process), the same
 episode bytes."""
 
-import importlib.util
 import json
 import subprocess
 import sys
 import time
 
-import pytest
 import torch
 from safetensors import safe_open
 
@@ -73,16 +71,12 @@ def test_a_killed_dataset_generation_repeats_to_the_same_bytes(tmp_path):
     assert _files(out) == _files(tmp_path / "whole")  # meta.json included, no temp file
 
 
-@pytest.mark.skipif(importlib.util.find_spec("memory_maze") is None, reason="needs the maze extra")
-def test_a_killed_maze_generation_repeats_to_the_same_bytes(tmp_path):
-    from come.data.maze import generate_dataset as generate_maze
-
-    generate_maze(tmp_path / "whole", 2, seed=2, steps=20, split="eval", progress=False)
+def test_a_killed_maze_generation_repeats_to_the_same_bytes(maze_walks, tmp_path):
     out = tmp_path / "killed"
     args = ["data", "maze", "--out", out, "--episodes", 2, "--env-steps", 20, "--seed", 2, "--split", "eval",
             "--workers", 1]
     _killed_when(args, lambda: len(list((out / "eval").glob("ep_*.npz"))) >= 1)
     assert len(list((out / "eval").glob("ep_*.npz"))) < 2
     subprocess.run(COME + [str(a) for a in args], check=True, capture_output=True)
-    done, whole = _files(out), _files(tmp_path / "whole")
+    done, whole = _files(out), _files(maze_walks)  # maze_walks: the same command, uninterrupted, in this process
     assert done.keys() == whole.keys() and done == whole  # meta.json included, no temp file

@@ -24,7 +24,7 @@ def test_maze_demo_on_a_short_walk(tmp_path):
     from come.demo import run_maze_demo
 
     lines = []
-    result = run_maze_demo(tmp_path, episodes=1, frames=2, walk=150, history=60, memorization_steps=2,
+    result = run_maze_demo(tmp_path, episodes=1, frames=2, walk=70, history=60, memorization_steps=2,
                            progress=False, echo=lines.append)
     saved = json.loads((tmp_path / "maze.json").read_text())
     assert saved["variants"] == ["base", "place", "come"] and saved["frames"] == 2

@@ -1,4 +1,3 @@
-import importlib.util
 import math
 
 import numpy as np
@@ -205,10 +204,8 @@ def test_cli_bad_input_is_one_line(tmp_path):
     assert "meta.json" in error("--seed", 2) and "seed=1 (not 2)" in error("--seed", 2)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("memory_maze") is None,
-                    reason="memory-maze is not installed (pip install -e '.[maze]')")
-def test_generate_with_the_real_environment(tmp_path):
-    folder = maze.generate_dataset(tmp_path, 1, seed=5, steps=20, split="eval", progress=False)
+def test_generate_with_the_real_environment(maze_walks, tmp_path):
+    folder = maze_walks / "eval"
     path = folder / "ep_00000.npz"
     ep = load_episode(path)
     spec = maze.episode_spec("9x9", 20)
@@ -222,15 +219,14 @@ def test_generate_with_the_real_environment(tmp_path):
     assert np.abs(ep["agent_pos"][-1] - ep["agent_pos"][0]).max() > 0.1  # the explorer moved
     np.testing.assert_allclose(np.linalg.norm(ep["agent_dir"], axis=1), 1, atol=1e-6)
     assert ep["image"].std() > 10  # a rendered view, not a blank frame
-    # deterministic in (seed, split, index); a re-run skips the finished file; other settings are refused
-    again = maze.generate_episode(5, 0, "eval", "9x9", 20)
-    for k in spec:
-        np.testing.assert_array_equal(again[k], ep[k])
+    assert not (load_episode(folder / "ep_00001.npz")["image"] == ep["image"]).all()  # each index its own walk
+    # a re-run skips the finished files (test_crash: a repeat in another process writes the same bytes);
+    # other settings are refused
     mtime = path.stat().st_mtime_ns
-    maze.generate_dataset(tmp_path, 1, seed=5, steps=20, split="eval", progress=False)
+    maze.generate_dataset(maze_walks, 2, seed=2, steps=20, split="eval", progress=False)
     assert path.stat().st_mtime_ns == mtime
-    with pytest.raises(ValueError, match="seed=5"):
-        maze.generate_dataset(tmp_path, 1, seed=6, steps=20, split="eval", progress=False)
+    with pytest.raises(ValueError, match="seed=2"):
+        maze.generate_dataset(maze_walks, 2, seed=6, steps=20, split="eval", progress=False)
     orphan = (str(tmp_path / "orphan"), 5, "eval", 0, "9x9", 3, 0.15, 1)  # its parent is gone (pid 1 adopted it)
     maze._write_episode(orphan)
     assert not (tmp_path / "orphan").exists()
