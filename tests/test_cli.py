@@ -94,10 +94,11 @@ def test_eval_cards_recall_cli(micro_run, tmp_path):
     # --steps is --memorize-steps here
     r = run("eval", "cards-recall", "--ckpt", micro_run, "--episodes", 2, "--steps", 2, "--ddim-steps", 2,
             "--rank", 4, "--sweep-steps", "1,2", "--variants", "base,ltm,come,hg", "--json", tmp_path / "r.json",
-            "--out", tmp_path / "v", "--videos", 1)
+            "--out", tmp_path / "v", "--videos", 1, "--memorize", "batch_size=8,high_fraction=0.8")
     assert r.exit_code == 0, r.output
     result = json.loads((tmp_path / "r.json").read_text())
     assert set(result["variants"]) == {"base", "ltm", "come", "hg"}
+    assert result["memorization"]["batch_size"] == 8 and result["memorization"]["high_fraction"] == 0.8
     assert result["episodes"] == 2 and result["memorization_steps"] == 2 and 0 < result["tau"] < 0.05
     assert abs(result["chance"] - 0.125) < 0.15
     for v in result["variants"].values():

@@ -3,7 +3,8 @@ import torch
 
 from come.data.cards import generate_episode
 from come.data.clips import cursor_pose, frames_to_tensor
-from come.memory import LoRAMemory, Recipe, change_weights
+from come.errors import InputError
+from come.memory import LoRAMemory, Recipe, change_weights, parse_settings
 from come.models.dit import DiTConfig, VideoDiT
 
 from tiny import tiny_dit
@@ -191,3 +192,16 @@ def test_a_place_memory_trains_and_mixes_with_other_episodes_in_one_batch():
     assert not torch.equal(alone[0], alone[2]) and torch.equal(alone[1], alone[2])
     with pytest.raises(ValueError, match="lr_schedule"):
         mem.memorize(frames, action, pose, Recipe(steps=1, lr_schedule="typo"))
+
+
+def test_settings_from_text_take_their_fields_types_and_the_recipes_checks():
+    text = " lr=0.05,batch_size=96, high_fraction=0.8,max_weight=none,first_frames=false,weighting=change"
+    assert parse_settings(text) == {"lr": 0.05, "batch_size": 96, "high_fraction": 0.8, "max_weight": None,
+                                    "first_frames": False, "weighting": "change"}
+    assert parse_settings("") == {}
+    for text, message in (("lr", "expected name=value"), ("rate=1", "unknown memorization setting"),
+                          ("batch_size=1.5", "expected a number"), ("first_frames=yes", "true or false"),
+                          ("weighting=magic", "unknown window weighting"), ("batch_size=0", "batch_size >= 1"),
+                          ("lr=nan", "positive number"), ("p_context_dropout=2", "[0, 1]")):
+        with pytest.raises(InputError, match=message):
+            parse_settings(text)

@@ -56,6 +56,12 @@ class Recipe:
     lr_schedule: str = "constant"
 
     def __post_init__(self):
+        if self.steps < 0 or self.batch_size < 1:
+            raise InputError(f"memorization needs steps >= 0 and batch_size >= 1 (got {self.steps}, {self.batch_size})")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise InputError(f"memorization lr must be a positive number, got {self.lr}")
+        if not all(0 <= p <= 1 for p in (self.p_context_dropout, self.p_pose_dropout)):
+            raise InputError("memorization p_context_dropout and p_pose_dropout must lie in [0, 1]")
         if self.lr_schedule not in LR_SCHEDULES:
             raise InputError(f"unknown lr_schedule '{self.lr_schedule}' (choose from {', '.join(LR_SCHEDULES)})")
         if self.weighting not in WINDOW_WEIGHTINGS:
@@ -71,12 +77,48 @@ class Recipe:
         """``settings`` as (recipe fields, :class:`NoiseLevels` fields, the other :meth:`LoRAMemory.memorize`
         arguments); a name that is none of them is an error."""
         recipe, levels = ({f.name for f in fields(c)} for c in (Recipe, NoiseLevels))
-        others = {"grad_clip", "first_frames"}
+        others = set(OTHER_SETTINGS)
         unknown = set(settings) - recipe - levels - others
         if unknown:
             raise InputError(f"unknown memorization setting(s) {', '.join(sorted(unknown))} (choose from "
                              f"{', '.join(sorted(recipe | levels | others))})")
         return tuple({k: v for k, v in settings.items() if k in names} for names in (recipe, levels, others))
+
+
+# memorize's settings beside the recipe's and the noise levels', with their types (see parse_settings)
+OTHER_SETTINGS = {"grad_clip": "float | None", "first_frames": "bool"}
+
+
+def _parse_value(name: str, kind: str, text: str):
+    """``text`` as a value of type ``kind`` (a field's annotation: int, float, str, bool, float | None)."""
+    if kind.endswith("| None") and text.lower() == "none":
+        return None
+    kind = kind.removesuffix(" | None")
+    if kind == "bool":
+        if text.lower() not in ("true", "false"):
+            raise InputError(f"memorization setting {name}={text}: expected true or false")
+        return text.lower() == "true"
+    try:
+        return {"int": int, "float": float, "str": str}[kind](text)
+    except ValueError:
+        raise InputError(f"memorization setting {name}={text}: expected a number ({kind})") from None
+
+
+def parse_settings(text: str) -> dict:
+    """Memorization settings from ``"name=value,..."`` (``--memorize`` on the command line): fields of
+    :class:`Recipe` and :class:`NoiseLevels`, ``grad_clip`` and ``first_frames``, each read as its field's type
+    and checked as the recipe checks it."""
+    settings = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = (x.strip() for x in item.partition("="))
+        if not sep or not value:
+            raise InputError(f"memorization setting '{item}': expected name=value, e.g. lr=0.05")
+        settings[name] = value
+    recipe, levels, others = Recipe.split(settings)  # unknown names are refused here
+    kinds = {**{f.name: f.type for c in (Recipe, NoiseLevels) for f in fields(c)}, **OTHER_SETTINGS}
+    parsed = {name: _parse_value(name, kinds[name], value) for name, value in settings.items()}
+    Recipe(**{k: parsed[k] for k in recipe})
+    return parsed
 
 
 RECIPES = {

@@ -24,6 +24,9 @@ Device = Annotated[str, typer.Option(help="cpu, cuda, cuda:N, mps or auto (CUDA,
 Sampler = Annotated[str, typer.Option(help=(
     "ddim (deterministic DDIM), dpm++ (DPM-Solver++ 2M) or unipc (UniPC): diffusers' samplers of the same levels."))]
 JsonOut = Annotated[Optional[Path], typer.Option("--json", help="Write the result as JSON here.")]
+Memorize = Annotated[str, typer.Option("--memorize", help=(
+    "Memorization settings on top of the dataset's recipe, as name=value pairs, e.g. lr=0.05,batch_size=96 "
+    "(names: the fields of come.memory.Recipe and NoiseLevels, grad_clip, first_frames)."))]
 
 
 def command_group(name: str, help: str) -> typer.Typer:
@@ -64,6 +67,19 @@ def parse_ints(text: Optional[str], option: str) -> tuple[int, ...]:
     if any(v < 1 for v in values):
         raise UserError(f"{option}: values must be at least 1, got '{text}'")
     return values
+
+
+def parse_memorize(text: str) -> dict:
+    """The memorization settings of ``--memorize`` (see :func:`come.memory.parse_settings`)."""
+    from ..memory import parse_settings
+
+    try:
+        settings = parse_settings(text)
+    except InputError as e:
+        raise UserError(f"--memorize: {e}") from None
+    if "steps" in settings:
+        raise UserError("--memorize: give the steps with --memorize-steps")
+    return settings
 
 
 def check_outputs(json_out: Optional[Path] = None, folder: Optional[Path] = None, file: Optional[Path] = None,

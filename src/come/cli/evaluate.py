@@ -9,8 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import (Device, JsonOut, Precision, Sampler, UserError, check_outputs, command_group, guard, parse_choice,
-                     parse_ints, parse_names, write_json)
+from .common import (Device, JsonOut, Memorize, Precision, Sampler, UserError, check_outputs, command_group, guard,
+                     parse_choice, parse_ints, parse_memorize, parse_names, write_json)
 
 eval_app = command_group("eval", "Evaluation protocols (a table on screen, JSON for tools, videos).")
 
@@ -85,11 +85,6 @@ Horizons = Annotated[str, typer.Option("--horizons", help=(
     "Comma-separated shorter horizons also scored on the first frames of the same rollouts (e.g. 16 with "
     "--frames 32): one rollout and one memorization per window for every horizon, on the windows drawn for "
     "--frames."))]
-LrSchedule = Annotated[str, typer.Option("--lr-schedule", help=(
-    "Memorization learning rate over the steps: cosine (decays to 0) or constant."))]
-Weighting = Annotated[str, typer.Option("--weighting", help=(
-    "How memorization draws the history's windows: change (frame change) or surprise (the base model's own "
-    "loss)."))]
 WeightLtm = Annotated[float, typer.Option("--w-ltm", help=(
     "Contrast weight of the long-term memory expert (1.5 was worse on every dev setting)."))]
 WeightPlace = Annotated[float, typer.Option("--w-place", help=(
@@ -122,14 +117,7 @@ def eval_maze(
     memorize_steps: int = typer.Option(50, "--memorize-steps", "--steps", min=1, help="Memorization steps per window."),
     updates: int = typer.Option(25, min=1, help="Streaming: memorization steps per iteration."),
     rank: int = typer.Option(32, min=1, help="LoRA rank of the memories."),
-    lr: float = typer.Option(1e-2, help="Memorization learning rate (AdamW)."),
-    lr_schedule: LrSchedule = "cosine",
-    batch_size: int = typer.Option(16, min=1, help="Windows of the history per memorization step."),
-    weighting: Weighting = "change",
-    context_dropout: float = typer.Option(0.0, min=0.0, max=1.0, help=(
-        "Share of memorized windows whose context is dropped.")),
-    pose_dropout: float = typer.Option(0.0, min=0.0, max=1.0, help=(
-        "Share of memorized windows whose pose is dropped (the SLTM's).")),
+    memorize: Memorize = "",
     w_ltm: WeightLtm = 1.0,
     w_stm: float = typer.Option(1.0, help="Contrast weight of the short-term memory expert."),
     w_sltm: float = typer.Option(1.0, help="Contrast weight of the spatial memory expert."),
@@ -158,7 +146,7 @@ def eval_maze(
     from ..variants import EXPERTS
     from ..world import SLTM_NULLS, ExpertWeights, WorldModel
 
-    memorize = _maze_recipe(memorize_steps, lr, lr_schedule, batch_size, weighting, context_dropout, pose_dropout)
+    memorize = {"steps": memorize_steps, **parse_memorize(memorize)}
     parse_choice(sltm_null, "--sltm-null", SLTM_NULLS)
     ckpt, cfg, place, names = _maze_models(ckpt, place, stm, sltm, variants)
     on = pick_device(device)
@@ -180,16 +168,6 @@ def eval_maze(
     typer.echo(about)
     typer.echo(format_maze_table(result))
     write_json(json_out, result)
-
-
-def _maze_recipe(steps, lr, lr_schedule, batch_size, weighting, context_dropout, pose_dropout) -> dict:
-    """The memorization settings of eval maze's options, their choices checked."""
-    from ..memory import LR_SCHEDULES, WINDOW_WEIGHTINGS
-
-    parse_choice(weighting, "--weighting", WINDOW_WEIGHTINGS)
-    parse_choice(lr_schedule, "--lr-schedule", LR_SCHEDULES)
-    return {"steps": steps, "lr": lr, "batch_size": batch_size, "weighting": weighting,
-            "p_context_dropout": context_dropout, "p_pose_dropout": pose_dropout, "lr_schedule": lr_schedule}
 
 
 def _settings(options: dict, runs: dict) -> dict:
@@ -248,8 +226,7 @@ def eval_cards_recall(
         20, "--memorize-steps", "--steps", min=0, help="Memorization steps of the long-term memory per episode."),
     variants: str = typer.Option("base,ltm,come,poe,hg", help="Of base, ltm, stm, stm+ltm, come, poe, hg."),
     rank: int = typer.Option(32, min=1, help="LoRA rank of the long-term memory."),
-    lr: float = typer.Option(1e-1, help="Memorization learning rate (AdamW)."),
-    batch_size: int = typer.Option(64, min=1, help="Windows of the history per memorization step."),
+    memorize: Memorize = "",
     w_ltm: float = typer.Option(1.0, help="Contrast weight of the long-term memory expert (1: one pass)."),
     w_stm: WeightStm = 0.25,
     w_hg: float = typer.Option(1.5, help="History-guidance scale (HG-v)."),
@@ -284,7 +261,7 @@ def eval_cards_recall(
     make_world = partial(WorldModel.from_pretrained, ckpt, stm=stm, rank=rank, steps=ddim_steps, device=on,
                          weights=ExpertWeights(ltm=w_ltm, stm=w_stm, hg=w_hg), bf16=use_bf16(precision, on),
                          come_experts=composed, sampler=sampler)
-    memorize = {"lr": lr, "batch_size": batch_size}
+    memorize = parse_memorize(memorize)
     perceptual, about = lpips_network(on)
     result = evaluate_recall(make_world(), episodes, seed, memorize_steps, names, out, videos, memorize=memorize,
                              perceptual=perceptual)
