@@ -131,6 +131,28 @@ def test_memorize_makes_the_first_frames_targets_with_their_context_dropped(monk
         assert torch.equal(dropped, target < 2)
 
 
+def test_a_recipes_high_fraction_replaces_the_networks_own(monkeypatch):
+    import come.memory as memory
+    from come.diffusion.loss import NoiseLevels
+
+    frames, action, pose = _episode(12)
+    seen = []
+
+    def spy(model, batch, context, scheduler, p_context, p_pose, generator, levels, **kw):
+        seen.append(levels)
+        return model(batch["frames"], torch.zeros(batch["frames"].shape[:2], dtype=torch.long), batch["action"],
+                     batch["pose"], context=context).float().pow(2).mean()
+
+    monkeypatch.setattr(memory, "diffusion_loss", spy)
+    mem = LoRAMemory(_net(), rank=2)
+    trained = NoiseLevels(high_fraction=0.5, high_min=800, max_weight=5.0)
+    for recipe, expected in ((Recipe(steps=1, batch_size=2), trained),
+                             (Recipe(steps=1, batch_size=2, high_fraction=0.8), NoiseLevels(0.8, 800, 5.0))):
+        seen.clear()
+        mem.memorize(frames, action, pose, recipe, context=2, future=1, levels=trained)
+        assert seen == [expected]
+
+
 def test_surprise_weights_favour_what_the_model_cannot_predict():
     """An untrained residual network predicts "nothing changes"; the window whose new frame is a
     surprise (a frame unlike the one before) must get the most weight, and boost 0 is uniform."""

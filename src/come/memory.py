@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -54,19 +54,24 @@ class Recipe:
     p_context_dropout: float = 0.0
     p_pose_dropout: float = 0.0
     lr_schedule: str = "constant"
+    high_fraction: float | None = None  # share of windows at high noise levels (None: the network's training share)
 
     def __post_init__(self):
         if self.steps < 0 or self.batch_size < 1:
             raise InputError(f"memorization needs steps >= 0 and batch_size >= 1 (got {self.steps}, {self.batch_size})")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise InputError(f"memorization lr must be a positive number, got {self.lr}")
-        if not all(0 <= p <= 1 for p in (self.p_context_dropout, self.p_pose_dropout)):
-            raise InputError("memorization p_context_dropout and p_pose_dropout must lie in [0, 1]")
+        if not all(0 <= p <= 1 for p in (self.p_context_dropout, self.p_pose_dropout, self.high_fraction or 0)):
+            raise InputError("memorization p_context_dropout, p_pose_dropout and high_fraction must lie in [0, 1]")
         if self.lr_schedule not in LR_SCHEDULES:
             raise InputError(f"unknown lr_schedule '{self.lr_schedule}' (choose from {', '.join(LR_SCHEDULES)})")
         if self.weighting not in WINDOW_WEIGHTINGS:
             raise InputError(f"unknown window weighting '{self.weighting}' (choose from "
                              f"{', '.join(WINDOW_WEIGHTINGS)})")
+
+    def noise_levels(self, trained: NoiseLevels) -> NoiseLevels:
+        """The loss's noise levels: the network's ``trained`` ones, with the recipe's ``high_fraction``."""
+        return trained if self.high_fraction is None else replace(trained, high_fraction=self.high_fraction)
 
     def with_overrides(self, **overrides) -> dict:
         """The recipe's settings as keyword arguments, with ``overrides`` (None values ignored) on top."""
@@ -76,7 +81,8 @@ class Recipe:
     def split(settings: dict) -> tuple[dict, dict, dict]:
         """``settings`` as (recipe fields, :class:`NoiseLevels` fields, the other :meth:`LoRAMemory.memorize`
         arguments); a name that is none of them is an error."""
-        recipe, levels = ({f.name for f in fields(c)} for c in (Recipe, NoiseLevels))
+        recipe = {f.name for f in fields(Recipe)}
+        levels = {f.name for f in fields(NoiseLevels)} - recipe
         others = set(OTHER_SETTINGS)
         unknown = set(settings) - recipe - levels - others
         if unknown:
@@ -124,9 +130,10 @@ def parse_settings(text: str) -> dict:
 RECIPES = {
     # Memory Cards: the small place memory at a high learning rate on 64 windows a step, drawn by the base
     # model's surprise (a reveal, not a cursor move); the history's first frames without context teach an
-    # episode that starts face up as whole frames, and no other window drops its context (BENCHMARKS.md,
+    # episode that starts face up as whole frames, and no other window drops its context; 80% of the windows
+    # at high noise, where the memory, not the noisy frame, decides which object a card shows (BENCHMARKS.md,
     # "Recall past 0.80").
-    "cards": Recipe(steps=20, lr=1e-1, batch_size=64, weighting="surprise", boost=20.0),
+    "cards": Recipe(steps=20, lr=1e-1, batch_size=64, weighting="surprise", boost=20.0, high_fraction=0.8),
     # Memory Cards in play, where cards are covered again: windows drawn by frame change, which covering a card
     # has as much as uncovering it; drawn by surprise, the memory rarely sees a card covered and leaves a ghost
     # of its object there (BENCHMARKS.md, "Playing").
@@ -259,7 +266,8 @@ class LoRAMemory:
     ) -> list[float]:
         """Fine-tune the adapters on windows of one episode: frames (N,C,H,W), action (N,A), pose (N,P), with
         the ``recipe``'s steps, learning rate and batch size, the loss's noise ``levels`` of the network's
-        training (:class:`~come.world.WorldModel` passes them); returns the losses.
+        training (:class:`~come.world.WorldModel` passes them; a recipe's ``high_fraction`` replaces theirs);
+        returns the losses.
 
         Windows are drawn with weight ``1 + recipe.boost * score`` (score scaled to [0, 1]): with
         ``weighting="change"`` the score is how much the window's frames change; with ``"surprise"`` it is the
@@ -277,6 +285,7 @@ class LoRAMemory:
         window = context + future
         _check_history(frames, action, pose, window)
         scheduler = make_scheduler(self.base.config.num_train_timesteps)
+        levels = recipe.noise_levels(levels)
         first = -context if first_frames else 0
         if recipe.weighting == "change":
             probs = change_weights(frames, window, recipe.boost, first)
