@@ -84,5 +84,5 @@ def test_the_cli_memorizes_as_the_protocol_does():
     from come.memory import RECIPES
 
     params = inspect.signature(cli.eval_cards_recall).parameters
-    assert params["lr"].default.default == RECIPES["cards"].lr
-    assert params["batch_size"].default.default == RECIPES["cards"].batch_size
+    assert params["memorize_steps"].default.default == RECIPES["cards"].steps
+    assert params["memorize"].default == ""  # the recipe unchanged
