@@ -22,7 +22,7 @@ from come.data.cards import generate_episode
 from come.data.clips import cursor_pose, frames_to_tensor
 from come.diffusion.loss import diffusion_loss
 from come.diffusion.schedule import make_scheduler
-from come.memory import Recipe
+from come.recipes import Recipe
 from come.models.dit import DiTConfig, VideoDiT
 from come.presets import train_config
 from come.runtime import median_seconds

@@ -27,7 +27,7 @@ import numpy as np
 
 from come.checkpoint import load_model
 from come.data.episodes import episode_files
-from come.memory import RECIPES
+from come.recipes import RECIPES
 from come.protocols.maze import load_maze_episode, revisit_starts, score_windows, window_batch
 from come.world import ExpertWeights, WorldModel
 

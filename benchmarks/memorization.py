@@ -25,7 +25,8 @@ from come.checkpoint import load_model
 from come.data.cards import generate_episode
 from come.data.clips import cursor_pose, frames_to_tensor
 from come.diffusion.loss import NoiseLevels
-from come.memory import LoRAMemory, Recipe
+from come.memory import LoRAMemory
+from come.recipes import Recipe
 
 
 def main():

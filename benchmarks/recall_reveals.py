@@ -22,7 +22,7 @@ import numpy as np
 
 from come.checkpoint import load_model
 from come.metrics.cards import card_mse
-from come.memory import RECIPES
+from come.recipes import RECIPES
 from come.protocols.recall import recall_episode, recall_rollouts, recall_tau
 from come.world import ExpertWeights, WorldModel
 

@@ -14,7 +14,7 @@ from come.data.episodes import save_episode
 from come.errors import InputError
 from come.models.dit import DiTConfig
 from come.presets import TrainConfig
-from come.memory import RECIPES
+from come.recipes import RECIPES
 from come.protocols.maze import (differences_from_base, load_maze_episode, nearest_pose_frames, revisit_frames,
                                  window_protocol)
 from come.variants import VARIANTS
@@ -176,7 +176,7 @@ def test_the_cli_memorizes_as_the_protocol_does():
     import inspect
 
     from come.cli import evaluate as cli
-    from come.memory import RECIPES
+    from come.recipes import RECIPES
     from come.protocols.maze import COME_EXPERTS
 
     def default(option):  # an option declared in the signature, or a plain default beside an Annotated one

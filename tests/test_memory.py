@@ -4,7 +4,8 @@ import torch
 from come.data.cards import generate_episode
 from come.data.clips import cursor_pose, frames_to_tensor
 from come.errors import InputError
-from come.memory import LoRAMemory, Recipe, change_weights, parse_settings
+from come.memory import LoRAMemory, change_weights
+from come.recipes import Recipe, parse_settings
 from come.models.dit import DiTConfig, VideoDiT
 
 from tiny import tiny_dit

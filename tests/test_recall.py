@@ -81,7 +81,7 @@ def test_the_cli_memorizes_as_the_protocol_does():
     import inspect
 
     from come.cli import evaluate as cli
-    from come.memory import RECIPES
+    from come.recipes import RECIPES
 
     params = inspect.signature(cli.eval_cards_recall).parameters
     assert params["memorize_steps"].default.default == RECIPES["cards"].steps

@@ -264,7 +264,8 @@ def test_memorize_follows_the_recipe_of_the_models_dataset(monkeypatch):
     named recipe and any changed setting are honoured, and an unknown recipe is refused."""
     from dataclasses import replace
 
-    from come.memory import RECIPES, LoRAMemory
+    from come.memory import LoRAMemory
+    from come.recipes import RECIPES
 
     seen = []
 

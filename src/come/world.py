@@ -37,7 +37,8 @@ from .data.places import nearest_views, relative_view_pose
 from .diffusion.sampling import autoregress
 from .diffusion.schedule import make_scheduler
 from .errors import InputError
-from .memory import RECIPES, LoRAMemory, Recipe, recipe_for
+from .memory import LoRAMemory
+from .recipes import RECIPES, Recipe, recipe_for
 from .models.dit import VideoDiT
 from .presets import TrainConfig
 from .variants import COMPOSITIONS, EXPERTS, MEMORIZED, MODEL_NAMES, VARIANT_EXPERTS, VARIANTS
@@ -183,8 +184,8 @@ class WorldModel:
         in every memory (LTM, and SLTM when there is one) or those of ``experts``; returns the loss curves,
         per memory then per episode.
 
-        ``recipe`` names the settings (:data:`~come.memory.RECIPES`: ``cards``, ``cards-play`` or ``maze``; by
-        default the one of the base model's dataset), or is a :class:`~come.memory.Recipe`; ``overrides`` change any
+        ``recipe`` names the settings (:data:`~come.recipes.RECIPES`: ``cards``, ``cards-play`` or ``maze``; by
+        default the one of the base model's dataset), or is a :class:`~come.recipes.Recipe`; ``overrides`` change any
         field of the recipe (``steps``, ``lr``, ``batch_size``...), of the noise levels (``high_min``...; by
         default those each memory's network was trained with), ``grad_clip`` or ``first_frames``.
         """

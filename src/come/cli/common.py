@@ -26,7 +26,7 @@ Sampler = Annotated[str, typer.Option(help=(
 JsonOut = Annotated[Optional[Path], typer.Option("--json", help="Write the result as JSON here.")]
 Memorize = Annotated[str, typer.Option("--memorize", help=(
     "Memorization settings on top of the dataset's recipe, as name=value pairs, e.g. lr=0.05,batch_size=96 "
-    "(names: the fields of come.memory.Recipe and NoiseLevels, grad_clip, first_frames)."))]
+    "(names: the fields of come.recipes.Recipe and NoiseLevels, grad_clip, first_frames)."))]
 
 
 def command_group(name: str, help: str) -> typer.Typer:
@@ -70,8 +70,8 @@ def parse_ints(text: Optional[str], option: str) -> tuple[int, ...]:
 
 
 def parse_memorize(text: str) -> dict:
-    """The memorization settings of ``--memorize`` (see :func:`come.memory.parse_settings`)."""
-    from ..memory import parse_settings
+    """The memorization settings of ``--memorize`` (see :func:`come.recipes.parse_settings`)."""
+    from ..recipes import parse_settings
 
     try:
         settings = parse_settings(text)

@@ -35,7 +35,7 @@ from ..data.clips import frames_to_tensor, pose_track, skip_actions, tensor_to_f
 from ..data.episodes import EpisodeError, load_episode
 from ..data.places import TURN_COST, nearest_views
 from ..errors import InputError
-from ..memory import RECIPES
+from ..recipes import RECIPES
 from ..metrics.image import ssim, window_psnr
 from ..metrics.intervals import interval_text, mean_ci95
 from ..metrics.perceptual import lpips

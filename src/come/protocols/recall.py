@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from ..data.cards import GRID, N_OBJECTS, generate_episode, render
 from ..data.clips import frames_to_tensor, pose_track, tensor_to_frames
-from ..memory import RECIPES
+from ..recipes import RECIPES
 from ..metrics.cards import card_mse
 from ..metrics.intervals import interval_text, mean_ci95, proportion_ci95
 from ..metrics.perceptual import lpips
@@ -150,7 +150,7 @@ def evaluate_recall(
     """Run the recall protocol with a :class:`~come.world.WorldModel`; returns a JSON-ready dict.
 
     The rollouts are :func:`recall_rollouts`'s; ``memorize`` changes settings of the ``cards`` memorization
-    recipe (``come.memory.RECIPES``); ``perceptual``, an LPIPS network, adds LPIPS over the recall phase.
+    recipe (``come.recipes.RECIPES``); ``perceptual``, an LPIPS network, adds LPIPS over the recall phase.
     """
     cfg = world.cfg
     tau = recall_tau(cfg.model["resolution"])
