@@ -21,8 +21,6 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
-from peft.tuners.tuners_utils import BaseTunerLayer
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
@@ -95,6 +93,11 @@ class LoRAMemory:
     ):
         if rank < 1:
             raise InputError(f"LoRA rank must be at least 1, got {rank}")
+        # peft (and transformers under it) takes seconds to import: loaded when a memory is made, so that
+        # commands that never memorize (train, data, sample) start fast
+        from peft import LoraConfig, get_peft_model
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
         if any(isinstance(m, BaseTunerLayer) for m in network.modules()):
             raise InputError("this network already carries memory adapters (another world model or memory is on "
                              "it): give each its own copy (load the model again, or copy.deepcopy it)")
@@ -108,10 +111,14 @@ class LoRAMemory:
 
     def state(self, adapter: str) -> dict[str, torch.Tensor]:
         """A copy of an adapter's weights (what :meth:`save` writes and :meth:`set_state` takes)."""
+        from peft import get_peft_model_state_dict
+
         return {k: v.detach().clone() for k, v in get_peft_model_state_dict(self.model, adapter_name=adapter).items()}
 
     def set_state(self, state: dict[str, torch.Tensor], adapter: str | None = None) -> None:
         """Set an adapter's weights to those of :meth:`state` (of a memory of the same model, rank and targets)."""
+        from peft import set_peft_model_state_dict
+
         set_peft_model_state_dict(self.model, state, adapter_name=self.adapter_for(adapter or self.adapter))
 
     def adapter_for(self, name: str) -> str:
@@ -293,7 +300,7 @@ class LoRAMemory:
     def reset(self, adapter: str | None = None) -> None:
         """Forget: one adapter (or all) back to its initial, zero-effect weights."""
         for name in [adapter] if adapter else self.adapters:
-            set_peft_model_state_dict(self.model, self._initial[name], adapter_name=name)
+            self.set_state(self._initial[name], name)
 
     def save(self, path: str | Path, adapter: str | None = None) -> Path:
         """Save one episode's memorized adapter as safetensors."""

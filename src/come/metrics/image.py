@@ -1,9 +1,12 @@
-"""Per-frame image metrics (torchmetrics) on frames in [-1, 1], shape (..., C, H, W)."""
+"""Per-frame image metrics (torchmetrics) on frames in [-1, 1], shape (..., C, H, W).
+
+torchmetrics is imported where a metric is computed: importing it loads every metric it has (and transformers
+under its text metrics), seconds that a command which scores nothing should not wait for.
+"""
 
 from __future__ import annotations
 
 import torch
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 
 def _unit(x: torch.Tensor) -> torch.Tensor:
@@ -15,6 +18,8 @@ PSNR_MAX = 100.0  # identical frames score this instead of infinity
 
 def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """PSNR in dB per frame (pixels mapped to [0, 1], at most ``PSNR_MAX``); returns the leading shape."""
+    from torchmetrics.functional.image import peak_signal_noise_ratio
+
     p, t = _unit(pred), _unit(target)
     out = peak_signal_noise_ratio(p, t, data_range=1.0, reduction="none", dim=(1, 2, 3))
     return out.clamp(max=PSNR_MAX).reshape(pred.shape[:-3])
@@ -28,6 +33,8 @@ def window_psnr(pred: torch.Tensor, target: torch.Tensor) -> float:
 
 def ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """SSIM per frame (pixels mapped to [0, 1]); returns the leading shape."""
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
     p, t = _unit(pred), _unit(target)
     out = structural_similarity_index_measure(p, t, data_range=1.0, reduction="none", kernel_size=7)
     return out.reshape(pred.shape[:-3])
