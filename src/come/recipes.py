@@ -95,10 +95,10 @@ def parse_settings(text: str) -> dict:
         if not sep or not value:
             raise InputError(f"memorization setting '{item}': expected name=value, e.g. lr=0.05")
         settings[name] = value
-    recipe, levels, others = Recipe.split(settings)  # unknown names are refused here
+    recipe = Recipe.split(settings)[0]  # unknown names are refused here
     kinds = {**{f.name: f.type for c in (Recipe, NoiseLevels) for f in fields(c)}, **OTHER_SETTINGS}
     parsed = {name: _parse_value(name, kinds[name], value) for name, value in settings.items()}
-    Recipe(**{k: parsed[k] for k in recipe})
+    Recipe(**{k: parsed[k] for k in recipe})  # the recipe's own checks of the values
     return parsed
 
 
