@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from come.models.dit import DiTConfig, VideoDiT, attend
+from come.models.dit import DiTConfig, attend
 from come.presets import MODEL_PRESETS as PRESETS, build_model
 
 from tiny import tiny_dit
@@ -152,19 +152,6 @@ def test_map_pose_conditions_frames_not_tokens():
     assert not torch.equal(out[:, 3], out_moved[:, 3])
     with pytest.raises(ValueError, match="local_action"):
         DiTConfig(pose_dim=4, pose_in_image=False, local_action=True)
-
-
-def test_checkpoints_from_before_the_place_embedding_still_load():
-    """pos_space was a bare parameter; its weights load into the embedding and give the same output."""
-    cfg = DiTConfig(resolution=16, patch=8, width=32, depth=1, heads=2, max_frames=3, action_dim=5)
-    torch.manual_seed(0)
-    model = VideoDiT(cfg).eval()
-    state = model.state_dict()
-    state["pos_space"] = state.pop("pos_space.weight")  # the old layout
-    again = VideoDiT(cfg).eval()
-    again.load_state_dict(state)
-    x, t, a = torch.randn(2, 3, 3, 16, 16), torch.tensor([[0, 0, 500]] * 2), torch.zeros(2, 3, 5)
-    assert torch.equal(again(x, t, a, context=2), model(x, t, a, context=2))
 
 
 def test_attention_runs_in_fp32_on_the_cpu_under_bf16_autocast():

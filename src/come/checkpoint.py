@@ -172,7 +172,10 @@ def load_state(
             _, idx, key = k.split(".", 2)
             state.setdefault(int(idx), {})[key] = v
     names = [n for n, _ in model.named_parameters()]
-    saved = json.loads(meta["param_names"]) if "param_names" in meta else _old_param_order(names, tensors)
+    if "param_names" not in meta:
+        raise CheckpointError(f"{path}: written by an older come, without its parameter names; start a new run "
+                              "with --init from this one's weights")
+    saved = json.loads(meta["param_names"])
     if sorted(saved) != sorted(names):
         raise CheckpointError(f"{path}: the optimizer state is of another network; start a new run")
     index = {n: i for i, n in enumerate(names)}
@@ -180,14 +183,6 @@ def load_state(
     optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
     return int(meta["step"])
 
-
-
-def _old_param_order(names: list[str], tensors: dict) -> list[str]:
-    """Parameter order of a state saved before ``param_names`` was recorded: until then ``pos_space``
-    was a bare parameter, listed first (before ``pos_time``), not an embedding among the modules."""
-    if "model.pos_space" not in tensors:
-        return names
-    return ["pos_space.weight", "pos_time"] + [n for n in names if n not in ("pos_space.weight", "pos_time")]
 
 
 def export_model(run: str | Path, dest: str | Path, half: bool = True, force: bool = False) -> Path:

@@ -252,12 +252,6 @@ class VideoDiT(nn.Module):
             nn.init.zeros_(m.weight)
             nn.init.zeros_(m.bias)
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        old = prefix + "pos_space"  # checkpoints before pos_space became an embedding
-        if old in state_dict:
-            state_dict[old + ".weight"] = state_dict.pop(old)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
     def pose_features(self, pose: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """Per token (B,T,N,·): the pose, its first two coordinates minus the token's image position
         (row, col in (-1, 1)), and Gaussian bumps of that distance: "the cursor/agent is here"; with
