@@ -4,6 +4,8 @@ import pytest
 import torch
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+if "PYTEST_XDIST_WORKER" in os.environ:  # the test workers share the cores: one thread each, subprocesses too
+    os.environ["OMP_NUM_THREADS"] = "1"
 torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", 2)))  # 1 beside a run that holds the other core
 
 
