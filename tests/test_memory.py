@@ -132,7 +132,7 @@ def test_memorize_makes_the_first_frames_targets_with_their_context_dropped(monk
         assert torch.equal(dropped, target < 2)
 
 
-def test_a_recipes_high_fraction_replaces_the_networks_own(monkeypatch):
+def test_a_recipes_context_replaces_the_networks_own(monkeypatch):
     import come.memory as memory
     from come.diffusion.loss import NoiseLevels
 
@@ -140,18 +140,18 @@ def test_a_recipes_high_fraction_replaces_the_networks_own(monkeypatch):
     seen = []
 
     def spy(model, batch, context, scheduler, p_context, p_pose, generator, levels, **kw):
-        seen.append(levels)
+        seen.append((levels, context, batch["frames"].shape[1]))
         return model(batch["frames"], torch.zeros(batch["frames"].shape[:2], dtype=torch.long), batch["action"],
                      batch["pose"], context=context).float().pow(2).mean()
 
     monkeypatch.setattr(memory, "diffusion_loss", spy)
     mem = LoRAMemory(_net(), rank=2)
     trained = NoiseLevels(high_fraction=0.5, high_min=800, max_weight=5.0)
-    for recipe, expected in ((Recipe(steps=1, batch_size=2), trained),
-                             (Recipe(steps=1, batch_size=2, high_fraction=0.8), NoiseLevels(0.8, 800, 5.0))):
+    for recipe, (context, frames_a_window) in ((Recipe(steps=1, batch_size=2), (2, 3)),
+                                               (Recipe(steps=1, batch_size=2, context=1), (1, 2))):
         seen.clear()
         mem.memorize(frames, action, pose, recipe, context=2, future=1, levels=trained)
-        assert seen == [expected]
+        assert seen == [(trained, context, frames_a_window)]
 
 
 def test_surprise_weights_favour_what_the_model_cannot_predict():
@@ -218,13 +218,14 @@ def test_a_place_memory_trains_and_mixes_with_other_episodes_in_one_batch():
 
 
 def test_settings_from_text_take_their_fields_types_and_the_recipes_checks():
-    text = " lr=0.05,batch_size=96, high_fraction=0.8,max_weight=none,first_frames=false,weighting=change"
+    text = " lr=0.05,batch_size=96, high_fraction=0.8,max_weight=none,first_frames=false,weighting=change,context=1"
     assert parse_settings(text) == {"lr": 0.05, "batch_size": 96, "high_fraction": 0.8, "max_weight": None,
-                                    "first_frames": False, "weighting": "change"}
+                                    "first_frames": False, "weighting": "change", "context": 1}
     assert parse_settings("") == {}
     for text, message in (("lr", "expected name=value"), ("rate=1", "unknown memorization setting"),
                           ("batch_size=1.5", "expected a number"), ("first_frames=yes", "true or false"),
                           ("weighting=magic", "unknown window weighting"), ("batch_size=0", "batch_size >= 1"),
-                          ("lr=nan", "positive number"), ("p_context_dropout=2", "[0, 1]")):
+                          ("lr=nan", "positive number"), ("p_context_dropout=2", "[0, 1]"),
+                          ("context=0", "at least 1 frame"), ("high_fraction=1.5", "high_fraction must lie")):
         with pytest.raises(InputError, match=message):
             parse_settings(text)

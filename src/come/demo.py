@@ -32,7 +32,7 @@ MAZE_DEMO_VARIANTS = ("base", "place", "come")
 
 def run_demo(out: Path, ckpt: Path | None = None, episodes: int = 4, train_steps: int | None = None,
              memorization_steps: int = 20, seed: int = 1234, progress: bool = True, echo=print,
-             device="cpu", ddim_steps: int = 20) -> dict:
+             device="cpu", ddim_steps: int = 10) -> dict:
     """Run the demo into ``out`` on ``device``, ``ddim_steps`` a generated frame; returns the recall result."""
     out = Path(out)
     if ckpt is None and (train_steps is not None or not (SHIPPED / "model.safetensors").is_file()):

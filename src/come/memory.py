@@ -161,8 +161,8 @@ class LoRAMemory:
     ) -> list[float]:
         """Fine-tune the adapters on windows of one episode: frames (N,C,H,W), action (N,A), pose (N,P), with
         the ``recipe``'s steps, learning rate and batch size, the loss's noise ``levels`` of the network's
-        training (:class:`~come.world.WorldModel` passes them; a recipe's ``high_fraction`` replaces theirs);
-        returns the losses.
+        training (:class:`~come.world.WorldModel` passes them and the training ``context``, which a recipe's
+        ``context`` replaces); returns the losses.
 
         Windows are drawn with weight ``1 + recipe.boost * score`` (score scaled to [0, 1]): with
         ``weighting="change"`` the score is how much the window's frames change; with ``"surprise"`` it is the
@@ -177,10 +177,10 @@ class LoRAMemory:
         card uncovered is never memorized. ``adapter`` names the episode's adapter (default: the first one).
         """
         adapter = self.adapter_for(adapter or self.adapter)
+        context = recipe.context or context
         window = context + future
         _check_history(frames, action, pose, window)
         scheduler = make_scheduler(self.base.config.num_train_timesteps)
-        levels = recipe.noise_levels(levels)
         first = -context if first_frames else 0
         if recipe.weighting == "change":
             probs = change_weights(frames, window, recipe.boost, first)

@@ -5,7 +5,7 @@ dataset's protocol uses (:data:`RECIPES`), and the command line's ``--memorize n
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 
 from .diffusion.loss import NoiseLevels
 from .errors import InputError
@@ -29,24 +29,22 @@ class Recipe:
     p_context_dropout: float = 0.0
     p_pose_dropout: float = 0.0
     lr_schedule: str = "constant"
-    high_fraction: float | None = None  # share of windows at high noise levels (None: the network's training share)
+    context: int | None = None  # clean frames before each window's targets (None: the network's training context)
 
     def __post_init__(self):
         if self.steps < 0 or self.batch_size < 1:
             raise InputError(f"memorization needs steps >= 0 and batch_size >= 1 (got {self.steps}, {self.batch_size})")
+        if self.context is not None and self.context < 1:
+            raise InputError(f"memorization context must be at least 1 frame, got {self.context}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise InputError(f"memorization lr must be a positive number, got {self.lr}")
-        if not all(0 <= p <= 1 for p in (self.p_context_dropout, self.p_pose_dropout, self.high_fraction or 0)):
-            raise InputError("memorization p_context_dropout, p_pose_dropout and high_fraction must lie in [0, 1]")
+        if not all(0 <= p <= 1 for p in (self.p_context_dropout, self.p_pose_dropout)):
+            raise InputError("memorization p_context_dropout and p_pose_dropout must lie in [0, 1]")
         if self.lr_schedule not in LR_SCHEDULES:
             raise InputError(f"unknown lr_schedule '{self.lr_schedule}' (choose from {', '.join(LR_SCHEDULES)})")
         if self.weighting not in WINDOW_WEIGHTINGS:
             raise InputError(f"unknown window weighting '{self.weighting}' (choose from "
                              f"{', '.join(WINDOW_WEIGHTINGS)})")
-
-    def noise_levels(self, trained: NoiseLevels) -> NoiseLevels:
-        """The loss's noise levels: the network's ``trained`` ones, with the recipe's ``high_fraction``."""
-        return trained if self.high_fraction is None else replace(trained, high_fraction=self.high_fraction)
 
     def with_overrides(self, **overrides) -> dict:
         """The recipe's settings as keyword arguments, with ``overrides`` (None values ignored) on top."""
@@ -95,20 +93,21 @@ def parse_settings(text: str) -> dict:
         if not sep or not value:
             raise InputError(f"memorization setting '{item}': expected name=value, e.g. lr=0.05")
         settings[name] = value
-    recipe = Recipe.split(settings)[0]  # unknown names are refused here
+    recipe, levels, _ = Recipe.split(settings)  # unknown names are refused here
     kinds = {**{f.name: f.type for c in (Recipe, NoiseLevels) for f in fields(c)}, **OTHER_SETTINGS}
     parsed = {name: _parse_value(name, kinds[name], value) for name, value in settings.items()}
-    Recipe(**{k: parsed[k] for k in recipe})  # the recipe's own checks of the values
+    Recipe(**{k: parsed[k] for k in recipe})  # the recipe's and the noise levels' own checks of the values
+    NoiseLevels(**{k: parsed[k] for k in levels})
     return parsed
 
 
 RECIPES = {
-    # Memory Cards: the small place memory at a high learning rate on 64 windows a step, drawn by the base
-    # model's surprise (a reveal, not a cursor move); the history's first frames without context teach an
-    # episode that starts face up as whole frames, and no other window drops its context; 80% of the windows
-    # at high noise, where the memory, not the noisy frame, decides which object a card shows (BENCHMARKS.md,
-    # "Recall past 0.80").
-    "cards": Recipe(steps=20, lr=1e-1, batch_size=64, weighting="surprise", boost=20.0, high_fraction=0.8),
+    # Memory Cards: the small place memory at a high learning rate on 128 windows a step, drawn by the base
+    # model's surprise (a reveal, not a cursor move), each with one context frame, not the network's two: a
+    # window then costs two frames, not three, and at the same time per episode more of them memorize more
+    # cards; the history's first frames without context teach an episode that starts face up as whole frames,
+    # and no other window drops its context (BENCHMARKS.md, "Recall past 0.80").
+    "cards": Recipe(steps=20, lr=1e-1, batch_size=128, weighting="surprise", boost=20.0, context=1),
     # Memory Cards in play, where cards are covered again: windows drawn by frame change, which covering a card
     # has as much as uncovering it; drawn by surprise, the memory rarely sees a card covered and leaves a ghost
     # of its object there (BENCHMARKS.md, "Playing").

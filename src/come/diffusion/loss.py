@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 from diffusers import DDIMScheduler
 
+from ..errors import InputError
 from .schedule import add_noise, alpha_bar, velocity
 
 
@@ -39,6 +40,10 @@ class NoiseLevels:
     high_min: int = 700
     max_weight: float | None = None
     context_noise_max: int = 0
+
+    def __post_init__(self):
+        if not 0 <= self.high_fraction <= 1:
+            raise InputError(f"high_fraction must lie in [0, 1], got {self.high_fraction}")
 
 
 def sample_levels(batch: int, frames: int, context: int, num_levels: int, p_context_dropout: float,
