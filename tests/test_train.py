@@ -34,7 +34,7 @@ def test_a_stopped_run_resumes_bit_for_bit(cards_data, tmp_path, stop, stopped_a
         assert torch.equal(a[k], b[k]), k
 
 
-def test_a_state_without_parameter_names_is_refused_with_the_way_on(cards_data, tmp_path):
+def test_a_state_without_parameter_names_is_refused(cards_data, tmp_path):
     from safetensors import safe_open
     from safetensors.torch import save_file
 
@@ -45,7 +45,7 @@ def test_a_state_without_parameter_names_is_refused_with_the_way_on(cards_data, 
         meta = dict(f.metadata())
     del meta["param_names"]
     save_file(load_file(str(path)), str(path), metadata=meta)
-    with pytest.raises(CheckpointError, match="older come.*--init"):
+    with pytest.raises(CheckpointError, match="older come.*start a new run"):
         train(cfg, cards_data, tmp_path / "old", resume=True, progress=False)
 
 

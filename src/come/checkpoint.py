@@ -173,8 +173,8 @@ def load_state(
             state.setdefault(int(idx), {})[key] = v
     names = [n for n, _ in model.named_parameters()]
     if "param_names" not in meta:
-        raise CheckpointError(f"{path}: written by an older come, without its parameter names; start a new run "
-                              "with --init from this one's weights")
+        raise CheckpointError(f"{path}: written by an older come, without its parameter names, which this one "
+                              "cannot resume; start a new run")
     saved = json.loads(meta["param_names"])
     if sorted(saved) != sorted(names):
         raise CheckpointError(f"{path}: the optimizer state is of another network; start a new run")
@@ -182,7 +182,6 @@ def load_state(
     state = {index[saved[i]]: st for i, st in state.items()}
     optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
     return int(meta["step"])
-
 
 
 def export_model(run: str | Path, dest: str | Path, half: bool = True, force: bool = False) -> Path:
