@@ -86,3 +86,35 @@ def test_the_cli_memorizes_as_the_protocol_does():
     params = inspect.signature(cli.eval_cards_recall).parameters
     assert params["memorize_steps"].default.default == RECIPES["cards"].steps
     assert params["memorize"].default == ""  # the recipe unchanged
+
+
+def test_recall_rollouts_batch_every_episode_with_the_memory_of_its_own_history(micro_run, monkeypatch):
+    """Episodes of two history lengths: memorized by length, rolled out in one batch from the last frames of
+    each history (as many as the shortest has), each with the memory its own history gave; in one batch per
+    length when an expert reads further back than the shortest history."""
+    from come.protocols.recall import _stack, recall_rollouts
+    from come.world import WorldModel
+
+    world = WorldModel.from_pretrained(micro_run, rank=4, steps=2)
+    eps = [recall_episode(1, i, world.cfg) for i in range(4)]
+    lengths = [len(e["history"]) for e in eps]
+    assert len(set(lengths)) == 2
+    batches, imagine = [], world.imagine_variants
+    monkeypatch.setattr(world, "imagine_variants", lambda action, *a: batches.append(
+        (len(action), world.frames.shape[1])) or imagine(action, *a))
+    settings = dict(batch_size=4, lr=1e-2)
+    preds, seconds = recall_rollouts(world, eps, ("base", "ltm"), 2, 0, **settings)
+    assert batches == [(4, min(lengths))] and seconds["memorize"] > 0
+    assert all(p.shape == e["truth"].shape for name in preds for p, e in zip(preds[name], eps))
+    used = world.memory_states()["ltm"]
+    for length in sorted(set(lengths), key=lengths.index):  # memorized again, one length at a time
+        members = [i for i, n in enumerate(lengths) if n == length]
+        group = [eps[i] for i in members]
+        world.observe(_stack(group, "history"), _stack(group, "history_action"), _stack(group, "history_pose"))
+        world.memorize(recipe="cards", seed=0, steps=2, **settings)
+        for i, state in zip(members, world.memory_states()["ltm"]):
+            assert all(torch.equal(state[k], used[i][k]) for k in state)
+    batches.clear()
+    monkeypatch.setattr(world, "frames_read", lambda: max(lengths))
+    recall_rollouts(world, eps, ("base", "ltm"), 2, 0, **settings)
+    assert sorted(batches) == sorted((lengths.count(n), n) for n in set(lengths))

@@ -315,6 +315,21 @@ def test_predict_draws_each_composition_once(monkeypatch):
     assert world.composition("come") == world.composition("sltm") != world.composition("poe")
 
 
+def test_memory_states_go_back_to_their_episodes_after_another_observe():
+    base = _net(4, 0)
+    world = WorldModel(base, _cfg(base, 2), rank=4, steps=2)
+    frames, action, pose, fa, fp, _ = _batch()
+    world.observe(frames, action, pose)
+    world.memorize(steps=3, batch_size=2, lr=1e-2)
+    recalled, states = world.imagine(fa, fp, variant="ltm"), world.memory_states()
+    world.observe(frames, action, pose)  # forgets
+    assert not torch.equal(world.imagine(fa, fp, variant="base"), recalled)
+    with pytest.raises(ValueError, match="one memory per observed episode"):
+        world.set_memory_states({"ltm": states["ltm"][:1]})
+    world.set_memory_states(states)
+    assert torch.equal(world.imagine(fa, fp, variant="ltm"), recalled)
+
+
 def test_a_saved_memory_loads_into_a_later_world_and_recalls_the_same(tmp_path):
     base = _net(4, 0)
     world = WorldModel(base, _cfg(base, 2), rank=4, steps=2)

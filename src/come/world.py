@@ -228,6 +228,24 @@ class WorldModel:
             self.memories[expert][0].load(Path(folder) / f"{expert}_{b}.safetensors", name)
         self.memorized.add(expert)
 
+    def memory_states(self) -> dict[str, list[dict[str, torch.Tensor]]]:
+        """What each memory memorized of each observed episode, {expert: [its adapter's weights per episode]}:
+        :meth:`set_memory_states` gives them to these episodes again after another :meth:`observe`."""
+        return {e: [self._memorized(e).state(name) for name in self.episode_adapters] for e in self.memorized}
+
+    def set_memory_states(self, states: dict[str, list[dict[str, torch.Tensor]]]) -> None:
+        """Give each observed episode the memories ``states`` (as :meth:`memory_states` returns them, one per
+        episode) instead of memorizing its history."""
+        if self.frames is None:
+            raise InputError("observe() a history before set_memory_states()")
+        for expert, per_episode in states.items():
+            if expert not in self.memories or len(per_episode) != len(self.frames):
+                raise InputError(f"set_memory_states: {expert} needs one memory per observed episode "
+                                 f"({len(self.frames)}), got {len(per_episode)}")
+            for state, name in zip(per_episode, self.episode_adapters):
+                self.memories[expert][0].set_state(state, name)
+            self.memorized.add(expert)
+
     def _memorized(self, expert: str) -> LoRAMemory:
         if expert not in self.memorized:
             raise InputError(f"{expert} has memorized nothing yet: memorize() or load_memories() first")
@@ -262,17 +280,30 @@ class WorldModel:
             t0 = time.time()
             self.memorize(seed=seed, progress=progress, experts=needed, **memorize)
             seconds["memorize"] = time.time() - t0
-        preds, first_of = {}, {}
+        preds, spent = self.imagine_variants(future_action, future_pose, variants, seed, progress)
+        return {v: pred.to(frames.device) for v, pred in preds.items()}, seconds | spent
+
+    def imagine_variants(self, action: torch.Tensor, pose: torch.Tensor | None, variants, seed: int = 0,
+                         progress: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        """:meth:`imagine` the future under each variant, once per :meth:`composition`; returns the predictions
+        and the seconds per variant."""
+        preds, seconds, first_of = {}, {}, {}
         for v in variants:
             same = first_of.setdefault(self.composition(v), v)  # e.g. come when it composes the place memory alone
             if same != v:
                 preds[v], seconds[v] = preds[same], seconds[same]
                 continue
             t0 = time.time()
-            pred = self.imagine(future_action, future_pose, variant=v, seed=seed, progress=progress)
-            preds[v] = pred.to(frames.device)
+            preds[v] = self.imagine(action, pose, variant=v, seed=seed, progress=progress)
             seconds[v] = time.time() - t0
         return preds, seconds
+
+    def frames_read(self) -> int | None:
+        """The most history frames an expert reads while imagining: the longest context, or None (all of them)
+        with a place memory, which looks its views up anywhere in the history."""
+        if self.place is not None:
+            return None
+        return max(self.cfg.context, self.stm_context, self.sltm_cfg.context if self.sltm_cfg else 0)
 
     def composition(self, variant: str) -> tuple:
         """What a variant computes: two variants with the same composition draw the same frames."""

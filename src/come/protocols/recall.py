@@ -19,6 +19,7 @@ with a predictor that draws a random layout.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -91,8 +92,9 @@ def cards_recalled(per_episode: list[float]) -> dict:
     return proportion_ci95(round(sum(per_episode) * cards), cards * len(per_episode))
 
 
-def _stack(episodes: list[dict], key: str) -> torch.Tensor | None:
-    return torch.stack([e[key] for e in episodes]) if key in episodes[0] else None
+def _stack(episodes: list[dict], key: str, last: int = 0) -> torch.Tensor | None:
+    """The episodes' ``key`` arrays (their ``last`` frames only, if given) as one batch."""
+    return torch.stack([e[key][-last:] for e in episodes]) if key in episodes[0] else None
 
 
 def recall_rollouts(world, eps: list[dict], variants: tuple[str, ...], memorization_steps: int, seed: int,
@@ -100,28 +102,58 @@ def recall_rollouts(world, eps: list[dict], variants: tuple[str, ...], memorizat
     """Observe, memorize (the ``cards`` recipe, with the ``memorize`` changes) and roll out the recall phase
     of episodes from :func:`recall_episode`.
 
-    Episodes of the same length (zig-zag episodes start all covered or all face up, which gives
-    two lengths) are processed together: one adapter per episode (memorized one after the other),
-    one batched rollout per variant. Returns per variant the predicted recall phase of each episode
+    Episodes of the same history length (zig-zag episodes start all covered or all face up: two lengths)
+    are memorized together, one adapter per episode. The rollouts are batched over every episode, from the
+    last frames of each history, as many as the shortest has, when no expert reads further back than that
+    (else over each history length). Returns per variant the predicted recall phase of each episode
     (F,C,H,W), and the total seconds spent memorizing and in each variant's rollouts.
     """
-    groups: dict[tuple[int, int], list[int]] = {}
-    for i, e in enumerate(eps):
-        groups.setdefault((len(e["history"]), len(e["truth"])), []).append(i)
-    seconds = {"memorize": 0.0, **{name: 0.0 for name in variants}}
+    needed = world.memories_for(variants)
+    memories, seconds = _memorize_by_length(world, eps, needed, seed, progress,
+                                            {**memorize, "steps": memorization_steps})
+    shortest, reads = min(len(e["history"]) for e in eps), world.frames_read()
+    together = reads is not None and shortest >= reads
     predictions: dict[str, list] = {name: [None] * len(eps) for name in variants}
-    for members in tqdm(groups.values(), desc="recall episodes", disable=not progress or len(groups) == 1):
+    for members in _groups(eps, lambda history: shortest if together else len(history)).values():
         group = [eps[i] for i in members]
-        preds, spent = world.predict(_stack(group, "history"), _stack(group, "history_action"),
-                                     _stack(group, "history_pose"), _stack(group, "action"), _stack(group, "pose"),
-                                     variants, seed, progress, recipe="cards",
-                                     **{**memorize, "steps": memorization_steps})
-        for name, t in spent.items():
-            seconds[name] += t
+        keep = min(len(e["history"]) for e in group)
+        world.observe(*(_stack(group, key, keep) for key in ("history", "history_action", "history_pose")))
+        world.set_memory_states({expert: [memories[i][expert] for i in members] for expert in needed})
+        preds, spent = world.imagine_variants(_stack(group, "action"), _stack(group, "pose"), variants, seed,
+                                              progress)
         for name in variants:
+            seconds[name] = seconds.get(name, 0.0) + spent[name]
             for i, pred in zip(members, preds[name]):
-                predictions[name][i] = pred
+                predictions[name][i] = pred.cpu()
     return predictions, seconds
+
+
+def _memorize_by_length(world, eps: list[dict], experts: set[str], seed: int, progress: bool,
+                        settings: dict) -> tuple[list[dict], dict[str, float]]:
+    """Memorize the history of each episode into ``experts``, the episodes of one history length together;
+    returns each episode's memories ({expert: adapter weights}) and the seconds spent memorizing."""
+    memories: list[dict] = [{} for _ in eps]
+    seconds = {"memorize": 0.0}
+    if not experts:
+        return memories, seconds
+    for members in tqdm(_groups(eps, len).values(), desc="memorize", disable=not progress, leave=False):
+        group = [eps[i] for i in members]
+        world.observe(_stack(group, "history"), _stack(group, "history_action"), _stack(group, "history_pose"))
+        t0 = time.time()
+        world.memorize(recipe="cards", seed=seed, progress=progress, experts=experts, **settings)
+        seconds["memorize"] += time.time() - t0
+        for expert, states in world.memory_states().items():
+            for i, state in zip(members, states):
+                memories[i][expert] = state
+    return memories, seconds
+
+
+def _groups(eps: list[dict], key) -> dict:
+    """Indices of the episodes by ``key(history)`` and recall-phase length: the batches."""
+    groups: dict = {}
+    for i, e in enumerate(eps):
+        groups.setdefault((key(e["history"]), len(e["truth"])), []).append(i)
+    return groups
 
 
 def variant_scores(predictions: list[torch.Tensor], eps: list[dict], tau: float, perceptual=None) -> dict:
