@@ -315,6 +315,20 @@ def test_predict_draws_each_composition_once(monkeypatch):
     assert world.composition("come") == world.composition("sltm") != world.composition("poe")
 
 
+def test_frames_read_is_the_longest_context_any_expert_reads():
+    from come.compose import DiTDenoiser, Expert
+
+    assert _world().frames_read() == 8  # the STM's
+    mine = DiTDenoiser(_net(4, 3))
+    for context, reads in ((3, 3), ((-6, -1), 6), ((0, -1), None)):
+        base = _net(4, 0)
+        world = WorldModel(base, _cfg(base, 2), experts=[Expert("mine", mine, context)], rank=4, steps=2)
+        assert world.frames_read() == reads, context
+    maze_base, place = _net(4, 0, pose_dim=0, action_dim=6), _net(4, 4, pose_dim=0, action_dim=6, views=2)
+    cfg = TrainConfig(preset="test", model=maze_base.config.to_dict(), context=2, future=1)
+    assert WorldModel(maze_base, cfg, place=(place, cfg), rank=4, steps=2).frames_read() is None
+
+
 def test_memory_states_go_back_to_their_episodes_after_another_observe():
     base = _net(4, 0)
     world = WorldModel(base, _cfg(base, 2), rank=4, steps=2)

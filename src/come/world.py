@@ -299,11 +299,15 @@ class WorldModel:
         return preds, seconds
 
     def frames_read(self) -> int | None:
-        """The most history frames an expert reads while imagining: the longest context, or None (all of them)
-        with a place memory, which looks its views up anywhere in the history."""
-        if self.place is not None:
+        """The most history frames an expert reads while imagining: the longest context, or None (any of them)
+        with a place memory, which looks its views up anywhere in the history, or an expert of yours whose
+        context counts from the history's start."""
+        contexts = [e.context for e in self.outside.values()] + [e.null_context for e in self.outside.values()
+                                                                 if e.null_context is not None]
+        if self.place is not None or any(not isinstance(c, int) and max(c) >= 0 for c in contexts):
             return None
-        return max(self.cfg.context, self.stm_context, self.sltm_cfg.context if self.sltm_cfg else 0)
+        last = [c if isinstance(c, int) else -min(c) for c in contexts]
+        return max(self.cfg.context, self.stm_context, self.sltm_cfg.context if self.sltm_cfg else 0, *last)
 
     def composition(self, variant: str) -> tuple:
         """What a variant computes: two variants with the same composition draw the same frames."""
