@@ -92,7 +92,7 @@ def test_recall_rollouts_batch_every_episode_with_the_memory_of_its_own_history(
     """Episodes of two history lengths: memorized by length, rolled out in one batch from the last frames of
     each history (as many as the shortest has), each with the memory its own history gave; in one batch per
     length when an expert reads further back than the shortest history."""
-    from come.protocols.recall import _stack, recall_rollouts
+    from come.protocols.recall import recall_rollouts
     from come.world import WorldModel
 
     world = WorldModel.from_pretrained(micro_run, rank=4, steps=2)
@@ -110,7 +110,7 @@ def test_recall_rollouts_batch_every_episode_with_the_memory_of_its_own_history(
     for length in sorted(set(lengths), key=lengths.index):  # memorized again, one length at a time
         members = [i for i, n in enumerate(lengths) if n == length]
         group = [eps[i] for i in members]
-        world.observe(_stack(group, "history"), _stack(group, "history_action"), _stack(group, "history_pose"))
+        world.observe(*(torch.stack([e[k] for e in group]) for k in ("history", "history_action", "history_pose")))
         world.memorize(recipe="cards", seed=0, steps=2, **settings)
         for i, state in zip(members, world.memory_states()["ltm"]):
             assert all(torch.equal(state[k], used[i][k]) for k in state)
