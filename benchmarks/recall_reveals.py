@@ -37,7 +37,9 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=recipe.lr)
     ap.add_argument("--batch", type=int, default=recipe.batch_size, help="windows per memorization step")
     ap.add_argument("--context-dropout", type=float, default=recipe.p_context_dropout)
-    ap.add_argument("--no-first-frames", action="store_true", help="never make the history's first frames targets")
+    ap.add_argument("--no-undo", action="store_true", help="memorize the history alone, not followed by its undoing")
+    ap.add_argument("--no-first-frames", action="store_true",
+                    help="without the undoing, never make the history's first frames targets")
     ap.add_argument("--lr-schedule", default="constant", choices=("constant", "cosine"))
     ap.add_argument("--w", type=float, default=1.5, help="contrast weight of the memory")
     ap.add_argument("--ddim-steps", type=int, default=10)
@@ -49,7 +51,7 @@ def main() -> None:
     tau = recall_tau(cfg.model["resolution"])
     eps = [recall_episode(args.seed, i, cfg) for i in range(args.episodes)]
     options = {"lr": args.lr, "batch_size": args.batch, "p_context_dropout": args.context_dropout,
-               "first_frames": not args.no_first_frames, "lr_schedule": args.lr_schedule}
+               "first_frames": not args.no_first_frames, "lr_schedule": args.lr_schedule, "undo": not args.no_undo}
     t0 = time.time()
     predictions, _ = recall_rollouts(world, eps, ("ltm",), args.steps, args.seed, **options)
     cards = []  # (right at reveal, right at the end, second half, face-down start)

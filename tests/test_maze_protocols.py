@@ -98,7 +98,7 @@ def test_every_protocol_end_to_end(maze_runs, tmp_path):
     assert result["come_experts"] == ["ltm", "place", "sltm"]
     assert result["memorization"] == {"steps": 2, "lr": 1e-2, "batch_size": 3, "weighting": "surprise",
                                       "boost": 4.0, "p_context_dropout": 0.5, "p_pose_dropout": 0.3,
-                                      "lr_schedule": "constant", "context": None}
+                                      "lr_schedule": "constant", "context": None, "undo": False}
     assert result["sltm_null"] == "pose_drop" and result["sltm_weight"] == 1.5
     for name in ("fixed", "revisits"):
         assert protocols[name]["windows"] == 2

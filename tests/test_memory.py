@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from come.data.cards import generate_episode
+from come.data.cards import INVERSE_ACTIONS, generate_episode, render, simulate
 from come.data.clips import cursor_pose, frames_to_tensor
 from come.errors import InputError
-from come.memory import LoRAMemory, change_weights
+from come.memory import LoRAMemory, change_weights, undone_history
 from come.recipes import Recipe, parse_settings
 from come.models.dit import DiTConfig, VideoDiT
 
@@ -132,6 +132,55 @@ def test_memorize_makes_the_first_frames_targets_with_their_context_dropped(monk
         assert torch.equal(dropped, target < 2)
 
 
+def test_the_undone_history_is_the_episode_played_backwards_by_the_game_itself():
+    """Memory Cards run from the history's last state under the undoing actions draws the history's frames
+    backwards, moves into a wall (which change nothing) included."""
+    ep = generate_episode(3, 0, "train", 60)
+    frames, action = frames_to_tensor(ep["image"]), torch.from_numpy(ep["action"])
+    pose = torch.from_numpy(cursor_pose(ep))
+    wall = [t for t in range(1, 60) if action[t].argmax() < 4 and torch.equal(frames[t], frames[t - 1])]
+    assert wall  # a move into a wall is among the actions undone
+    undone_frames, undone_action, undone_pose = undone_history(frames, action, pose, INVERSE_ACTIONS)
+    assert len(undone_frames) == len(undone_action) == len(undone_pose) == 119
+    assert torch.equal(undone_frames[:60], frames) and torch.equal(undone_frames[59:], frames.flip(0))
+    assert torch.equal(undone_pose[59:], pose.flip(0)) and torch.equal(undone_action[:60], action)
+    covered, cursor = simulate(ep["layout"], ep["covered"][-1], tuple(ep["cursor"][-1]),
+                               undone_action[60:].argmax(-1).numpy())
+    assert (render(ep["layout"], covered, cursor, 32) == ep["image"][::-1]).all()
+    with pytest.raises(InputError, match="4 inverse actions for actions of 5"):
+        undone_history(frames, action, pose, INVERSE_ACTIONS[:4])
+
+
+def test_memorize_with_undo_draws_windows_backwards_through_the_history(monkeypatch):
+    """With ``undo`` the windows also step from a frame to the one before it, under the inverse action;
+    no window is padded before frame 0 (the undone history ends there), and a model whose actions have
+    no inverses is refused."""
+    import come.memory as memory
+
+    frames, action, pose = _episode(12)
+    frames = frames + torch.arange(12.0)[:, None, None, None]  # frame i is recognisable by its offset
+    steps = []  # (context frame, target frame, target's action, context dropped)
+
+    def spy(model, batch, context, scheduler, *args, drop_context=None, **kw):
+        index = batch["frames"][:, :, 0, 0, 0].round() - frames[0, 0, 0, 0].round()
+        steps.extend(zip(index[:, 0].tolist(), index[:, 1].tolist(), batch["action"][:, 1].argmax(-1).tolist(),
+                         drop_context.tolist()))
+        return model(batch["frames"], torch.zeros(batch["frames"].shape[:2], dtype=torch.long), batch["action"],
+                     batch["pose"], context=context).float().pow(2).mean()
+
+    monkeypatch.setattr(memory, "diffusion_loss", spy)
+    mem = LoRAMemory(_net(), rank=2)
+    recipe = Recipe(steps=30, batch_size=8, boost=0.0, context=1, undo=True)
+    mem.memorize(frames, action, pose, recipe, context=2, future=1, inverse_actions=INVERSE_ACTIONS)
+    forward = {(c, t, a) for c, t, a, _ in steps if t == c + 1}
+    backward = {(c, t, a) for c, t, a, _ in steps if t == c - 1}
+    assert len(forward) + len(backward) == len({s[:3] for s in steps}) and not any(s[3] for s in steps)
+    assert {t for _, t, _ in backward} == set(range(11)) and {t for _, t, _ in forward} <= set(range(1, 12))
+    assert all(a == INVERSE_ACTIONS[int(action[int(c)].argmax())] for c, _, a in backward)
+    with pytest.raises(InputError, match="no inverses"):
+        mem.memorize(frames, action, pose, recipe, context=2, future=1)
+
+
 def test_a_recipes_context_replaces_the_networks_own(monkeypatch):
     import come.memory as memory
     from come.diffusion.loss import NoiseLevels
@@ -218,9 +267,10 @@ def test_a_place_memory_trains_and_mixes_with_other_episodes_in_one_batch():
 
 
 def test_settings_from_text_take_their_fields_types_and_the_recipes_checks():
-    text = " lr=0.05,batch_size=96, high_fraction=0.8,max_weight=none,first_frames=false,weighting=change,context=1"
+    text = (" lr=0.05,batch_size=96, high_fraction=0.8,max_weight=none,first_frames=false,weighting=change,context=1,"
+            "undo=false")
     assert parse_settings(text) == {"lr": 0.05, "batch_size": 96, "high_fraction": 0.8, "max_weight": None,
-                                    "first_frames": False, "weighting": "change", "context": 1}
+                                    "first_frames": False, "weighting": "change", "context": 1, "undo": False}
     assert parse_settings("") == {}
     for text, message in (("lr", "expected name=value"), ("rate=1", "unknown memorization setting"),
                           ("batch_size=1.5", "expected a number"), ("first_frames=yes", "true or false"),

@@ -19,8 +19,8 @@ def _net(max_frames, seed, **kw):
     return tiny_dit(seed, jitter=0.1, **{"max_frames": max_frames, "pose_dim": 2, **kw})
 
 
-def _cfg(model, context, future=2):  # (future: the chunk each expert generates)
-    return TrainConfig(preset="test", model=model.config.to_dict(), context=context, future=future, pose="cursor")
+def _cfg(model, context, future=2, pose="cursor"):  # (future: the chunk each expert generates)
+    return TrainConfig(preset="test", model=model.config.to_dict(), context=context, future=future, pose=pose)
 
 
 def _batch(B=2, N=12, F=3):
@@ -119,7 +119,7 @@ def test_spatial_memory_recalls_what_it_saw_at_a_pose():
     frames, poses, visit, colours, place_poses = _places(0, 24)
     sltm = _net(4, 3, pose_in_image=False, action_dim=6, pose_dim=4)
     base = _net(4, 4, action_dim=6, pose_dim=0)
-    world = WorldModel(base, _cfg(base, 2, 1), sltm=(sltm, _cfg(sltm, 2, 1)), rank=8, steps=2)
+    world = WorldModel(base, _cfg(base, 2, 1, "absolute"), sltm=(sltm, _cfg(sltm, 2, 1, "absolute")), rank=8, steps=2)
     action = torch.zeros(1, 24, 6)
     world.observe(frames[None], action, poses[None])
     assert "pose_embed.0" in str(world.spatial.model.targeted_module_names)

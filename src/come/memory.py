@@ -67,6 +67,24 @@ def _frame_index(n: int, start: int, length: int) -> torch.Tensor:
     return torch.arange(start, start + length).clamp(0, n - 1)
 
 
+def undone_history(frames: torch.Tensor, action: torch.Tensor, pose: torch.Tensor | None,
+                   inverse_actions: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The history followed by its undoing, for an environment where every action can be undone: after the
+    last frame come the frames before it in reverse order, down to the first, each reached by the inverse of
+    the action that left it (``inverse_actions[i]`` undoes one-hot action ``i``; an action that changed no
+    pixel, a move into a wall, undoes itself). One trajectory of 2N-1 frames: every window of it is a true
+    transition, and what the history covers, its undoing uncovers."""
+    if len(inverse_actions) != action.shape[-1]:
+        raise InputError(f"{len(inverse_actions)} inverse actions for actions of {action.shape[-1]} values")
+    taken = action[1:].argmax(-1)  # action t made frame t from frame t-1
+    changed = (frames[1:] != frames[:-1]).flatten(1).any(1)
+    undo = torch.where(changed, torch.as_tensor(inverse_actions)[taken], taken)
+    undo_action = torch.nn.functional.one_hot(undo.flip(0), action.shape[-1]).to(action.dtype)
+    back = torch.arange(len(frames) - 2, -1, -1)
+    return (torch.cat([frames, frames[back]]), torch.cat([action, undo_action]),
+            None if pose is None else torch.cat([pose, pose[back]]))
+
+
 def history_windows(frames, action, pose, starts, window: int) -> dict[str, torch.Tensor]:
     """A batch of the history's windows beginning at ``starts``, as the diffusion loss takes it.
 
@@ -158,6 +176,7 @@ class LoRAMemory:
         seed: int = 0,
         progress: bool = False,
         adapter: str | None = None,
+        inverse_actions: Sequence[int] | None = None,
     ) -> list[float]:
         """Fine-tune the adapters on windows of one episode: frames (N,C,H,W), action (N,A), pose (N,P), with
         the ``recipe``'s steps, learning rate and batch size, the loss's noise ``levels`` of the network's
@@ -174,14 +193,21 @@ class LoRAMemory:
         noise levels by over 1000, and without it a learning rate above 1e-3 made the memorized loss worse.
         ``first_frames`` also draws windows whose targets are the history's first ``context`` frames, their
         missing context dropped: otherwise those frames are never a target, and on Memory Cards the first
-        card uncovered is never memorized. ``adapter`` names the episode's adapter (default: the first one).
+        card uncovered is never memorized. ``recipe.undo`` memorizes the :func:`undone_history` instead, with
+        ``inverse_actions``; its last frames are the history's first, targets with their context, so no window
+        is padded then. ``adapter`` names the episode's adapter (default: the first one).
         """
         adapter = self.adapter_for(adapter or self.adapter)
         context = recipe.context or context
         window = context + future
         _check_history(frames, action, pose, window)
+        if recipe.undo:
+            if inverse_actions is None:
+                raise InputError("the memorization recipe undoes the history (undo=true), but this model's actions "
+                                 "have no inverses (Memory Cards' have)")
+            frames, action, pose = undone_history(frames, action, pose, inverse_actions)
         scheduler = make_scheduler(self.base.config.num_train_timesteps)
-        first = -context if first_frames else 0
+        first = -context if first_frames and not recipe.undo else 0
         if recipe.weighting == "change":
             probs = change_weights(frames, window, recipe.boost, first)
         else:

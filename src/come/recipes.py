@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields
 
+from .data.cards import INVERSE_ACTIONS
 from .diffusion.loss import NoiseLevels
 from .errors import InputError
 
@@ -30,6 +31,7 @@ class Recipe:
     p_pose_dropout: float = 0.0
     lr_schedule: str = "constant"
     context: int | None = None  # clean frames before each window's targets (None: the network's training context)
+    undo: bool = False  # memorize the history followed by its undoing (come.memory.undone_history)
 
     def __post_init__(self):
         if self.steps < 0 or self.batch_size < 1:
@@ -105,9 +107,10 @@ RECIPES = {
     # Memory Cards: the small place memory at a high learning rate on 128 windows a step, drawn by the base
     # model's surprise (a reveal, not a cursor move), each with one context frame, not the network's two: a
     # window then costs two frames, not three, and at the same time per episode more of them memorize more
-    # cards; the history's first frames without context teach an episode that starts face up as whole frames,
-    # and no other window drops its context (BENCHMARKS.md, "Recall past 0.80").
-    "cards": Recipe(steps=20, lr=1e-1, batch_size=128, weighting="surprise", boost=20.0, context=1),
+    # cards. The history is memorized with its undoing: an episode that starts face up only ever covers its
+    # cards, and a memory fitted on that alone draws a card's back where the recall uncovers it; undone, each
+    # card is uncovered too (BENCHMARKS.md, "Recall past 0.80").
+    "cards": Recipe(steps=20, lr=1e-1, batch_size=128, weighting="surprise", boost=20.0, context=1, undo=True),
     # Memory Cards in play, where cards are covered again: windows drawn by frame change, which covering a card
     # has as much as uncovering it; drawn by surprise, the memory rarely sees a card covered and leaves a ghost
     # of its object there (BENCHMARKS.md, "Playing").
@@ -121,3 +124,9 @@ RECIPES = {
 def recipe_for(pose: str | None) -> str:
     """The recipe of a world model by its pose input: Memory Cards' cursor, else Memory Maze."""
     return "cards" if pose == "cursor" else "maze"
+
+
+def inverse_actions_for(pose: str | None) -> tuple[int, ...] | None:
+    """The action undoing each action of a world model by its pose input, where every action can be undone:
+    Memory Cards' (a cursor pose); None otherwise (Memory Maze cannot step backwards)."""
+    return INVERSE_ACTIONS if pose == "cursor" else None

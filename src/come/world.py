@@ -38,7 +38,7 @@ from .diffusion.sampling import autoregress
 from .diffusion.schedule import make_scheduler
 from .errors import InputError
 from .memory import LoRAMemory
-from .recipes import RECIPES, Recipe, recipe_for
+from .recipes import RECIPES, Recipe, inverse_actions_for, recipe_for
 from .models.dit import VideoDiT
 from .presets import TrainConfig
 from .variants import COMPOSITIONS, EXPERTS, MEMORIZED, MODEL_NAMES, VARIANT_EXPERTS, VARIANTS
@@ -207,7 +207,7 @@ class WorldModel:
                 curves.append(memory.memorize(
                     self.frames[b, part], self.action[b, part], None if self.pose is None else self.pose[b, part],
                     recipe, cfg.context, cfg.future, levels, bf16=self.bf16, seed=seed + b, progress=progress,
-                    adapter=name, **others))
+                    adapter=name, inverse_actions=inverse_actions_for(cfg.pose), **others))
         self.memorized |= set(chosen)
         return curves
 

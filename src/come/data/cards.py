@@ -28,6 +28,7 @@ ACTIONS = ("up", "down", "left", "right", "toggle")
 ACTION_PROBS = (0.15, 0.15, 0.15, 0.15, 0.4)
 _MOVES = {0: (-1, 0), 1: (1, 0), 2: (0, -1), 3: (0, 1)}
 TOGGLE = 4
+INVERSE_ACTIONS = (1, 0, 3, 2, TOGGLE)  # the action that undoes each one: up/down, left/right; a toggle undoes itself
 SPLITS = ("train", "test", "zigzag")
 _SPLIT_CODE = {s: i for i, s in enumerate(SPLITS)}
 GENERATOR_VERSION = 1
