@@ -21,6 +21,7 @@ from tqdm import tqdm
 from come.diffusion.schedule import make_scheduler
 from come.metrics.image import psnr
 from come.protocols.recall import cards_recalled, plot_sweep, recall_episode, recall_tau, tile_recall
+from come.runtime import use_bf16
 from come.world import WorldModel
 
 
@@ -31,11 +32,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=4242)
     parser.add_argument("--samplers", default="ddim,dpm++")
     parser.add_argument("--steps", default="3,5,10,20")
-    parser.add_argument("--memorize-steps", type=int, default=50)
+    parser.add_argument("--memorize-steps", type=int, default=20)
+    parser.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"))
     parser.add_argument("--out", default="samplers_out")
     args = parser.parse_args()
     samplers, steps = args.samplers.split(","), [int(s) for s in args.steps.split(",")]
-    world = WorldModel.from_pretrained(args.ckpt)
+    world = WorldModel.from_pretrained(args.ckpt, bf16=use_bf16(args.precision, "cpu"))
     tau = recall_tau(world.cfg.model["resolution"])
     levels = world.scheduler.config.num_train_timesteps
     recalled = {(s, k): [] for s in samplers for k in steps}
