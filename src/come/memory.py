@@ -78,9 +78,9 @@ def undone_history(frames: torch.Tensor, action: torch.Tensor, pose: torch.Tenso
         raise InputError(f"{len(inverse_actions)} inverse actions for actions of {action.shape[-1]} values")
     taken = action[1:].argmax(-1)  # action t made frame t from frame t-1
     changed = (frames[1:] != frames[:-1]).flatten(1).any(1)
-    undo = torch.where(changed, torch.as_tensor(inverse_actions)[taken], taken)
+    undo = torch.where(changed, torch.as_tensor(inverse_actions, device=action.device)[taken], taken)
     undo_action = torch.nn.functional.one_hot(undo.flip(0), action.shape[-1]).to(action.dtype)
-    back = torch.arange(len(frames) - 2, -1, -1)
+    back = torch.arange(len(frames) - 2, -1, -1, device=frames.device)
     return (torch.cat([frames, frames[back]]), torch.cat([action, undo_action]),
             None if pose is None else torch.cat([pose, pose[back]]))
 
