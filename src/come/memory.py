@@ -68,21 +68,23 @@ def _frame_index(n: int, start: int, length: int) -> torch.Tensor:
 
 
 def undone_history(frames: torch.Tensor, action: torch.Tensor, pose: torch.Tensor | None,
-                   inverse_actions: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+                   inverse_actions: Sequence[int] | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """The history followed by its undoing, for an environment where every action can be undone: after the
     last frame come the frames before it in reverse order, down to the first, each reached by the inverse of
     the action that left it (``inverse_actions[i]`` undoes one-hot action ``i``; an action that changed no
     pixel, a move into a wall, undoes itself). One trajectory of 2N-1 frames: every window of it is a true
     transition, and what the history covers, its undoing uncovers."""
+    if inverse_actions is None:
+        raise InputError("the memorization recipe undoes the history (undo=true), but this model's actions "
+                         "have no inverses (Memory Cards' have)")
     if len(inverse_actions) != action.shape[-1]:
         raise InputError(f"{len(inverse_actions)} inverse actions for actions of {action.shape[-1]} values")
     taken = action[1:].argmax(-1)  # action t made frame t from frame t-1
     changed = (frames[1:] != frames[:-1]).flatten(1).any(1)
     undo = torch.where(changed, torch.as_tensor(inverse_actions, device=action.device)[taken], taken)
     undo_action = torch.nn.functional.one_hot(undo.flip(0), action.shape[-1]).to(action.dtype)
-    back = torch.arange(len(frames) - 2, -1, -1, device=frames.device)
-    return (torch.cat([frames, frames[back]]), torch.cat([action, undo_action]),
-            None if pose is None else torch.cat([pose, pose[back]]))
+    return (torch.cat([frames, frames[:-1].flip(0)]), torch.cat([action, undo_action]),
+            None if pose is None else torch.cat([pose, pose[:-1].flip(0)]))
 
 
 def history_windows(frames, action, pose, starts, window: int) -> dict[str, torch.Tensor]:
@@ -202,9 +204,6 @@ class LoRAMemory:
         window = context + future
         _check_history(frames, action, pose, window)
         if recipe.undo:
-            if inverse_actions is None:
-                raise InputError("the memorization recipe undoes the history (undo=true), but this model's actions "
-                                 "have no inverses (Memory Cards' have)")
             frames, action, pose = undone_history(frames, action, pose, inverse_actions)
         scheduler = make_scheduler(self.base.config.num_train_timesteps)
         first = -context if first_frames and not recipe.undo else 0

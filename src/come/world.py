@@ -202,12 +202,12 @@ class WorldModel:
         curves = []
         part = slice(-recent if recent else None, None)
         for memory, cfg in chosen.values():
-            levels = replace(cfg.noise_levels(), **level_changes)
+            levels, inverse_actions = replace(cfg.noise_levels(), **level_changes), inverse_actions_for(cfg.pose)
             for b, name in enumerate(self.episode_adapters):
                 curves.append(memory.memorize(
                     self.frames[b, part], self.action[b, part], None if self.pose is None else self.pose[b, part],
                     recipe, cfg.context, cfg.future, levels, bf16=self.bf16, seed=seed + b, progress=progress,
-                    adapter=name, inverse_actions=inverse_actions_for(cfg.pose), **others))
+                    adapter=name, inverse_actions=inverse_actions, **others))
         self.memorized |= set(chosen)
         return curves
 
