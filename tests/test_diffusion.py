@@ -3,8 +3,9 @@ import torch
 from diffusers import DDPMScheduler
 
 from come.diffusion.loss import diffusion_loss, sample_levels
-from come.diffusion.sampling import run_sampler
-from come.diffusion.schedule import SAMPLERS, add_noise, alpha_bar, make_scheduler, to_eps, v_to_x0, velocity
+from come.diffusion.sampling import SAMPLERS, run_sampler
+from come.errors import InputError
+from come.diffusion.schedule import SCHEDULERS, add_noise, alpha_bar, make_scheduler, to_eps, v_to_x0, velocity
 
 from tiny import tiny_dit
 
@@ -34,7 +35,7 @@ def test_parameterisations_convert_to_the_same_eps():
                                x0[:1], atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("sampler", SAMPLERS)
+@pytest.mark.parametrize("sampler", SCHEDULERS)
 def test_every_sampler_with_exact_eps_recovers_a_point_mass(sampler):
     """For data concentrated on c the exact eps is (x_t - sqrt(ab) c) / sqrt(1-ab); every sampler must land on c."""
     s = make_scheduler(sampler=sampler)
@@ -51,7 +52,7 @@ def test_every_sampler_with_exact_eps_recovers_a_point_mass(sampler):
     assert len(calls) == 10 and calls[0] == 999 and calls == sorted(calls, reverse=True)
 
 
-@pytest.mark.parametrize("sampler", SAMPLERS)
+@pytest.mark.parametrize("sampler", SCHEDULERS)
 def test_an_x0_network_ends_at_its_x0_at_any_step_count(sampler):
     """Level 0 is clean in the schedule and in the sampler: 1000 steps reach t = 0 (never evaluated),
     and step counts that do not divide 1000 land on level 0, which must not leave noise."""
@@ -239,3 +240,21 @@ def test_multistep_solvers_sample_a_gaussian_closer_than_ddim(sampler):
 def test_an_unknown_sampler_is_refused():
     with pytest.raises(ValueError, match="unknown sampler 'euler'.*ddim, dpm\\+\\+, unipc"):
         make_scheduler(sampler="euler")
+
+
+@pytest.mark.parametrize("name", list(SAMPLERS))
+def test_every_sampler_takes_the_same_arguments(name):
+    """Each sampler of the table: (eps_fn, x, scheduler, steps, *, generator, callback), a clean sample back."""
+    steps_seen = []
+    x = torch.randn(2, 1, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    out = SAMPLERS[name](lambda x, t: 0.5 * x, x, make_scheduler(), 4, generator=torch.Generator().manual_seed(1),
+                         callback=lambda info: steps_seen.append(info["t"]))
+    assert out.shape == x.shape and torch.isfinite(out).all() and out.abs().max() <= 1
+    assert len(steps_seen) >= 4 and steps_seen == sorted(steps_seen, reverse=True)
+
+
+def test_a_rollout_by_an_unknown_sampler_is_refused():
+    from come.diffusion.sampling import autoregress
+
+    with pytest.raises(InputError, match="unknown sampler 'euler'"):
+        autoregress(lambda known, f: None, torch.zeros(1, 2, 3, 4, 4), 1, 1, make_scheduler(), 2, sampler="euler")

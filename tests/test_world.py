@@ -56,13 +56,13 @@ def test_every_variant_imagines_the_right_shape():
 def test_the_naive_product_is_sampled_by_the_product_sampler(monkeypatch):
     from come.diffusion import sampling
 
-    calls, real = [], sampling.sample_product
+    calls, real = [], sampling.SAMPLERS["product"]
 
     def counting(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(sampling, "sample_product", counting)
+    monkeypatch.setitem(sampling.SAMPLERS, "product", counting)
     world = _world()
     frames, action, pose, fa, fp, _ = _batch()
     world.observe(frames, action, pose)

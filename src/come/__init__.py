@@ -19,9 +19,9 @@ _PUBLIC = {
     "Expert": "compose", "History": "compose", "Denoiser": "compose", "DiTDenoiser": "compose",
     "compose_eps": "compose", "composed_eps_fn": "compose",
     "FrameDenoiser": "denoisers", "RescheduledDenoiser": "denoisers",
-    "LoRAMemory": "memory", "Recipe": "memory", "RECIPES": "memory",
+    "LoRAMemory": "memory", "Recipe": "memory", "RECIPES": "recipes",
     "run_sampler": "diffusion.sampling", "sample_product": "diffusion.sampling", "make_scheduler": "diffusion.schedule",
-    "SAMPLERS": "diffusion.schedule",
+    "SAMPLERS": "diffusion.sampling", "SCHEDULERS": "diffusion.schedule",
     "VideoDiT": "models.dit", "DiTConfig": "models.dit",
     "load_model": "checkpoint", "shipped_models": "checkpoint", "TrainConfig": "presets",
 }

@@ -35,7 +35,8 @@ from .memory import BASE_ADAPTER
 
 NULL_KINDS = ("noise", "adapters_off", "pose_drop", "views_drop")
 CANCELLED = 1e-9  # a pass whose factors sum below this is left out
-RULES = ("contrastive", "poe")
+# each rule, and the sampler (come.diffusion.sampling.SAMPLERS) that samples what it composes
+RULES = {"contrastive": "scheduler", "poe": "product"}
 
 
 @runtime_checkable
@@ -162,7 +163,7 @@ def compose_eps(
     poe (naive product of experts): ``[prior +] sum_i gamma_i cond_i``.
     """
     if rule not in RULES:
-        raise InputError(f"rule must be one of {RULES}, got '{rule}'")
+        raise InputError(f"rule must be one of {', '.join(RULES)}, got '{rule}'")
     if len(cond) != len(null) or len(cond) != len(weights):
         raise InputError("cond, null and weights must have one entry per expert")
     if any(not math.isfinite(w) for w in weights):

@@ -155,7 +155,7 @@ def gaussian_product(samples: int = 20000, ddim_steps: int = 10, seed: int = 0,
     grid = torch.linspace(-1.2, 1.2, 4801, dtype=torch.float64)
     density = normalise(GaussianMixture((mean,), (var**0.5,), (1.0,)).log_prob(grid), grid)
     result = {"experts": [list(e) for e in experts], "mean": mean, "variance": var, "ddim_steps": ddim_steps}
-    for name, x in (("product_sampler", sample_product(eps_fn, noise, scheduler, ddim_steps, gen)),
+    for name, x in (("product_sampler", sample_product(eps_fn, noise, scheduler, ddim_steps, generator=gen)),
                     ("plain_ddim", run_sampler(eps_fn, noise, scheduler, ddim_steps))):
         at_clip, tv = float((x.abs() >= 0.999).double().mean()), total_variation(x, density, grid)
         result[name] = {"mean": float(x.mean()), "variance_ratio": float(x.var()) / var, "at_clip": at_clip,

@@ -32,7 +32,7 @@ from typing import Sequence
 import torch
 from tqdm import tqdm
 
-from .compose import DiTDenoiser, Expert, History, composed_eps_fn, history_guidance
+from .compose import RULES, DiTDenoiser, Expert, History, composed_eps_fn, history_guidance
 from .data.places import nearest_views, relative_view_pose
 from .diffusion.sampling import autoregress
 from .diffusion.schedule import make_scheduler
@@ -367,7 +367,7 @@ class WorldModel:
             return composed_eps_fn(prior, experts, history, self.scheduler, rule, self.bf16, stats)
 
         return autoregress(eps_for, self.frames, action.shape[1], self.cfg.future, self.scheduler, self.steps, gen,
-                           progress, f"imagine {variant}", product=rule == "poe")
+                           progress, f"imagine {variant}", sampler=RULES[rule])
 
     def place_views_for(self, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The place views (B,R,C,H,W) for frames to be seen from ``target`` (B,4), with their relative

@@ -1,7 +1,9 @@
 """Sampling: a scheduler's loop with an eps hook, and autoregressive rollouts.
 
-``run_sampler`` follows k-diffusion's shape: a pure function of an eps function,
-the initial noise and a schedule, with a per-step callback. The eps function is
+Every sampler follows k-diffusion's shape: a pure function of an eps function, the
+initial noise, a scheduler and its number of steps, with keyword-only ``generator``
+and ``callback``; :data:`SAMPLERS` names them (``scheduler``: :func:`run_sampler`,
+``product``: :func:`sample_product`). The eps function is
 the hook where experts are composed (``come.compose``); the step itself is a
 diffusers scheduler's: ``DDIMScheduler.step`` with eta = 0 by default (Song et al.
 2021, "Denoising Diffusion Implicit Models", eq. 12), or DPM-Solver++ or UniPC.
@@ -41,10 +43,11 @@ def run_sampler(
     x: torch.Tensor,
     scheduler: SchedulerMixin,
     steps: int,
+    *,
+    generator: torch.Generator | None = None,
     callback: Callable[[dict], None] | None = None,
     langevin_steps: int = 0,
     langevin_size: float = 0.1,
-    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Run ``steps`` steps of ``scheduler`` from noise ``x``; returns the clean sample.
 
@@ -99,6 +102,7 @@ def sample_product(
     x: torch.Tensor,
     scheduler: SchedulerMixin,
     steps: int,
+    *,
     generator: torch.Generator | None = None,
     callback: Callable[[dict], None] | None = None,
     langevin_steps: int = 5,
@@ -137,6 +141,15 @@ def sample_product(
     return x.clamp(-1, 1)
 
 
+Sampler = Callable[..., torch.Tensor]
+"""sampler(eps_fn, x, scheduler, steps, *, generator=None, callback=None) -> the clean sample."""
+
+SAMPLERS: dict[str, Sampler] = {
+    "scheduler": run_sampler,  # the scheduler's own steps (DDIM, DPM-Solver++, UniPC): a composition of scores
+    "product": sample_product,  # annealed Langevin dynamics: a naive product of experts
+}
+
+
 def _secant_curvature(dx: torch.Tensor, dscore: torch.Tensor) -> torch.Tensor:
     """|d score| / |d x| per item (leading dim), at least 1: a product of experts on [-1, 1] is no wider than that."""
     dscore, dx = dscore.reshape(len(dscore), -1), dx.reshape(len(dx), -1)
@@ -163,19 +176,20 @@ def noise_context(frames: torch.Tensor, level: int, scheduler: DDIMScheduler,
 @torch.no_grad()
 def autoregress(eps_for, frames: torch.Tensor, n_new: int, chunk: int, scheduler: SchedulerMixin, steps: int,
                 generator: torch.Generator | None = None, progress: bool = False,
-                desc: str = "rollout", product: bool = False) -> torch.Tensor:
+                desc: str = "rollout", sampler: str = "scheduler") -> torch.Tensor:
     """Generate ``n_new`` frames after ``frames`` (B,N,C,H,W), ``chunk`` at a time, each chunk sampled
     under ``eps_for(known, f)``: the eps function for ``f`` new frames after the ``known`` ones (given
-    and generated so far), with DDIM or, for a naive product (``product``), :func:`sample_product`.
+    and generated so far), by the sampler of that name in :data:`SAMPLERS`.
     Returns the new frames (B,n_new,C,H,W)."""
+    if sampler not in SAMPLERS:
+        raise InputError(f"unknown sampler '{sampler}' (choose from {', '.join(SAMPLERS)})")
     known, start = frames, frames.shape[1]
     bar = tqdm(total=n_new, desc=desc, unit="frame", disable=not progress, leave=False)
     while known.shape[1] < start + n_new:
         f = min(chunk, start + n_new - known.shape[1])
         eps_fn = eps_for(known, f)
         x = torch.randn((len(known), f) + known.shape[2:], generator=generator).to(known.device)
-        sample = sample_product(eps_fn, x, scheduler, steps, generator) if product else \
-            run_sampler(eps_fn, x, scheduler, steps)
+        sample = SAMPLERS[sampler](eps_fn, x, scheduler, steps, generator=generator)
         known = torch.cat([known, sample], dim=1)
         bar.update(f)
     bar.close()

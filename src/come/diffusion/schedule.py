@@ -14,7 +14,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from ..errors import InputError
 
 
-SAMPLERS = ("ddim", "dpm++", "unipc")
+SCHEDULERS = ("ddim", "dpm++", "unipc")  # the step rules make_scheduler builds (--sampler)
 
 
 def make_scheduler(num_train_timesteps: int = 1000, sampler: str = "ddim") -> SchedulerMixin:
@@ -27,8 +27,8 @@ def make_scheduler(num_train_timesteps: int = 1000, sampler: str = "ddim") -> Sc
     levels) then ends clean too, where diffusers' own table (0.99996) leaves a little noise. The
     multistep solvers end on a clean frame of their own (``final_sigmas_type="zero"``).
     """
-    if sampler not in SAMPLERS:
-        raise InputError(f"unknown sampler '{sampler}' (choose from {', '.join(SAMPLERS)})")
+    if sampler not in SCHEDULERS:
+        raise InputError(f"unknown sampler '{sampler}' (choose from {', '.join(SCHEDULERS)})")
     common = dict(num_train_timesteps=num_train_timesteps, beta_schedule="squaredcos_cap_v2",
                   prediction_type="epsilon", timestep_spacing="trailing")
     if sampler == "dpm++":
