@@ -46,7 +46,7 @@ def test_revisit_frames_are_returns_after_a_gap():
 def _run(root, name, context, future, **model):
     cfg = TrainConfig(preset=name, model=DiTConfig(**{**dict(resolution=32, patch=8, width=32, depth=1, heads=2,
                                                              action_dim=6), **model}).to_dict(),
-                      context=context, future=future,
+                      context=context, future=future, dataset="maze",
                       pose="absolute" if model.get("pose_dim") or model.get("views") else None)
     net = tiny_dit(len(name), jitter=0.05, **cfg.model)
     (root / name).mkdir(parents=True)
@@ -152,7 +152,7 @@ def test_eval_maze_bad_input_is_one_line(maze_runs, cards_data, micro_run):
     assert "--memorize-steps" in error("--memorize", "steps=3")
     assert "--sltm-null" in error("--sltm-null", "noise")
     res = CliRunner().invoke(app, ["eval", "maze", "--ckpt", str(micro_run), "--data", str(r["data"])])
-    assert res.exit_code == 2 and "not a Memory Maze model" in res.output
+    assert res.exit_code == 2 and "is a model of cards; the maze protocol needs one of maze" in res.output
 
 
 def test_missing_or_corrupt_shipped_weights_are_one_line(maze_runs, tmp_path, monkeypatch):

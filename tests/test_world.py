@@ -19,8 +19,9 @@ def _net(max_frames, seed, **kw):
     return tiny_dit(seed, jitter=0.1, **{"max_frames": max_frames, "pose_dim": 2, **kw})
 
 
-def _cfg(model, context, future=2, pose="cursor"):  # (future: the chunk each expert generates)
-    return TrainConfig(preset="test", model=model.config.to_dict(), context=context, future=future, pose=pose)
+def _cfg(model, context, future=2, pose="cursor", dataset="cards"):  # (future: the chunk each expert generates)
+    return TrainConfig(preset="test", model=model.config.to_dict(), context=context, future=future, pose=pose,
+                       dataset=dataset)
 
 
 def _batch(B=2, N=12, F=3):
@@ -119,7 +120,8 @@ def test_spatial_memory_recalls_what_it_saw_at_a_pose():
     frames, poses, visit, colours, place_poses = _places(0, 24)
     sltm = _net(4, 3, pose_in_image=False, action_dim=6, pose_dim=4)
     base = _net(4, 4, action_dim=6, pose_dim=0)
-    world = WorldModel(base, _cfg(base, 2, 1, "absolute"), sltm=(sltm, _cfg(sltm, 2, 1, "absolute")), rank=8, steps=2)
+    world = WorldModel(base, _cfg(base, 2, 1, "absolute", "maze"), sltm=(sltm, _cfg(sltm, 2, 1, "absolute", "maze")),
+                       rank=8, steps=2)
     action = torch.zeros(1, 24, 6)
     world.observe(frames[None], action, poses[None])
     assert "pose_embed.0" in str(world.spatial.model.targeted_module_names)
@@ -214,7 +216,7 @@ def test_place_memory_sees_the_views_nearest_each_frame():
     place = _net(4, 3, pose_dim=0, action_dim=6, views=2)
     with torch.no_grad():
         place.view_anchor.weight.normal_(0, 0.1)  # (zero at initialisation)
-    cfg = TrainConfig(preset="test", model=base.config.to_dict(), context=2, future=1)
+    cfg = TrainConfig(preset="test", model=base.config.to_dict(), context=2, future=1, dataset="maze")
     world = WorldModel(base, cfg, place=(place, cfg), rank=4, steps=2)
     g = torch.Generator().manual_seed(0)
     N, F = 12, 2
@@ -325,7 +327,7 @@ def test_frames_read_is_the_longest_context_any_expert_reads():
         world = WorldModel(base, _cfg(base, 2), experts=[Expert("mine", mine, context)], rank=4, steps=2)
         assert world.frames_read() == reads, context
     maze_base, place = _net(4, 0, pose_dim=0, action_dim=6), _net(4, 4, pose_dim=0, action_dim=6, views=2)
-    cfg = TrainConfig(preset="test", model=maze_base.config.to_dict(), context=2, future=1)
+    cfg = TrainConfig(preset="test", model=maze_base.config.to_dict(), context=2, future=1, dataset="maze")
     assert WorldModel(maze_base, cfg, place=(place, cfg), rank=4, steps=2).frames_read() is None
 
 

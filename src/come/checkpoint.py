@@ -19,6 +19,7 @@ from safetensors import safe_open
 from safetensors.torch import load as st_load
 from safetensors.torch import save
 
+from .datasets import preset_dataset
 from .errors import InputError
 from .outputs import atomic_write_bytes, writable_folder
 from .models.dit import DiTConfig, VideoDiT
@@ -39,8 +40,11 @@ def load_config(run: str | Path) -> TrainConfig:
     if not path.is_file():
         raise CheckpointError(f"{path}: no config.json (is {run} a run folder made by 'come train'?)")
     try:
-        return TrainConfig.from_dict(json.loads(path.read_text()))
-    except (json.JSONDecodeError, TypeError, ValueError) as e:
+        saved = json.loads(path.read_text())
+        if "dataset" not in saved:  # a run from before configs named their dataset: its preset's
+            saved["dataset"] = preset_dataset(saved.get("preset", ""))
+        return TrainConfig.from_dict(saved)
+    except (json.JSONDecodeError, TypeError, ValueError, AttributeError) as e:
         raise CheckpointError(f"{path}: unreadable config ({e})") from None
 
 

@@ -215,8 +215,8 @@ def cards_game(world, seed: int = 0, memory: bool = True, memories: str | Path |
     memorizes (the ``cards-play`` recipe; ``memorize`` changes its settings, :meth:`~come.world.WorldModel.memorize`)
     or loads from ``memories``. With ``learner`` (a second world on the same model) the memory keeps
     memorizing the game's stream in the background, ``learn_steps`` steps a round."""
-    if world.cfg.pose != "cursor":
-        raise InputError("come play cards needs a Memory Cards model conditioned on the cursor pose")
+    if world.cfg.dataset != "cards":
+        raise InputError(f"come play cards needs a Memory Cards model; this is a model of {world.cfg.dataset}")
     resolution = world.cfg.model["resolution"]
     ep = cards.generate_episode(seed, 0, "zigzag", resolution=resolution)
     n = int((ep["phase"] == 0).sum())
@@ -235,7 +235,7 @@ def cards_game(world, seed: int = 0, memory: bool = True, memories: str | Path |
 def maze_game(world, seed: int = 0, observe: int = 200, memory: bool = True, size: str = "9x9") -> Game:
     """Memory Maze ``size`` on maze ``seed``, after ``observe`` steps of the scripted explorer, which the
     world's place memory reads as its history (no memorization)."""
-    if world.cfg.pose != "absolute" or world.place is None:
+    if world.cfg.dataset != "maze" or world.place is None:
         raise InputError("come play maze needs a Memory Maze model with a place memory (e.g. maze-place)")
     if observe < world.cfg.context + world.place_views:
         raise InputError(f"observe at least {world.cfg.context + world.place_views} steps: the place memory takes "

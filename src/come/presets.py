@@ -1,10 +1,11 @@
 """Named configurations: model presets (``build_model``) and training presets, a model preset plus how to
-train it (clip layout, batch, steps...)."""
+train it (clip layout, batch, steps...); each dataset declares its own (``come.datasets``)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
+from .datasets import DATASETS, dataset_spec
 from .diffusion.loss import NoiseLevels
 from .errors import InputError
 from .models.dit import DiTConfig, VideoDiT
@@ -18,6 +19,7 @@ class TrainConfig:
 
     preset: str
     model: dict = field(default_factory=dict)
+    dataset: str | None = None  # its name in come.datasets.DATASETS (None: a model of no declared dataset)
     network: str = "dit"  # dit (a VideoDiT world model) | pose-encoder (come.models.pose_encoder)
     context: int = 2  # clean context frames per clip
     future: int = 4  # noised frames per clip (also the rollout chunk)
@@ -126,52 +128,35 @@ def build_model(preset: str, **overrides) -> VideoDiT:
     return VideoDiT(DiTConfig(**{**MODEL_PRESETS[preset], **overrides}))
 
 
-TRAIN_PRESETS: dict[str, dict] = {
-    "cards-tiny": dict(model=MODEL_PRESETS["cards-tiny"], context=2, future=1, pose="cursor", batch_size=64, steps=4000,
-                       lr=1.5e-3, high_level_fraction=0.5, high_level_min=800, max_loss_weight=5.0,
-                       sample_every=1000),
-    # Short-term memory: 32 context frames; best warm-started from cards-tiny (come train --init, which re-times
-    # the positions), with cards-tiny's recipe for learning what actions do.
-    # A quarter of the clips keep only cards-tiny's 2 context frames: the STM's null in the composition.
-    "cards-stm": dict(model=MODEL_PRESETS["cards-stm"], context=32, future=1, pose="cursor", batch_size=16,
-                      steps=600, lr=5e-4, high_level_fraction=0.5, high_level_min=800, max_loss_weight=5.0,
-                      short_context=2, p_short_context=0.25, sample_every=500),
-    # Memory Maze (come data maze, or the public dataset's folders), frames resized to 32x32.
-    "maze-tiny": dict(model=MODEL_PRESETS["maze-tiny"], context=3, future=1, batch_size=32, steps=20000, lr=1e-3,
-                      high_level_fraction=0.5, high_level_min=800, max_loss_weight=5.0, sample_every=1000),
-    "maze-sltm": dict(model=MODEL_PRESETS["maze-sltm"], context=3, future=1, pose="absolute", batch_size=32,
-                      steps=20000, lr=1e-3, high_level_fraction=0.5, high_level_min=800, max_loss_weight=5.0,
-                      sample_every=1000),
-    # Place memory and base model in one network: half the clips keep their views (come.data.places).
-    "maze-place": dict(model=MODEL_PRESETS["maze-place"], context=3, future=1, pose="absolute", batch_size=32,
-                       steps=20000, lr=1e-3, high_level_fraction=0.5, high_level_min=800, max_loss_weight=5.0,
-                       p_pose_dropout=0.0, sample_every=1000),
-    # Short-term memory: 16 context frames at 16 tokens each; a quarter of the clips keep only the base's 3
-    # context frames (its null in the composition).
-    "maze-stm": dict(model=MODEL_PRESETS["maze-stm"], context=16, future=1, batch_size=32, steps=20000, lr=1e-3,
-                     high_level_fraction=0.5, high_level_min=800, max_loss_weight=5.0, short_context=3,
-                     p_short_context=0.25, sample_every=1000),
-    # The SLTM's pose encoder: per-step motion from frame pairs and actions; a clip is context+future frames.
-    "maze-pose": dict(network="pose-encoder", model=dict(resolution=32, action_dim=6, width=32, hidden=128,
-                                                         motion_scale=[0.1, 0.02, 0.2]),
-                      context=1, future=7, pose="relative", batch_size=32, steps=3000, lr=1e-3, sample_every=500),
-    "dit-s": dict(model=MODEL_PRESETS["dit-s"], context=3, future=5, batch_size=64, steps=100000, lr=1e-4),
-    "dit-b": dict(model=MODEL_PRESETS["dit-b"], context=3, future=5, batch_size=64, steps=200000, lr=1e-4),
-    # A few-second model for tests and smoke runs.
-    "test-micro": dict(
-        model=dict(resolution=32, patch=8, width=32, depth=2, heads=2, max_frames=6, action_dim=5, pose_dim=2),
-        context=2, future=2, pose="cursor", batch_size=4, steps=10, warmup=2, ckpt_every=5, sample_every=10,
-        log_every=1, sample_steps=2,
-    ),
-    "test-pose": dict(network="pose-encoder", model=dict(resolution=32, action_dim=6, width=8, hidden=32),
-                      context=1, future=3, pose="relative", batch_size=4, steps=10, warmup=2, ckpt_every=5,
-                      sample_every=10, log_every=1),
+# Presets of no one dataset: larger backbones for GPU users (come train --dataset names the data's dataset).
+# Each dataset's own presets are declared with it (come.datasets).
+GENERIC_PRESETS: dict[str, dict] = {
+    "dit-s": dict(model="dit-s", context=3, future=5, batch_size=64, steps=100000, lr=1e-4),
+    "dit-b": dict(model="dit-b", context=3, future=5, batch_size=64, steps=200000, lr=1e-4),
 }
 
 
-def train_config(preset: str, **overrides) -> TrainConfig:
-    """The :class:`TrainConfig` of a named preset, with field overrides (None values ignored)."""
-    if preset not in TRAIN_PRESETS:
-        raise InputError(f"unknown preset '{preset}' (choose from {', '.join(TRAIN_PRESETS)})")
-    base = {k: (dict(v) if isinstance(v, dict) else v) for k, v in TRAIN_PRESETS[preset].items()}
-    return TrainConfig(preset=preset, **{**base, **{k: v for k, v in overrides.items() if v is not None}})
+def train_presets() -> dict[str, dict]:
+    """Every training preset by name: the generic ones, then each registered dataset's, with its ``dataset``."""
+    out = {name: dict(p, dataset=None) for name, p in GENERIC_PRESETS.items()}
+    for spec in DATASETS.values():
+        out |= {name: dict(p, dataset=spec.name) for name, p in spec.presets.items()}
+    return out
+
+
+def train_config(preset: str, dataset: str | None = None, **overrides) -> TrainConfig:
+    """The :class:`TrainConfig` of a named preset, with field overrides (None values ignored). ``dataset`` names
+    the dataset of a generic preset; the model's actions are the dataset's."""
+    presets = train_presets()
+    if preset not in presets:
+        raise InputError(f"unknown preset '{preset}' (choose from {', '.join(presets)})")
+    settings = {k: (dict(v) if isinstance(v, dict) else v) for k, v in presets[preset].items()}
+    if dataset is not None and settings["dataset"] not in (None, dataset):
+        raise InputError(f"preset '{preset}' is for the {settings['dataset']} dataset, not '{dataset}'")
+    settings["dataset"] = settings["dataset"] or dataset
+    if isinstance(settings.get("model"), str):
+        settings["model"] = dict(MODEL_PRESETS[settings["model"]])
+    if settings["dataset"] is not None:
+        spec = dataset_spec(settings["dataset"], f"preset '{preset}'")
+        settings["model"]["action_dim"] = spec.action_dim
+    return TrainConfig(preset=preset, **{**settings, **{k: v for k, v in overrides.items() if v is not None}})

@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields
 
-from .data.cards import INVERSE_ACTIONS
 from .diffusion.loss import NoiseLevels
 from .errors import InputError
 
@@ -119,14 +118,3 @@ RECIPES = {
     # LTM and the spatial expert on an x0 base model").
     "maze": Recipe(steps=50, lr=1e-2, batch_size=16, weighting="change", lr_schedule="cosine"),
 }
-
-
-def recipe_for(pose: str | None) -> str:
-    """The recipe of a world model by its pose input: Memory Cards' cursor, else Memory Maze."""
-    return "cards" if pose == "cursor" else "maze"
-
-
-def inverse_actions_for(pose: str | None) -> tuple[int, ...] | None:
-    """The action undoing each action of a world model by its pose input, where every action can be undone:
-    Memory Cards' (a cursor pose); None otherwise (Memory Maze cannot step backwards)."""
-    return INVERSE_ACTIONS if pose == "cursor" else None

@@ -16,7 +16,7 @@ from .diffusion.schedule import make_scheduler
 from .errors import InputError
 from .outputs import save_json, writable_file
 from .metrics.image import psnr, ssim
-from .models.dit import VideoDiT
+from .models.dit import DiTConfig, VideoDiT
 from .presets import TrainConfig
 from .runtime import use_bf16
 from .video import side_by_side, write_video
@@ -29,7 +29,7 @@ def episode_tensors(path: str | Path, cfg: TrainConfig) -> dict[str, torch.Tenso
     image = ep["image"]
     if image.shape[1] != image.shape[2]:
         raise EpisodeError(f"{path}: frames are {image.shape[1]}x{image.shape[2]}; the model takes square frames")
-    action_dim = cfg.model.get("action_dim", 5)
+    action_dim = cfg.model.get("action_dim", DiTConfig.action_dim)
     if ep["action"].shape[1] != action_dim:
         raise EpisodeError(f"{path}: actions have {ep['action'].shape[1]} dims, the model expects {action_dim}")
     skip = cfg.frame_skip

@@ -38,7 +38,8 @@ from .diffusion.sampling import autoregress
 from .diffusion.schedule import make_scheduler
 from .errors import InputError
 from .memory import LoRAMemory
-from .recipes import RECIPES, Recipe, inverse_actions_for, recipe_for
+from .datasets import dataset_spec
+from .recipes import RECIPES, Recipe
 from .models.dit import VideoDiT
 from .presets import TrainConfig
 from .variants import COMPOSITIONS, EXPERTS, MEMORIZED, MODEL_NAMES, VARIANT_EXPERTS, VARIANTS
@@ -191,7 +192,7 @@ class WorldModel:
         """
         if self.frames is None:
             raise InputError("observe() a history before memorize()")
-        recipe = recipe or recipe_for(self.cfg.pose)
+        recipe = recipe or dataset_spec(self.cfg.dataset, "the base model").recipe
         if isinstance(recipe, str):
             if recipe not in RECIPES:
                 raise InputError(f"unknown memorization recipe '{recipe}' (choose from {', '.join(RECIPES)})")
@@ -201,8 +202,9 @@ class WorldModel:
         chosen = {e: m for e, m in self.memories.items() if experts is None or e in experts}
         curves = []
         part = slice(-recent if recent else None, None)
-        for memory, cfg in chosen.values():
-            levels, inverse_actions = replace(cfg.noise_levels(), **level_changes), inverse_actions_for(cfg.pose)
+        for expert, (memory, cfg) in chosen.items():
+            levels = replace(cfg.noise_levels(), **level_changes)
+            inverse_actions = dataset_spec(cfg.dataset, f"the {expert} model").inverse_actions if recipe.undo else None
             for b, name in enumerate(self.episode_adapters):
                 curves.append(memory.memorize(
                     self.frames[b, part], self.action[b, part], None if self.pose is None else self.pose[b, part],

@@ -63,10 +63,13 @@ def bench_compute(
 
 def _timed_episode(cfg, seed: int, data: Optional[Path], history: int, frames: int) -> dict:
     """A recall episode for a Memory Cards model; a window of --data's first episode for a Memory Maze one."""
-    if cfg.pose == "cursor":
+    from ..datasets import dataset_spec, require_protocol
+
+    if "recall" in dataset_spec(cfg.dataset, "--ckpt").protocols:
         from ..protocols.recall import recall_episode
 
         return recall_episode(seed, 0, cfg)
+    require_protocol(cfg.dataset, "maze", "--ckpt")
     if data is None:
         raise UserError("a Memory Maze model is timed on an episode: give --data (a Memory Maze dataset folder)")
     from ..data.episodes import episode_files

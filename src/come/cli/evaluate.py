@@ -181,13 +181,13 @@ def _maze_models(ckpt, place, stm, sltm, variants):
     """The base run (the shipped maze-place by default), its config, the place memory run and the variants
     the given expert runs allow."""
     from ..checkpoint import load_model
+    from ..datasets import require_protocol
     from ..demo import SHIPPED_MAZE
     from ..variants import choose_variants
 
     ckpt = ckpt or SHIPPED_MAZE
     cfg = load_model(ckpt)[1]
-    if cfg.model.get("action_dim") != 6:
-        raise UserError(f"{ckpt}: not a Memory Maze model (its actions have {cfg.model.get('action_dim')} dims, not 6)")
+    require_protocol(cfg.dataset, "maze", str(ckpt))
     place = place or (ckpt if cfg.model.get("views") else None)  # a base that takes views is its own place memory
     given = {"ltm"} | {name for name, run in (("stm", stm), ("sltm", sltm), ("place", place)) if run}
     try:
@@ -280,6 +280,7 @@ def eval_cards_recall(
 def _cards_variants(ckpt: Path, stm: Optional[Path], variants: str) -> tuple[str, ...]:
     """The variants of --variants that a Memory Cards base model (and --stm) can run."""
     from ..checkpoint import load_model
+    from ..datasets import require_protocol
     from ..variants import choose_variants
 
     if any(v.strip() in ("sltm", "place") for v in variants.split(",")):
@@ -288,8 +289,7 @@ def _cards_variants(ckpt: Path, stm: Optional[Path], variants: str) -> tuple[str
         names = choose_variants(variants, {"ltm", "stm"} if stm else {"ltm"})
     except ValueError as e:
         raise UserError(f"--variants: {e} (--stm RUN gives a short-term memory model)") from None
-    if load_model(ckpt)[1].pose != "cursor":
-        raise UserError(f"{ckpt}: cards-recall needs a Memory Cards model conditioned on the cursor pose")
+    require_protocol(load_model(ckpt)[1].dataset, "recall", str(ckpt))
     return names
 
 

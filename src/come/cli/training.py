@@ -19,6 +19,8 @@ def train(
         "Run folder: config.json, model.safetensors (EMA), state.safetensors, tb/, samples/.")),
     preset: Optional[str] = typer.Option(None, help=(
         "Training preset (see 'come presets') [default: cards-tiny, or the run's own with --resume].")),
+    dataset: Optional[str] = typer.Option(None, help=(
+        "The dataset of --data, for a preset of no one dataset (dit-s, dit-b): its actions size the model.")),
     steps: Optional[int] = typer.Option(None, help="Total training steps (default: the preset's)."),
     batch_size: Optional[int] = typer.Option(None, help=(
         "Clips per step (default: the preset's); under 'accelerate launch' split across the processes.")),
@@ -57,8 +59,8 @@ together take the steps of one process).
             raise UserError(f"{out}: was started with preset '{saved.preset}', not '{preset}'")
         cfg = TrainConfig.from_dict({**saved.to_dict(), "steps": steps or saved.steps, "precision": precision})
     else:
-        cfg = train_config(preset or "cards-tiny", steps=steps, batch_size=batch_size, lr=lr, precision=precision,
-                           seed=seed)
+        cfg = train_config(preset or "cards-tiny", dataset, steps=steps, batch_size=batch_size, lr=lr,
+                           precision=precision, seed=seed)
     summary = run_training(cfg, data, out, resume=resume, init=init, minutes=minutes, workers=workers)
     summary.pop("losses")
     if summary["main_process"]:  # one summary for a run on several processes
@@ -83,16 +85,18 @@ def export(
 
 @app.command()
 def presets():
-    """List the training presets with their network, model size and clip layout."""
-    from ..checkpoint import build_network
-    from ..presets import TRAIN_PRESETS, train_config
+    """List the training presets with their dataset, network, model size and clip layout."""
+    import torch
 
-    typer.echo(f"{'preset':<12} {'network':<12} {'params':>8} {'res':>4} {'patch':>5} {'ctx+fut':>8} {'batch':>5} "
-               f"{'steps':>7}")
-    for name in TRAIN_PRESETS:
+    from ..checkpoint import build_network
+    from ..presets import train_config, train_presets
+
+    typer.echo(f"{'preset':<12} {'dataset':<8} {'network':<12} {'params':>8} {'res':>4} {'patch':>5} {'ctx+fut':>8} "
+               f"{'batch':>5} {'steps':>7}")
+    for name in train_presets():
         cfg = train_config(name)
-        with __import__("torch").device("meta"):
+        with torch.device("meta"):
             n = sum(p.numel() for p in build_network(cfg).parameters())
         m = cfg.model
-        typer.echo(f"{name:<12} {cfg.network:<12} {n / 1e6:>7.2f}M {m['resolution']:>4} {m.get('patch', '-'):>5} "
-                   f"{cfg.context:>3}+{cfg.future:<4} {cfg.batch_size:>5} {cfg.steps:>7}")
+        typer.echo(f"{name:<12} {cfg.dataset or '-':<8} {cfg.network:<12} {n / 1e6:>7.2f}M {m['resolution']:>4} "
+                   f"{m.get('patch', '-'):>5} {cfg.context:>3}+{cfg.future:<4} {cfg.batch_size:>5} {cfg.steps:>7}")

@@ -72,7 +72,7 @@ def evaluate_rollouts(
     rng = np.random.default_rng(seed)
     rows = {"model": {"psnr": [], "ssim": [], "cursor": [], "flips": []},
             "copy_last": {"psnr": [], "ssim": [], "cursor": [], "flips": []}}
-    cards = "cursor" in (cfg.pose or "")
+    cards = cfg.dataset == "cards"
     flips = {name: {kind: [0, 0] for kind in FLIP_KINDS} for name in rows}
     t0 = time.time()
     for i, path in enumerate(tqdm(files, desc="rollouts", unit="ep", disable=not progress)):
