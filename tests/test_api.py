@@ -8,7 +8,7 @@ def test_public_names_and_shipped_models_by_name():
     model, cfg = come.load_model("cards-tiny")
     assert cfg.pose == "cursor" and not model.training
     world = come.WorldModel.from_pretrained("maze-place", rank=4)
-    assert world.place is world.base  # a model that takes views is its own place memory
+    assert world.denoisers["place"] is world.base  # a model that takes views is its own place memory
     assert world.members("come") == ("ltm", "place")
     assert set(come.__all__) >= {"WorldModel", "Expert", "compose_eps", "load_model"}
 

@@ -112,7 +112,8 @@ def test_eval_cards_recall_cli(micro_run, tmp_path):
 def test_eval_cards_recall_bad_variant(micro_run):
     assert_clear_error(run("eval", "cards-recall", "--ckpt", micro_run, "--variants", "base,magic"), "magic")
     assert_clear_error(run("eval", "cards-recall", "--ckpt", micro_run, "--variants", "stm"), "--stm")
-    assert_clear_error(run("eval", "cards-recall", "--ckpt", micro_run, "--variants", "base,place"), "map poses")
+    assert_clear_error(run("eval", "cards-recall", "--ckpt", micro_run, "--variants", "base,place"),
+                       "the place memory needs the absolute pose; cards has the cursor pose")
 
 
 # --- bad input: one line, exit code 2, no traceback ---------------------------------------

@@ -93,7 +93,7 @@ def test_every_protocol_end_to_end(maze_runs, tmp_path):
     assert res.exit_code == 0, res.output
     result = json.loads((tmp_path / "maze.json").read_text())
     protocols = result["protocols"]
-    assert result["variants"] == ["base", "ltm", "stm", "sltm", "place", "stm+ltm", "come", "poe", "hg"]
+    assert result["variants"] == ["base", "ltm", "stm", "place", "sltm", "stm+ltm", "come", "poe", "hg"]
     assert result["place_weight"] == 1.5 and result["place"] == str(r["place"])
     assert result["come_experts"] == ["ltm", "place", "sltm"]
     assert result["memorization"] == {"steps": 2, "lr": 1e-2, "batch_size": 3, "weighting": "surprise",

@@ -124,7 +124,7 @@ def test_spatial_memory_recalls_what_it_saw_at_a_pose():
                        rank=8, steps=2)
     action = torch.zeros(1, 24, 6)
     world.observe(frames[None], action, poses[None])
-    assert "pose_embed.0" in str(world.spatial.model.targeted_module_names)
+    assert "pose_embed.0" in str(world.memories["sltm"].model.targeted_module_names)
 
     def x0_error(adapter, pose_on):
         """Clean-frame error at level 900 for every place, the context showing another place."""
@@ -139,7 +139,8 @@ def test_spatial_memory_recalls_what_it_saw_at_a_pose():
             x_t = add_noise(clip, torch.randn(clip.shape, generator=torch.Generator().manual_seed(p)), ab)
             pose = torch.stack([place_poses[other], place_poses[other], place_poses[p]])[None]
             with torch.no_grad():
-                v = world.sltm(x_t, t, torch.zeros(1, 3, 6), pose if pose_on else torch.zeros_like(pose), 2, [adapter])
+                posed = pose if pose_on else torch.zeros_like(pose)
+                v = world.denoisers["sltm"](x_t, t, torch.zeros(1, 3, 6), posed, 2, [adapter])
             errors.append((v_to_x0(v, x_t, ab)[0, 2] - colours[p]).pow(2).mean())
         return float(torch.stack(errors).mean())
 
@@ -371,3 +372,63 @@ def test_a_saved_memory_loads_into_a_later_world_and_recalls_the_same(tmp_path):
         world.load_memories(tmp_path)
     with pytest.raises(ValueError, match="no sltm memory"):
         world.load_memories(tmp_path, expert="sltm")
+
+
+@pytest.fixture
+def recent_expert():
+    """A toy built-in expert, added through the registry alone: a model over the last 3 frames, weight 0.5."""
+    from come.experts import EXPERTS, BuiltinExpert, register_expert
+
+    yield register_expert(BuiltinExpert(
+        "recent", "recent-frames model", weight=0.5, option="A model over the last 3 frames.",
+        build=lambda world: dict(denoiser=world.denoisers["recent"], context=3), reads=lambda world: 3))
+    EXPERTS.pop("recent")
+
+
+def test_a_built_in_expert_joins_through_the_registry_alone(recent_expert):
+    """Registered, an expert is a variant of its own, joins come, has a default weight and is read as far back
+    as its entry says; its variant composes exactly as the same network given as one's own Expert."""
+    from come.compose import DiTDenoiser, Expert
+    from come.variants import choose_variants
+
+    base, recent = _net(4, 0), _net(5, 7)
+    world = WorldModel(base, _cfg(base, 2), recent=(recent, _cfg(recent, 3)), rank=4, steps=2)
+    assert world.members("recent") == ("recent",) and world.members("come") == ("ltm", "recent")
+    assert world.weights["recent"] == 0.5 and world.frames_read() == 3
+    assert "recent" in choose_variants("base,recent", set(world.denoisers))
+    frames, action, pose, fa, fp, _ = _batch()
+    world.observe(frames, action, pose)
+    built = world.imagine(fa, fp, variant="recent", seed=3)
+    base2 = _net(4, 0)
+    own = Expert("mine", DiTDenoiser(copy.deepcopy(recent).eval()), 3, weight=0.5)
+    by_hand = WorldModel(base2, _cfg(base2, 2), experts=[own], rank=4, steps=2)
+    by_hand.observe(frames, action, pose)
+    torch.testing.assert_close(built, by_hand.imagine(fa, fp, variant="mine", seed=3))
+    assert not torch.allclose(built, world.imagine(fa, fp, variant="base", seed=3))
+
+
+def test_the_registry_refuses_what_does_not_fit():
+    from come.experts import BuiltinExpert, register_expert
+
+    with pytest.raises(ValueError, match="taken by a variant"):
+        register_expert(BuiltinExpert("come", "x", 1.0, build=dict, reads=lambda w: 1))
+    with pytest.raises(ValueError, match="no expert named magic"):
+        ExpertWeights(magic=1.0)
+    base = _net(4, 0)
+    with pytest.raises(ValueError, match="no expert 'ltm' runs on a network of its own"):
+        WorldModel(base, _cfg(base, 2), ltm=(_net(4, 1), _cfg(base, 2)))
+    with pytest.raises(ValueError, match="must be a model that takes place views"):
+        WorldModel(base, _cfg(base, 2), place=(_net(4, 1), _cfg(base, 2)))
+    assert ExpertWeights.of_dataset("cards")["stm"] == 0.25 and ExpertWeights.of_dataset("maze")["stm"] == 1.0
+    assert ExpertWeights.of_dataset("cards", stm=None, ltm=2.0)["ltm"] == 2.0
+
+
+def test_the_command_line_options_come_from_the_registry():
+    from typer.testing import CliRunner
+
+    from come.cli import app
+    from come.experts import EXPERTS
+
+    text = " ".join(CliRunner().invoke(app, ["eval", "maze", "--help"]).output.split())
+    for name, expert in EXPERTS.items():
+        assert f"--w-{name}" in text and (f"--{name} RUN" in text) == expert.own_network, name

@@ -68,6 +68,7 @@ class DiTDenoiser:
     def __init__(self, network: torch.nn.Module):
         self.network = network
         base = network.get_base_model() if hasattr(network, "get_base_model") else network
+        self.config = base.config  # the VideoDiT's architecture
         self.max_frames = base.config.max_frames
         self.has_adapters = hasattr(network, "peft_config")
 

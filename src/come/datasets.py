@@ -36,6 +36,7 @@ class DatasetSpec:
     pose: str | None = None  # where it is (come.data.clips.POSE_SOURCES) when a model or protocol needs a pose
     inverse_actions: tuple[int, ...] | None = None  # the action undoing each action, where every one can be undone
     protocols: tuple[str, ...] = ()  # of PROTOCOLS
+    weights: dict[str, float] = field(default_factory=dict)  # contrast weights other than the experts' defaults
 
     def __post_init__(self):
         if not self.actions:
@@ -96,6 +97,9 @@ register_dataset(DatasetSpec(
     "cards", "Memory Cards: a 4x4 grid of 8 object pairs and a cursor (come data cards)",
     actions=cards.ACTIONS, recipe="cards", pose="cursor", inverse_actions=cards.INVERSE_ACTIONS,
     protocols=("recall",),
+    # at 1 the STM's term pulls cards the LTM draws right towards those it saw last; at 0.25 CoME recalls as much as
+    # the LTM alone (BENCHMARKS.md, "Memory Cards recall with the short-term memory")
+    weights={"stm": 0.25},
     presets={
         "cards-tiny": dict(_CARDS_MODEL, model="cards-tiny", batch_size=64, steps=4000, lr=1.5e-3, sample_every=1000),
         # Short-term memory: 32 context frames; best warm-started from cards-tiny (come train --init, which re-times

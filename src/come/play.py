@@ -235,7 +235,7 @@ def cards_game(world, seed: int = 0, memory: bool = True, memories: str | Path |
 def maze_game(world, seed: int = 0, observe: int = 200, memory: bool = True, size: str = "9x9") -> Game:
     """Memory Maze ``size`` on maze ``seed``, after ``observe`` steps of the scripted explorer, which the
     world's place memory reads as its history (no memorization)."""
-    if world.cfg.dataset != "maze" or world.place is None:
+    if world.cfg.dataset != "maze" or "place" not in world.denoisers:
         raise InputError("come play maze needs a Memory Maze model with a place memory (e.g. maze-place)")
     if observe < world.cfg.context + world.place_views:
         raise InputError(f"observe at least {world.cfg.context + world.place_views} steps: the place memory takes "

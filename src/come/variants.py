@@ -1,41 +1,59 @@
-"""The expert table: which experts each variant of a world composes on top of the prior, and which
-variants a world with a given set of experts can run (``come.world.WorldModel`` builds them)."""
+"""The variant table, derived from the expert registry (:data:`come.experts.EXPERTS`): which experts each
+variant of a world composes on top of the prior, and which variants a world with a given set of experts can run.
+
+Every expert is a variant of its own name (the prior and it); ``come`` composes every expert of the world's
+``come_experts`` that it has, ``poe`` is their naive product, ``base`` the prior alone and ``hg`` history
+guidance on the base model. ``VARIANTS`` and ``VARIANT_EXPERTS`` are read anew on each use, so an expert
+registered later is in them.
+"""
 
 from __future__ import annotations
 
 from .errors import InputError
+from .experts import EXPERTS
 
-EXPERTS = ("ltm", "stm", "place", "sltm")
-MEMORIZED = ("ltm", "sltm")  # the experts whose memory is fitted at test time (memorize())
 COMPOSITIONS = ("come", "poe")  # compose every expert of the world's come_experts that it has
-# The expert table: which experts each variant composes on top of the prior. A variant outside
-# COMPOSITIONS needs every expert it names; 'hg' is history guidance on the base model alone.
-VARIANT_EXPERTS = {"base": (), "ltm": ("ltm",), "stm": ("stm",), "sltm": ("sltm",), "place": ("place",),
-                   "stm+ltm": ("ltm", "stm"), "come": EXPERTS, "poe": EXPERTS, "hg": ()}
-VARIANTS = tuple(VARIANT_EXPERTS)
-MEMORY_VARIANTS = tuple(v for v, e in VARIANT_EXPERTS.items() if set(e) & set(MEMORIZED))  # may need memorize()
-MODEL_NAMES = {"ltm": "base", "stm": "short-term memory", "place": "place memory", "sltm": "spatial memory"}
+COMBINED = {"stm+ltm": ("ltm", "stm")}  # variants of a few experts together
 ON_REQUEST = ("poe", "hg")  # the naive product and history guidance: baselines, run when asked for
+
+
+def variant_experts() -> dict[str, tuple[str, ...]]:
+    """Each variant and the experts it composes on top of the prior."""
+    every = tuple(EXPERTS)
+    return {"base": (), **{name: (name,) for name in EXPERTS}, **COMBINED, "come": every, "poe": every, "hg": ()}
+
+
+def memory_variants() -> tuple[str, ...]:
+    """The variants that compose an expert memorized at test time (they may need memorize())."""
+    return tuple(v for v, names in variant_experts().items() if any(EXPERTS[e].memorized for e in names))
+
+
+def __getattr__(name: str):
+    if name == "VARIANT_EXPERTS":
+        return variant_experts()
+    if name == "VARIANTS":
+        return tuple(variant_experts())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def available_variants(experts: set[str] | tuple[str, ...]) -> tuple[str, ...]:
     """The variants a world with these experts can run: each single-expert variant needs its experts,
     the compositions take whichever there are."""
-    return tuple(v for v, names in VARIANT_EXPERTS.items() if v in COMPOSITIONS or set(names) <= set(experts))
+    return tuple(v for v, names in variant_experts().items() if v in COMPOSITIONS or set(names) <= set(experts))
 
 
 def choose_variants(requested: str | None, experts: set[str] | tuple[str, ...]) -> tuple[str, ...]:
     """The variants named in ``requested`` (comma-separated), each one a world with these ``experts`` can
     run; with ``requested`` None, every memory variant it can run (not the baselines in ``ON_REQUEST``)."""
-    available = available_variants(experts)
+    available, table = available_variants(experts), variant_experts()
     if requested is None:
         return tuple(v for v in available if v not in ON_REQUEST)
     names = tuple(v.strip() for v in requested.split(",") if v.strip())
-    unknown = [v for v in names if v not in VARIANTS]
+    unknown = [v for v in names if v not in table]
     if unknown or not names:
-        raise InputError(f"unknown variant {', '.join(unknown) or '(none given)'} (choose from {', '.join(VARIANTS)})")
+        raise InputError(f"unknown variant {', '.join(unknown) or '(none given)'} (choose from {', '.join(table)})")
     for v in names:
         if v not in available:
-            needed = [e for e in VARIANT_EXPERTS[v] if e not in experts]
-            raise InputError(f"{v} needs the {' and '.join(MODEL_NAMES[e] for e in needed)} model")
+            needed = [e for e in table[v] if e not in experts]
+            raise InputError(f"{v} needs the {' and '.join(EXPERTS[e].label for e in needed)} model")
     return names

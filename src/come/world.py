@@ -13,7 +13,8 @@ memory: a model given the history frames seen from the poses nearest each frame 
 views given vs left out; no memorization; ``place=(base, cfg)`` makes the base its own place memory), ``stm+ltm``
 (both), ``come`` (every expert of ``come_experts`` the world has,
 contrastive), ``poe`` (the naive product of the same experts) and ``hg``
-(history guidance HG-v on the base). ``VARIANT_EXPERTS`` is the table. Your own experts
+(history guidance HG-v on the base). The built-in experts are :data:`come.experts.EXPERTS` (each entry
+builds its expert over the history: a new one is one entry), the variants :mod:`come.variants`. Your own experts
 (``experts=[Expert(...)]``, any :class:`~come.compose.Denoiser`, :mod:`come.denoisers` for diffusers
 models) are variants of their own name and join ``come`` and ``poe``.
 
@@ -25,7 +26,7 @@ as the cursor.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -38,40 +39,54 @@ from .diffusion.sampling import autoregress
 from .diffusion.schedule import make_scheduler
 from .errors import InputError
 from .memory import LoRAMemory
-from .datasets import dataset_spec
+from .datasets import DATASETS, dataset_spec
+from .experts import EXPERTS
 from .recipes import RECIPES, Recipe
 from .models.dit import VideoDiT
 from .presets import TrainConfig
-from .variants import COMPOSITIONS, EXPERTS, MEMORIZED, MODEL_NAMES, VARIANT_EXPERTS, VARIANTS
+from .variants import COMPOSITIONS, variant_experts
 
 # the spatial expert's baseline: its memorized adapters with the pose dropped, or the pose kept and the adapters off
 SLTM_NULLS = ("pose_drop", "adapters_off")
+HG_WEIGHT = 1.5  # the history-guidance scale
 
 
-@dataclass
-class ExpertWeights:
-    """Contrast weights ``w_i`` of the experts and the history-guidance scale."""
+class ExpertWeights(dict):
+    """Contrast weights ``w_i`` by expert name, and the history-guidance scale ``hg``: each expert's default
+    (:data:`come.experts.EXPERTS`; the place memory's 2 gained more than 1 and 1.5 on dev revisit windows) where
+    not given; :meth:`of_dataset` starts from a dataset's own (``DatasetSpec.weights``)."""
 
-    ltm: float = 1.0  # one pass (the adapted model alone); 1.5 recalled less (BENCHMARKS.md, "Recall past 0.80")
-    stm: float = 1.0
-    sltm: float = 1.0
-    place: float = 2.0  # above 1 and 1.5 on dev revisit windows (BENCHMARKS.md, the place memory's weight)
-    hg: float = 1.5
+    def __init__(self, **weights: float):
+        unknown = set(weights) - set(EXPERTS) - {"hg"}
+        if unknown:
+            raise InputError(f"no expert named {', '.join(sorted(unknown))} to weigh (choose from "
+                             f"{', '.join([*EXPERTS, 'hg'])})")
+        super().__init__({**{name: e.weight for name, e in EXPERTS.items()}, "hg": HG_WEIGHT, **weights})
+
+    @classmethod
+    def of_dataset(cls, dataset: str | None, **weights: float) -> "ExpertWeights":
+        """The weights of a dataset's worlds (its DatasetSpec.weights over the experts' defaults), then ``weights``;
+        None values are left out."""
+        own = DATASETS[dataset].weights if dataset in DATASETS else {}
+        return cls(**{**own, **{k: w for k, w in weights.items() if w is not None}})
 
 
-def _check_experts(come_experts, experts, sltm_null: str, sltm, place) -> None:
+def _check_experts(come_experts, experts, sltm_null: str, networks: dict) -> None:
     """Refuse a world's expert settings before any network is wrapped with memory adapters."""
     if not set(come_experts) <= set(EXPERTS):
         raise InputError(f"come_experts {list(come_experts)}: choose from {', '.join(EXPERTS)}")
-    clash = [e.name for e in experts if e.name in set(EXPERTS) | set(VARIANTS)]
+    clash = [e.name for e in experts if e.name in set(EXPERTS) | set(variant_experts())]
     if clash:
         raise InputError(f"expert name(s) {', '.join(clash)} are taken by come's own experts or variants")
     if sltm_null not in SLTM_NULLS:
         raise InputError(f"unknown sltm_null '{sltm_null}' (choose from {', '.join(SLTM_NULLS)})")
-    if sltm is not None and not sltm[0].config.pose_dim:
-        raise InputError("the spatial expert (sltm) must be a pose-conditioned model (pose_dim > 0)")
-    if place is not None and not place[0].config.views:
-        raise InputError("the place memory must be a model that takes place views (views > 0)")
+    for name, (network, cfg) in networks.items():
+        if name not in EXPERTS or not EXPERTS[name].own_network:
+            raise InputError(f"no expert '{name}' runs on a network of its own (those that do: "
+                             f"{', '.join(n for n, e in EXPERTS.items() if e.own_network)})")
+        problem = EXPERTS[name].misfit(network, cfg)
+        if problem:
+            raise InputError(problem)
 
 
 class WorldModel:
@@ -81,64 +96,73 @@ class WorldModel:
         self,
         base: VideoDiT,
         base_cfg: TrainConfig,
-        stm: tuple[VideoDiT, TrainConfig] | None = None,
-        sltm: tuple[VideoDiT, TrainConfig] | None = None,
         rank: int = 32,
         weights: ExpertWeights | None = None,
         steps: int = 20,
         bf16: bool = False,
         targets: tuple[str, ...] | None = None,
         sltm_null: str = "pose_drop",
-        place: tuple[VideoDiT, TrainConfig] | None = None,
-        come_experts: tuple[str, ...] = EXPERTS,
+        come_experts: tuple[str, ...] | None = None,
         experts: Sequence[Expert] = (),
         sampler: str = "ddim",
+        **networks: tuple[VideoDiT, TrainConfig] | None,
     ):
-        _check_experts(come_experts, experts, sltm_null, sltm, place)
-        self.come_experts = tuple(come_experts)
+        """``networks``: the network and training config of each built-in expert that runs on one of its own
+        (``stm=(model, cfg)``, ``sltm=...``, ``place=...``: :data:`come.experts.EXPERTS`); None leaves it out.
+        ``experts``: your own :class:`~come.compose.Expert` objects. ``targets``: the modules LoRA adapts."""
+        networks = {name: net for name, net in networks.items() if net is not None}
+        _check_experts(come_experts or (), experts, sltm_null, networks)
+        self.come_experts = tuple(EXPERTS) if come_experts is None else tuple(come_experts)
         # your own experts: each is a variant of its own (the prior and it) and joins come and poe
         self.outside = {e.name: e for e in experts}
         self.cfg, self.sltm_null = base_cfg, sltm_null
-        self.scheduler = make_scheduler(base.config.num_train_timesteps, sampler)
-        self.memory = LoRAMemory(base, rank=rank, targets=targets)
+        self.sampler, self.scheduler = sampler, make_scheduler(base.config.num_train_timesteps, sampler)
+        self.configs = {"ltm": base_cfg} | {name: cfg for name, (_, cfg) in networks.items()}
+        self.memories = {name: LoRAMemory(net, rank=rank, targets=targets, adapter=name)
+                         for name, (net, _) in {"ltm": (base, base_cfg), **networks}.items()
+                         if EXPERTS[name].memorized}
+        self.memory = self.memories["ltm"]  # the long-term memory, on the base model
         self.base = DiTDenoiser(self.memory.model)
-        self.stm = DiTDenoiser(stm[0].eval()) if stm is not None else None
-        self.stm_context = stm[1].context if stm is not None else 0
-        self.spatial = LoRAMemory(sltm[0], rank=rank, adapter="sltm") if sltm is not None else None
-        self.sltm = DiTDenoiser(self.spatial.model) if sltm is not None else None
-        self.sltm_cfg = sltm[1] if sltm is not None else None
-        # a base that is its own place memory is one network: the place memory's null is then the
-        # prior's own pass, and at w_place = 1 the place memory costs one pass
-        shared = place is not None and place[0] is base
-        self.place = self.base if shared else DiTDenoiser(place[0].eval()) if place is not None else None
-        self.place_views = place[0].config.views if place is not None else 0
-        self.weights = weights or ExpertWeights()
+        # an expert whose network is the base shares its denoiser: its null is then the prior's own pass, and
+        # at w = 1 it costs one pass (the place memory of a base that takes views)
+        self.denoisers = {"ltm": self.base} | {
+            name: self.base if net is base else DiTDenoiser(self.memories[name].model if name in self.memories
+                                                            else net.eval())
+            for name, (net, _) in networks.items()}
+        self.weights = weights or ExpertWeights.of_dataset(base_cfg.dataset)
         self.steps, self.bf16 = steps, bf16
         self.device = next(base.parameters()).device  # the experts' networks are on it too
         self.frames = self.action = self.pose = None
         self.memorized: set[str] = set()  # the memories fitted on the current history
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | Path, stm=None, sltm=None, place=None,
-                        device: torch.device | str = "cpu", **kwargs) -> "WorldModel":
-        """A world on a shipped model (by name: ``cards-tiny``, ``maze-place``) or a run folder, with the
-        experts ``stm``, ``sltm`` and ``place`` given by name or run folder too (or as ``(model, config)``);
-        a base that takes place views is also its own place memory; every network is loaded onto ``device``.
-        ``kwargs`` go to the constructor."""
+    def from_pretrained(cls, name_or_path: str | Path, device: torch.device | str = "cpu",
+                        **kwargs) -> "WorldModel":
+        """A world on a shipped model (by name: ``cards-tiny``, ``maze-place``) or a run folder, with each
+        built-in expert's network given by its name (``stm=``, ``sltm=``, ``place=``) as a shipped name or run
+        folder too (or as ``(model, config)``); a base that fits an expert that a base may serve (a place memory)
+        is also that expert; every network is loaded onto ``device``. Other ``kwargs`` go to the constructor."""
         from .checkpoint import load_model, model_path
 
         base, cfg = load_model(name_or_path, device)
-        if (place is None and base.config.views) or (isinstance(place, (str, Path)) and
-                                                     model_path(place).resolve() == model_path(name_or_path).resolve()):
-            place = (base, cfg)
-        runs = {"stm": stm, "sltm": sltm, "place": place}
-        experts = {role: load_model(run, device) if isinstance(run, (str, Path)) else run
-                   for role, run in runs.items()}
-        if experts["sltm"] is not None and experts["sltm"][1].pose != "absolute":
-            raise InputError(f"{sltm}: the spatial memory must be trained on the absolute pose (maze-sltm)")
-        if experts["place"] is not None and not experts["place"][0].config.views:
-            raise InputError(f"{place}: the place memory must be a model that takes place views (maze-place)")
-        return cls(base, cfg, **experts, **kwargs)
+        runs = {name: kwargs.pop(name) for name in EXPERTS if name in kwargs}
+        networks = {}
+        for name, run in runs.items():
+            if isinstance(run, (str, Path)) and model_path(run).resolve() == model_path(name_or_path).resolve():
+                run = (base, cfg)
+            networks[name] = load_model(run, device) if isinstance(run, (str, Path)) else run
+            expert = EXPERTS[name]
+            if networks[name] is not None and expert.pose and networks[name][1].pose != expert.pose:
+                raise InputError(f"{run}: the {expert.label} must be trained on the {expert.pose} pose")
+        for name, expert in EXPERTS.items():
+            if expert.base_serves and networks.get(name) is None and not expert.misfit(base, cfg):
+                networks[name] = (base, cfg)
+        return cls(base, cfg, **networks, **kwargs)
+
+    @property
+    def place_views(self) -> int:
+        """The views the place memory takes (0: the world has none)."""
+        return self.denoisers["place"].config.views if "place" in self.denoisers else 0
 
     def observe(self, frames: torch.Tensor, action: torch.Tensor, pose: torch.Tensor | None = None,
                 keep_memory: bool = False) -> None:
@@ -154,26 +178,15 @@ class WorldModel:
                 f"a history of {len(frames[0])} frames is shorter than the base context {self.cfg.context}")
         if keep_memory and self.frames is not None and len(frames) != len(self.frames):
             raise InputError(f"keep_memory needs the same {len(self.frames)} episodes, got {len(frames)}")
-        if self.spatial is not None and pose is None:
-            raise InputError("the spatial expert (sltm) needs the history's poses")
-        if self.place is not None:
-            if pose is None or pose.shape[-1] != 4:
-                raise InputError("the place memory needs the history's absolute poses (x, y, cos yaw, sin yaw)")
-            if frames.shape[1] - self.cfg.context < self.place_views:
-                raise InputError(f"the place memory takes {self.place_views} views from before the base context; "
-                                 f"a history of {frames.shape[1]} frames has {frames.shape[1] - self.cfg.context}")
+        for name in self.denoisers:
+            if EXPERTS[name].check_history is not None:
+                EXPERTS[name].check_history(self, frames, pose)
         self.frames, self.action = frames.to(self.device), action.to(self.device)
         self.pose = None if pose is None else pose.to(self.device)
         if not keep_memory:
-            for memory, _ in self.memories.values():
+            for memory in self.memories.values():
                 memory.reset()
             self.memorized = set()
-
-    @property
-    def memories(self) -> dict[str, tuple[LoRAMemory, TrainConfig]]:
-        """The test-time memories by expert, with the training config of their network: LTM (base), SLTM."""
-        out = {"ltm": (self.memory, self.cfg)}
-        return out | ({"sltm": (self.spatial, self.sltm_cfg)} if self.spatial is not None else {})
 
     @property
     def episode_adapters(self) -> tuple[str, ...]:
@@ -202,7 +215,8 @@ class WorldModel:
         chosen = {e: m for e, m in self.memories.items() if experts is None or e in experts}
         curves = []
         part = slice(-recent if recent else None, None)
-        for expert, (memory, cfg) in chosen.items():
+        for expert, memory in chosen.items():
+            cfg = self.configs[expert]
             levels = replace(cfg.noise_levels(), **level_changes)
             inverse_actions = dataset_spec(cfg.dataset, f"the {expert} model").inverse_actions if recipe.undo else None
             for b, name in enumerate(self.episode_adapters):
@@ -227,7 +241,7 @@ class WorldModel:
         if expert not in self.memories:
             raise InputError(f"this world has no {expert} memory (has: {', '.join(self.memories)})")
         for b, name in enumerate(self.episode_adapters):
-            self.memories[expert][0].load(Path(folder) / f"{expert}_{b}.safetensors", name)
+            self.memories[expert].load(Path(folder) / f"{expert}_{b}.safetensors", name)
         self.memorized.add(expert)
 
     def memory_states(self) -> dict[str, list[dict[str, torch.Tensor]]]:
@@ -245,29 +259,28 @@ class WorldModel:
                 raise InputError(f"set_memory_states: {expert} needs one memory per observed episode "
                                  f"({len(self.frames)}), got {len(per_episode)}")
             for state, name in zip(per_episode, self.episode_adapters):
-                self.memories[expert][0].set_state(state, name)
+                self.memories[expert].set_state(state, name)
             self.memorized.add(expert)
 
     def _memorized(self, expert: str) -> LoRAMemory:
         if expert not in self.memorized:
             raise InputError(f"{expert} has memorized nothing yet: memorize() or load_memories() first")
-        return self.memories[expert][0]
+        return self.memories[expert]
 
     def members(self, variant: str) -> tuple[str, ...]:
-        """The experts a variant composes on top of the prior (the expert table, ``VARIANT_EXPERTS``)."""
+        """The experts a variant composes on top of the prior (the variant table, ``come.variants``)."""
         if variant in self.outside:
             return (variant,)
-        if variant not in VARIANT_EXPERTS:
-            raise InputError(f"unknown variant '{variant}' (choose from {', '.join((*VARIANTS, *self.outside))})")
-        available = {"ltm": True, "stm": self.stm is not None, "place": self.place is not None,
-                     "sltm": self.sltm is not None}
+        table = variant_experts()
+        if variant not in table:
+            raise InputError(f"unknown variant '{variant}' (choose from {', '.join((*table, *self.outside))})")
         if variant in COMPOSITIONS:
-            return tuple(e for e in VARIANT_EXPERTS[variant] if e in self.come_experts and available[e]) + \
+            return tuple(e for e in table[variant] if e in self.come_experts and e in self.denoisers) + \
                 tuple(self.outside)
-        missing = [e for e in VARIANT_EXPERTS[variant] if not available[e]]
+        missing = [e for e in table[variant] if e not in self.denoisers]
         if missing:
-            raise InputError(f"variant '{variant}' needs a {' and a '.join(MODEL_NAMES[e] for e in missing)} model")
-        return VARIANT_EXPERTS[variant]
+            raise InputError(f"variant '{variant}' needs a {' and a '.join(EXPERTS[e].label for e in missing)} model")
+        return table[variant]
 
     def predict(self, frames: torch.Tensor, action: torch.Tensor, pose: torch.Tensor | None,
                 future_action: torch.Tensor, future_pose: torch.Tensor | None, variants, seed: int = 0,
@@ -306,10 +319,11 @@ class WorldModel:
         context counts from the history's start."""
         contexts = [e.context for e in self.outside.values()] + [e.null_context for e in self.outside.values()
                                                                  if e.null_context is not None]
-        if self.place is not None or any(not isinstance(c, int) and max(c) >= 0 for c in contexts):
+        reads = [EXPERTS[name].reads(self) for name in self.denoisers]
+        if None in reads or any(not isinstance(c, int) and max(c) >= 0 for c in contexts):
             return None
         last = [c if isinstance(c, int) else -min(c) for c in contexts]
-        return max(self.cfg.context, self.stm_context, self.sltm_cfg.context if self.sltm_cfg else 0, *last)
+        return max(self.cfg.context, *reads, *last)
 
     def composition(self, variant: str) -> tuple:
         """What a variant computes: two variants with the same composition draw the same frames."""
@@ -319,33 +333,20 @@ class WorldModel:
 
     def memories_for(self, variants) -> set[str]:
         """The experts that memorize() fits which these variants compose."""
-        return {e for v in variants for e in self.members(v) if e in MEMORIZED}
+        return {e for v in variants for e in self.members(v) if e in self.memories}
 
     def experts(self, variant: str) -> tuple[Expert, list[Expert], str]:
         """(prior, experts, rule) of a variant."""
         w, k = self.weights, self.cfg.context
         if variant == "hg":
-            return (*history_guidance(self.base, k, weight=w.hg), "contrastive")
+            return (*history_guidance(self.base, k, weight=w["hg"]), "contrastive")
         names = self.members(variant)
-        missing = [e for e in names if e in MEMORIZED and e not in self.memorized]
+        missing = [e for e in names if e in self.memories and e not in self.memorized]
         if missing:
             raise InputError(f"variant '{variant}' needs memorize() first (of {', '.join(missing)})")
-        experts = [self._expert(e) for e in names]
+        experts = [self.outside[e] if e in self.outside else Expert(e, weight=self.weights[e], **EXPERTS[e].build(self))
+                   for e in names]
         return Expert("base", self.base, k), experts, ("poe" if variant == "poe" else "contrastive")
-
-    def _expert(self, name: str) -> Expert:
-        w, k = self.weights, self.cfg.context
-        if name in self.outside:
-            return self.outside[name]
-        if name == "ltm":
-            return Expert("ltm", self.base, k, weight=w.ltm, adapter=self.episode_adapters, null="adapters_off")
-        if name == "stm":  # its null keeps the prior's own frames: the contrast is what the older frames add
-            return Expert("stm", self.stm, min(self.stm_context, len(self.frames[0])), weight=w.stm, null_keep=k)
-        if name == "place":
-            return Expert("place", self.place, k, weight=w.place, views=True, null="views_drop")
-        # its own memorized adapters, against the same adapters without the pose (or the pose unmemorized)
-        return Expert("sltm", self.sltm, self.sltm_cfg.context, weight=w.sltm, adapter=self.episode_adapters,
-                      null=self.sltm_null)
 
     @torch.no_grad()
     def imagine(self, action: torch.Tensor, pose: torch.Tensor | None = None, variant: str = "come",

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from .common import Device, JsonOut, Precision, UserError, check_outputs, command_group, guard, parse_ints, write_json
+from .common import (Device, JsonOut, Precision, UserError, check_outputs, command_group, expert_options, guard,
+                     parse_ints, write_json)
+from .worlds import world_maker, world_settings
 
 bench_app = command_group("bench", "Benchmarks of the device at hand (the compute table).")
 
 
 @bench_app.command("compute")
 @guard
+@expert_options
 def bench_compute(
     ckpt: str = typer.Option("cards-tiny", help="Base model: a shipped name or a run folder."),
-    stm: Optional[str] = typer.Option(None, help="Short-term memory model (e.g. cards-stm) for stm, come and poe."),
     data: Optional[Path] = typer.Option(None, help=(
         "Memory Maze dataset folder, for a maze model: its first eval/ episode is the one timed.")),
     history: int = typer.Option(200, min=1, help="Maze: history frames before the timed window."),
@@ -30,6 +31,8 @@ def bench_compute(
     precision: Precision = "auto",
     device: Device = "auto",
     json_out: JsonOut = None,
+    expert_runs: dict | None = None,
+    expert_weights: dict | None = None,
 ):
     """The compute table (the paper's Table 9): seconds to memorize an episode and to imagine its future per
     variant, for each LoRA rank, each also as a multiple of the base model's rollout, side by side in one run.
@@ -39,22 +42,18 @@ def bench_compute(
     the device; --json writes every figure.
     """
     check_outputs(json_out)
-    from ..checkpoint import load_model
     from ..protocols.compute import compute_table, format_compute_table
     from ..runtime import describe_device, pick_device, use_bf16
-    from ..variants import choose_variants
-    from ..world import WorldModel
 
     on = pick_device(device)
-    base, cfg = load_model(ckpt)
-    experts = {"ltm"} | ({"stm"} if stm else set()) | ({"place"} if base.config.views else set())
-    names = choose_variants(variants, experts)
-    episode = _timed_episode(cfg, seed, data, history, frames)
     bf16 = use_bf16(precision, on)
-    make_world = partial(WorldModel.from_pretrained, ckpt, stm=stm, steps=ddim_steps, device=on, bf16=bf16)
-    result = compute_table(make_world, episode, names, parse_ints(ranks, "--ranks"), memorize_steps, seed)
-    result |= {"checkpoint": str(ckpt), "stm": stm, "ddim_steps": ddim_steps, "device": describe_device(on),
-               "bf16": bf16}
+    rank_list = parse_ints(ranks, "--ranks")
+    make_world, cfg, names = world_maker(ckpt, expert_runs, expert_weights, variants, rank_list[-1], steps=ddim_steps,
+                                         device=on, bf16=bf16)
+    episode = _timed_episode(cfg, seed, data, history, frames)
+    result = compute_table(make_world, episode, names, rank_list, memorize_steps, seed)
+    result |= {"ddim_steps": ddim_steps, "device": describe_device(on), "bf16": bf16,
+               **world_settings(make_world(), ckpt, expert_runs)}
     typer.echo(format_compute_table(result))
     typer.echo(f"{result['device']}, {'bf16' if bf16 else 'fp32'}; {result['frames']} frames imagined after "
                f"{result['history']}, {ddim_steps} DDIM steps a frame")

@@ -115,3 +115,35 @@ def guard(fn):
             fail(str(e))
 
     return wrapper
+
+
+def expert_options(fn):
+    """Give a command, from the expert registry (:data:`come.experts.EXPERTS`), an option ``--NAME RUN`` for each
+    built-in expert that runs on a network of its own and ``--w-NAME`` for each expert's contrast weight. The
+    command receives them as ``expert_runs`` ({name: run or None}) and ``expert_weights`` ({name: weight, or None
+    for the default: the dataset's or the expert's})."""
+    import functools
+    import inspect
+
+    from ..experts import EXPERTS
+
+    def option(name: str, kind, flag: str, metavar: str, help: str) -> inspect.Parameter:
+        return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                 annotation=Annotated[Optional[kind], typer.Option(flag, metavar=metavar, help=help)])
+
+    runs = [option(name, str, f"--{name}", "RUN", e.option) for name, e in EXPERTS.items() if e.own_network]
+    weights = [option(f"w_{name}", float, f"--w-{name}", "W", f"Contrast weight of the {e.label} expert [default: "
+                      f"{e.weight:g}, or the base model's dataset's: come.datasets]") for name, e in EXPERTS.items()]
+    own = [p for p in inspect.signature(fn, eval_str=True).parameters.values()
+           if p.name not in ("expert_runs", "expert_weights")]
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        expert_runs = {p.name: kwargs.pop(p.name, None) for p in runs}
+        expert_weights = {p.name[2:]: kwargs.pop(p.name, None) for p in weights}
+        return fn(*args, expert_runs=expert_runs, expert_weights=expert_weights, **kwargs)
+
+    params = own + runs + weights
+    wrapper.__signature__ = inspect.Signature(params)
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    return wrapper

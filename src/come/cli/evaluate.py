@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from functools import partial
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from .common import (Device, JsonOut, Memorize, Precision, Sampler, UserError, check_outputs, command_group, guard,
-                     parse_choice, parse_ints, parse_memorize, parse_names, write_json)
+from .common import (Device, JsonOut, Memorize, Precision, Sampler, check_outputs, command_group, expert_options,
+                     guard, parse_ints, parse_memorize, parse_names, write_json)
+from .worlds import run_name, world_maker, world_settings
 
 eval_app = command_group("eval", "Evaluation protocols (a table on screen, JSON for tools, videos).")
 
@@ -72,9 +71,6 @@ def eval_pose(
 MazeBase = Annotated[Optional[Path], typer.Option("--ckpt", help=(
     "Base model: a Memory Maze run folder (e.g. preset maze-tiny) [default: the shipped maze-place, which is also "
     "the place memory]."))]
-PlaceRun = Annotated[Optional[Path], typer.Option("--place", help=(
-    "Place memory model run (preset maze-place): given the history frames seen from the nearest poses [default: "
-    "the base model when it takes place views, as the shipped maze-place does]."))]
 PoseEncoderRun = Annotated[Optional[Path], typer.Option("--pose-encoder", help=(
     "Pose encoder run (preset maze-pose): infer the SLTM's poses from frames and actions instead of reading them "
     "from the dataset."))]
@@ -85,10 +81,6 @@ Horizons = Annotated[str, typer.Option("--horizons", help=(
     "Comma-separated shorter horizons also scored on the first frames of the same rollouts (e.g. 16 with "
     "--frames 32): one rollout and one memorization per window for every horizon, on the windows drawn for "
     "--frames."))]
-WeightLtm = Annotated[float, typer.Option("--w-ltm", help=(
-    "Contrast weight of the long-term memory expert (1.5 was worse on every dev setting)."))]
-WeightPlace = Annotated[float, typer.Option("--w-place", help=(
-    "Contrast weight of the place memory expert (2 gained more than 1 and 1.5 on dev revisit windows)."))]
 MazeCome = Annotated[str, typer.Option("--come", help=(
     "Experts that come and poe compose (those given), of ltm, stm, place, sltm; the long-term memory lowers CoME "
     "on Memory Maze, so it is left out by default."))]
@@ -101,12 +93,10 @@ MazeOut = Annotated[Optional[Path], typer.Option("--out", help=(
 
 @eval_app.command("maze")
 @guard
+@expert_options
 def eval_maze(
     data: Path = typer.Option(..., help="Memory Maze dataset folder; its eval/ (or test/) split is used."),
     ckpt: MazeBase = None,
-    place: PlaceRun = None,
-    stm: Optional[Path] = typer.Option(None, help="Short-term memory model run (a longer context window)."),
-    sltm: Optional[Path] = typer.Option(None, help="Spatial memory model run (absolute pose, e.g. preset maze-sltm)."),
     pose_encoder: PoseEncoderRun = None,
     protocols: str = typer.Option("fixed,revisits", help="Comma-separated: fixed, revisits, streaming, capacity."),
     variants: MazeVariants = None,
@@ -118,10 +108,6 @@ def eval_maze(
     updates: int = typer.Option(25, min=1, help="Streaming: memorization steps per iteration."),
     rank: int = typer.Option(32, min=1, help="LoRA rank of the memories."),
     memorize: Memorize = "",
-    w_ltm: WeightLtm = 1.0,
-    w_stm: float = typer.Option(1.0, help="Contrast weight of the short-term memory expert."),
-    w_sltm: float = typer.Option(1.0, help="Contrast weight of the spatial memory expert."),
-    w_place: WeightPlace = 2.0,
     come_experts: MazeCome = "stm,place,sltm",
     sltm_null: SltmNull = "adapters_off",
     windows: int = typer.Option(2, min=1, help="Windows per episode (fixed and revisits)."),
@@ -136,25 +122,22 @@ def eval_maze(
     device: Device = "auto",
     json_out: JsonOut = None,
     out: MazeOut = None,
+    expert_runs: dict | None = None,
+    expert_weights: dict | None = None,
 ):
     """Memory Maze protocols: fixed context, revisits, streaming and the capacity sweep (PSNR, SSIM)."""
     check_outputs(json_out, out)
     from ..data.episodes import episode_files
+    from ..demo import SHIPPED_MAZE
     from ..metrics.perceptual import lpips_network
     from ..protocols.maze import PROTOCOLS, evaluate_maze, format_maze_table
     from ..runtime import pick_device, use_bf16
-    from ..variants import EXPERTS
-    from ..world import SLTM_NULLS, ExpertWeights, WorldModel
 
     memorize = {"steps": memorize_steps, **parse_memorize(memorize)}
-    parse_choice(sltm_null, "--sltm-null", SLTM_NULLS)
-    ckpt, cfg, place, names = _maze_models(ckpt, place, stm, sltm, variants)
-    on = pick_device(device)
-    options = dict(stm=stm, sltm=sltm, place=place, steps=ddim_steps, bf16=use_bf16(precision, on), device=on,
-                   weights=ExpertWeights(ltm=w_ltm, stm=w_stm, sltm=w_sltm, place=w_place), sltm_null=sltm_null,
-                   come_experts=parse_names(come_experts, "--come", EXPERTS), sampler=sampler)
-    make_world = partial(WorldModel.from_pretrained, ckpt, **options)
-    make_world(rank=rank)  # every model is checked before any work
+    on, ckpt = pick_device(device), ckpt or SHIPPED_MAZE
+    make_world, cfg, names = world_maker(ckpt, expert_runs, expert_weights, variants, rank, come_experts, sltm_null,
+                                         "maze", steps=ddim_steps, bf16=use_bf16(precision, on), device=on,
+                                         sampler=sampler)
     perceptual, about = lpips_network(on)
     result = evaluate_maze(
         make_world, episode_files(data, "test")[:episodes], cfg, parse_names(protocols, "--protocols", PROTOCOLS),
@@ -163,37 +146,11 @@ def eval_maze(
         capacity_histories=parse_ints(capacity_histories, "--capacity-histories"),
         pose_encoder=_pose_encoder(pose_encoder), seed=seed, out=out, horizons=parse_ints(horizons, "--horizons"),
         perceptual=perceptual)
-    runs = {"checkpoint": ckpt, "stm": stm, "sltm": sltm, "place": place, "pose_encoder": pose_encoder, "data": data}
-    result |= {"lpips": about, "ddim_steps": ddim_steps, **_settings(options, runs)}
+    result |= {"lpips": about, "ddim_steps": ddim_steps, "pose_encoder": run_name(pose_encoder), "data": str(data),
+               **world_settings(make_world(), ckpt, expert_runs)}
     typer.echo(about)
     typer.echo(format_maze_table(result))
     write_json(json_out, result)
-
-
-def _settings(options: dict, runs: dict) -> dict:
-    """The world's settings and the runs a result came from, for its JSON."""
-    return {"come_experts": list(options["come_experts"]), "sltm_null": options["sltm_null"],
-            "sampler": options["sampler"], **{f"{k}_weight": w for k, w in asdict(options["weights"]).items()},
-            **{k: str(v) if v is not None else None for k, v in runs.items()}}
-
-
-def _maze_models(ckpt, place, stm, sltm, variants):
-    """The base run (the shipped maze-place by default), its config, the place memory run and the variants
-    the given expert runs allow."""
-    from ..checkpoint import load_model
-    from ..datasets import require_protocol
-    from ..demo import SHIPPED_MAZE
-    from ..variants import choose_variants
-
-    ckpt = ckpt or SHIPPED_MAZE
-    cfg = load_model(ckpt)[1]
-    require_protocol(cfg.dataset, "maze", str(ckpt))
-    place = place or (ckpt if cfg.model.get("views") else None)  # a base that takes views is its own place memory
-    given = {"ltm"} | {name for name, run in (("stm", stm), ("sltm", sltm), ("place", place)) if run}
-    try:
-        return ckpt, cfg, place, choose_variants(variants, given)
-    except ValueError as e:
-        raise UserError(f"--variants: {e} (--stm, --sltm and --place give the expert models)") from None
 
 
 def _pose_encoder(run: Optional[Path]):
@@ -203,9 +160,6 @@ def _pose_encoder(run: Optional[Path]):
     return load_model(run, network="pose-encoder")[0] if run is not None else None
 
 
-WeightStm = Annotated[float, typer.Option("--w-stm", help=(
-    "Contrast weight of the short-term memory expert (at 1 its term pulls cards the LTM draws right towards those it "
-    "saw last; at 0.25 CoME recalls as much as the LTM alone on two dev seeds)."))]
 CardsCome = Annotated[str, typer.Option("--come", help=(
     "Experts that come and poe compose (those given), of ltm, stm: e.g. --come ltm --variants come,poe puts the "
     "LTM's contrastive term beside its naive product with the base."))]
@@ -217,9 +171,9 @@ SweepRanks = Annotated[Optional[str], typer.Option("--sweep-ranks", help=(
 
 @eval_app.command("cards-recall")
 @guard
+@expert_options
 def eval_cards_recall(
     ckpt: Path = typer.Option(..., help="Base model: a run folder made by 'come train' on Memory Cards (cursor pose)."),
-    stm: Optional[Path] = typer.Option(None, help="Short-term memory model (e.g. cards-stm) for stm, come and poe."),
     episodes: int = typer.Option(50, min=1, help="Zig-zag recall episodes, generated from --seed."),
     seed: int = typer.Option(0, help="Seed of the episodes and of all sampling and memorization noise."),
     memorize_steps: int = typer.Option(
@@ -227,8 +181,6 @@ def eval_cards_recall(
     variants: str = typer.Option("base,ltm,come,poe,hg", help="Of base, ltm, stm, stm+ltm, come, poe, hg."),
     rank: int = typer.Option(32, min=1, help="LoRA rank of the long-term memory."),
     memorize: Memorize = "",
-    w_ltm: float = typer.Option(1.0, help="Contrast weight of the long-term memory expert (1: one pass)."),
-    w_stm: WeightStm = 0.25,
     w_hg: float = typer.Option(1.5, help="History-guidance scale (HG-v)."),
     come_experts: CardsCome = "ltm,stm",
     ddim_steps: int = typer.Option(20, min=1, help="DDIM (or --sampler) steps per generated chunk."),
@@ -240,6 +192,8 @@ def eval_cards_recall(
     json_out: JsonOut = None,
     out: Optional[Path] = typer.Option(None, help="Folder for recall.png, the sweep plots and videos."),
     videos: int = typer.Option(4, min=0, help="Episodes to write as videos into --out (truth | base | CoME)."),
+    expert_runs: dict | None = None,
+    expert_weights: dict | None = None,
 ):
     """Memory Cards recall: watch every card once, then draw what lies under each card.
 
@@ -253,19 +207,17 @@ def eval_cards_recall(
     from ..metrics.perceptual import lpips_network
     from ..protocols.recall import evaluate_recall, format_recall_table
     from ..runtime import pick_device, use_bf16
-    from ..world import ExpertWeights, WorldModel
 
-    names = _cards_variants(ckpt, stm, variants)
-    composed = parse_names(come_experts, "--come", ("ltm", "stm"))
     on = pick_device(device)
-    make_world = partial(WorldModel.from_pretrained, ckpt, stm=stm, rank=rank, steps=ddim_steps, device=on,
-                         weights=ExpertWeights(ltm=w_ltm, stm=w_stm, hg=w_hg), bf16=use_bf16(precision, on),
-                         come_experts=composed, sampler=sampler)
+    make_world, _, names = world_maker(ckpt, expert_runs, {**expert_weights, "hg": w_hg}, variants, rank,
+                                       come_experts, protocol="recall", steps=ddim_steps, device=on,
+                                       bf16=use_bf16(precision, on), sampler=sampler)
     memorize = parse_memorize(memorize)
     perceptual, about = lpips_network(on)
-    result = evaluate_recall(make_world(), episodes, seed, memorize_steps, names, out, videos, memorize=memorize,
+    world = make_world()
+    result = evaluate_recall(world, episodes, seed, memorize_steps, names, out, videos, memorize=memorize,
                              perceptual=perceptual)
-    result |= {"come_experts": list(composed), "lpips": about, "sampler": sampler}
+    result |= {"lpips": about, **world_settings(world, ckpt, expert_runs)}
     typer.echo(about)
     typer.echo(format_recall_table(result))
     sweeps = parse_ints(sweep_steps, "--sweep-steps"), parse_ints(sweep_ranks, "--sweep-ranks")
@@ -277,28 +229,12 @@ def eval_cards_recall(
                    f"(truth | {' | '.join(result['videos'])})")
 
 
-def _cards_variants(ckpt: Path, stm: Optional[Path], variants: str) -> tuple[str, ...]:
-    """The variants of --variants that a Memory Cards base model (and --stm) can run."""
-    from ..checkpoint import load_model
-    from ..datasets import require_protocol
-    from ..variants import choose_variants
-
-    if any(v.strip() in ("sltm", "place") for v in variants.split(",")):
-        raise UserError("--variants sltm and place: those experts need map poses (Memory Maze); Memory Cards has none")
-    try:
-        names = choose_variants(variants, {"ltm", "stm"} if stm else {"ltm"})
-    except ValueError as e:
-        raise UserError(f"--variants: {e} (--stm RUN gives a short-term memory model)") from None
-    require_protocol(load_model(ckpt)[1].dataset, "recall", str(ckpt))
-    return names
-
-
 def _recall_sweeps(make_world, episodes, seed, sweeps, memorize_steps, names, out, memorize) -> dict:
     """Recall against memorization steps and LoRA rank (the memory variants asked for, else come); printed."""
     from ..protocols.recall import recall_sweeps
-    from ..variants import MEMORY_VARIANTS
+    from ..variants import memory_variants
 
-    swept = tuple(v for v in names if v in MEMORY_VARIANTS) or ("come",)
+    swept = tuple(v for v in names if v in memory_variants()) or ("come",)
     result = recall_sweeps(make_world, episodes, seed, *sweeps, memorize_steps, swept, out, memorize=memorize)
     for key, sw in result.items():
         for v, ys in sw["recall"].items():
