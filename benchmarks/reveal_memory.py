@@ -59,7 +59,7 @@ def scores(pred, batch, cells, objects, faces, tau):
     return float(np.mean(right)), float(np.mean(nearest))
 
 
-def main():
+def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ckpt", default="src/come/assets/cards-tiny")
     p.add_argument("--episodes", type=int, default=3)
@@ -73,67 +73,86 @@ def main():
     p.add_argument("--high-min", type=int, default=850)
     p.add_argument("--ddim-steps", type=int, default=10)
     p.add_argument("--json", default=None)
-    a = p.parse_args()
+    return p.parse_args()
 
+
+def memorize_reveals(mem, train, k, cfg, sched, a, gen) -> None:
+    """``a.steps`` AdamW steps of the diffusion loss on the reveal windows ``train``."""
+    params = mem.parameters()
+    for q in params:
+        q.requires_grad_(True)
+    opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=0.0)
+    mem.model.train()
+    for _ in range(a.steps):
+        levels = NoiseLevels(a.high_fraction, a.high_min, cfg.max_loss_weight)
+        loss = diffusion_loss(mem.model, train, k, sched, p_context_dropout=0.0, p_pose_dropout=0.0, generator=gen,
+                              levels=levels)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    mem.model.eval()
+
+
+def score_phase(row, name, adapter, mem, phase, ends, ep, frames, action, pose, k, sched, a, gen, faces, tau):
+    """Into ``row``: how often the network (memory ``adapter`` on or off) draws the card right at the windows
+    ending at ``ends``: its clean estimate at high noise (observed phase) and a DDIM sample."""
+    b = windows(frames, action, pose, ends, k)
+    cells = [tuple(ep["cursor"][i]) for i in ends]
+    objects = [int(ep["layout"][c]) for c in cells]
+
+    def net(x, t, act, ps, context):
+        return mem.model(x, t, act, ps, context=context, adapter_names=[adapter] * len(x))
+
+    with torch.no_grad():
+        if phase == "observed":
+            for level in (900, 999):
+                lv = torch.zeros(len(ends), k + 1, dtype=torch.long)
+                lv[:, k] = level
+                ab = alpha_bar(sched, lv)
+                x_t = add_noise(b["frames"], torch.randn(b["frames"].shape, generator=gen), ab)
+                x0 = v_to_x0(net(x_t, lv, b["action"], b["pose"], k), x_t, ab)[:, k]
+                row[f"{name}_x0@{level}"] = scores(x0, b, cells, objects, faces, tau)[1]
+        noise = torch.randn((len(ends), 1) + frames.shape[1:], generator=torch.Generator().manual_seed(0))
+        prior = Expert(name, DiTDenoiser(mem.model), k, adapter=adapter)
+        history = History(b["frames"][:, :k], b["action"], b["pose"])
+        pred = run_sampler(composed_eps_fn(prior, [], history, sched), noise, sched, a.ddim_steps)[:, 0]
+    right, nearest = scores(pred, b, cells, objects, faces, tau)
+    row[f"{name}_{phase}_right"], row[f"{name}_{phase}_nearest"] = right, nearest
+
+
+def episode_row(a, index, sched) -> dict:
+    """Memorize the reveals of face-up episode ``index``'s observe phase and score them and the recall's."""
+    ep = generate_episode(a.seed, index, "zigzag")
+    base, cfg = load_model(a.ckpt)
+    k, res = cfg.context, cfg.model["resolution"]
+    faces, tau = card_faces(res), recall_tau(res)
+    r = recall_episode(a.seed, index, cfg)
+    n = len(r["history"])
+    frames = torch.cat([r["history"], r["truth"]])
+    action = torch.cat([r["history_action"], r["action"]])
+    pose = torch.cat([r["history_pose"], r["pose"]])
+    seen, recalled = reveals(ep, 0, n, k), reveals(ep, n, len(frames), k)
+    targets = {"model": None, "blocks": DEFAULT_TARGETS}.get(a.targets, a.targets.split(","))
+    mem = LoRAMemory(base, rank=a.rank, targets=targets)
+    gen = torch.Generator().manual_seed(0)
+    memorize_reveals(mem, windows(frames, action, pose, seen, k), k, cfg, sched, a, gen)
+    row = {"episode": index, "reveals": len(seen)}
+    for name, adapter in (("base", BASE_ADAPTER), ("memory", mem.adapter)):
+        for phase, ends in (("observed", seen), ("recall", recalled)):
+            score_phase(row, name, adapter, mem, phase, ends, ep, frames, action, pose, k, sched, a, gen, faces, tau)
+    return row
+
+
+def main():
+    a = parse_args()
     sched = make_scheduler()
     rows, t0, index = [], time.time(), 0
     while len(rows) < a.episodes:
-        ep = generate_episode(a.seed, index, "zigzag")
+        if generate_episode(a.seed, index, "zigzag")["start_covered"]:
+            rows.append(episode_row(a, index, sched))
+            print(json.dumps({key: round(v, 3) if isinstance(v, float) else v for key, v in rows[-1].items()}),
+                  flush=True)
         index += 1
-        if not ep["start_covered"]:
-            continue
-        base, cfg = load_model(a.ckpt)
-        k, res = cfg.context, cfg.model["resolution"]
-        faces, tau = card_faces(res), recall_tau(res)
-        r = recall_episode(a.seed, index - 1, cfg)
-        n = len(r["history"])
-        frames = torch.cat([r["history"], r["truth"]])
-        action = torch.cat([r["history_action"], r["action"]])
-        pose = torch.cat([r["history_pose"], r["pose"]])
-        seen, recalled = reveals(ep, 0, n, k), reveals(ep, n, len(frames), k)
-        targets = {"model": None, "blocks": DEFAULT_TARGETS}.get(a.targets, a.targets.split(","))
-        mem = LoRAMemory(base, rank=a.rank, targets=targets)
-        train = windows(frames, action, pose, seen, k)
-        params = mem.parameters()
-        for q in params:
-            q.requires_grad_(True)
-        opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=0.0)
-        gen = torch.Generator().manual_seed(0)
-        mem.model.train()
-        for _ in range(a.steps):
-            levels = NoiseLevels(a.high_fraction, a.high_min, cfg.max_loss_weight)
-            loss = diffusion_loss(mem.model, train, k, sched, p_context_dropout=0.0, p_pose_dropout=0.0, generator=gen,
-                                  levels=levels)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        mem.model.eval()
-        row = {"episode": index - 1, "reveals": len(seen)}
-        for name, adapter in (("base", BASE_ADAPTER), ("memory", mem.adapter)):
-            def net(x, t, act, ps, context, _a=adapter, mem=mem):
-                return mem.model(x, t, act, ps, context=context, adapter_names=[_a] * len(x))
-
-            for phase, ends in (("observed", seen), ("recall", recalled)):
-                b = windows(frames, action, pose, ends, k)
-                cells = [tuple(ep["cursor"][i]) for i in ends]
-                objects = [int(ep["layout"][c]) for c in cells]
-                with torch.no_grad():
-                    if phase == "observed":
-                        for level in (900, 999):
-                            lv = torch.zeros(len(ends), k + 1, dtype=torch.long)
-                            lv[:, k] = level
-                            ab = alpha_bar(sched, lv)
-                            x_t = add_noise(b["frames"], torch.randn(b["frames"].shape, generator=gen), ab)
-                            x0 = v_to_x0(net(x_t, lv, b["action"], b["pose"], k), x_t, ab)[:, k]
-                            row[f"{name}_x0@{level}"] = scores(x0, b, cells, objects, faces, tau)[1]
-                    noise = torch.randn((len(ends), 1) + frames.shape[1:], generator=torch.Generator().manual_seed(0))
-                    prior = Expert(name, DiTDenoiser(mem.model), k, adapter=adapter)
-                    history = History(b["frames"][:, :k], b["action"], b["pose"])
-                    pred = run_sampler(composed_eps_fn(prior, [], history, sched), noise, sched, a.ddim_steps)[:, 0]
-                right, nearest = scores(pred, b, cells, objects, faces, tau)
-                row[f"{name}_{phase}_right"], row[f"{name}_{phase}_nearest"] = right, nearest
-        rows.append(row)
-        print(json.dumps({key: round(v, 3) if isinstance(v, float) else v for key, v in row.items()}), flush=True)
     mean = {key: float(np.mean([row[key] for row in rows])) for key in rows[0] if key != "episode"}
     print("mean", json.dumps({key: round(v, 3) for key, v in mean.items()}))
     print(f"{time.time() - t0:.0f} s")

@@ -50,11 +50,14 @@ def tree(tmp_path_factory, cards_data, micro_run):
     return root
 
 
-def _cases():
-    ep = "{root}/data/test/ep_00000.npz"
-    sample = ["sample", "--ckpt", "{root}/run", "--episode", ep, "--frames", "2", "--ddim-steps", "2"]
-    train = ["train", "--data", "{root}/data", "--preset", "test-micro"]
-    recall = ["eval", "cards-recall", "--ckpt", "{root}/run", "--episodes", "1"]
+EP = "{root}/data/test/ep_00000.npz"
+SAMPLE = ["sample", "--ckpt", "{root}/run", "--episode", EP, "--frames", "2", "--ddim-steps", "2"]
+TRAIN = ["train", "--data", "{root}/data", "--preset", "test-micro"]
+RECALL = ["eval", "cards-recall", "--ckpt", "{root}/run", "--episodes", "1"]
+
+
+def _output_cases():
+    sample, train, recall = SAMPLE, TRAIN, RECALL
     return {
         # outputs that cannot be written, checked before any work
         "sample into a folder": (sample + ["--out", "{root}/out/video.mp4"], "video.mp4: is a folder"),
@@ -84,6 +87,12 @@ def _cases():
                                    "length=40 (not 50)"),
         "data of fewer episodes": (["data", "cards", "--out", "{root}/data", "--episodes", "2", "--length", "40"],
                                    "holds 6 episodes"),
+    }
+
+
+def _setting_cases():
+    sample, train, recall, ep = SAMPLE, TRAIN, RECALL, EP
+    return {
         # counts and settings
         "train zero steps": (train + ["--out", "{root}/new", "--steps", "0"], "steps=0"),
         "train negative steps": (train + ["--out", "{root}/new", "--steps", "-1"], "steps=-1"),
@@ -111,6 +120,12 @@ def _cases():
         "NaN weights": (["sample", "--ckpt", "{root}/nan-weights", "--episode", ep], "NaN or infinite"),
         "missing checkpoint": (["sample", "--ckpt", "{root}/nowhere", "--episode", ep], "nowhere"),
         "export of nothing": (["export", "--ckpt", "{root}/nowhere", "--out", "{root}/new"], "nowhere"),
+    }
+
+
+def _input_cases():
+    sample, train, recall = SAMPLE, TRAIN, RECALL
+    return {
         # episodes and datasets
         "NaN actions": (["sample", "--ckpt", "{root}/run", "--episode", "{root}/nan-actions.npz"], "NaN"),
         "random bytes as an episode": (["sample", "--ckpt", "{root}/run", "--episode", "{root}/random.npz"],
@@ -124,6 +139,10 @@ def _cases():
         "missing dataset": (["train", "--data", "{root}/nothing", "--out", "{root}/new"], "nothing"),
         "recall bad variant": (recall + ["--variants", "base,magic"], "magic"),
     }
+
+
+def _cases():
+    return _output_cases() | _setting_cases() | _input_cases()
 
 
 def _snapshot(root) -> dict[str, str]:

@@ -24,6 +24,8 @@ _PUBLIC = {
     "SAMPLERS": "diffusion.sampling", "SCHEDULERS": "diffusion.schedule",
     "VideoDiT": "models.dit", "DiTConfig": "models.dit",
     "load_model": "checkpoint", "shipped_models": "checkpoint", "TrainConfig": "presets",
+    "EXPERTS": "experts", "BuiltinExpert": "experts", "register_expert": "experts",
+    "DATASETS": "datasets", "DatasetSpec": "datasets", "register_dataset": "datasets",
 }
 __all__ = ["__version__", *_PUBLIC]
 
