@@ -114,6 +114,7 @@ def test_every_protocol_end_to_end(maze_runs, tmp_path):
         assert vs["ltm"]["mean"] == pytest.approx(np.mean(np.subtract(ltm, base)))
         assert (tmp_path / "out" / f"{name}.png").stat().st_size > 0
         assert (tmp_path / "out" / f"{name}_00.mp4").stat().st_size > 0
+        assert (tmp_path / "out" / f"{name}_00.gif").stat().st_size > 0
     assert all(s >= 32 for _, s in protocols["revisits"]["starts"])
     curves = protocols["streaming"]["psnr_per_iteration"]
     assert set(curves) == set(result["variants"]) and all(len(c) == 2 for c in curves.values())

@@ -89,7 +89,7 @@ def run_maze_demo(out: Path, episodes: int = 2, frames: int = 32, seed: int = 43
     save_json(out / "maze.json", result)
     (out / "maze.md").write_text(table + "\n")
     if result["protocols"]["revisits"]["windows"]:
-        echo(f"wrote {out}/revisits_00.mp4 (truth | base | CoME), {out}/revisits.png and {out}/maze.json")
+        echo(f"wrote {out}/revisits_00.mp4 and .gif (truth | base | CoME), {out}/revisits.png and {out}/maze.json")
     else:
         echo(f"wrote {out}/maze.json; these walks never came back to a place: try more --episodes or another --seed")
     return result

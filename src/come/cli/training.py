@@ -43,7 +43,7 @@ def train(
 ):
     """Train a video diffusion world model, or the SLTM's pose encoder (preset maze-pose), on CPU,
     one GPU, or several with 'accelerate launch -m come.cli train ...' (the processes split each batch and
-together take the steps of one process).
+    together take the steps of one process).
 
     Writes checkpoints every few hundred steps (atomically), TensorBoard scalars to OUT/tb
     and, every K steps, a sample video (truth | prediction) to OUT/samples (world models) or

@@ -267,7 +267,8 @@ def window_protocol(name: str, make_world, rank: int, episodes: list[dict], star
     if out is not None:
         shown = [v for v in ("base", "come") if v in preds] or list(preds)[:1]
         panels = [tensor_to_frames(batch["truth"][0])] + [tensor_to_frames(preds[v][0]) for v in shown]
-        write_video(out / f"{name}_00.mp4", side_by_side(panels), fps=4)
+        for suffix in (".mp4", ".gif"):
+            write_video(out / f"{name}_00{suffix}", side_by_side(panels), fps=4)
         bar_chart({v: s["psnr"] for v, s in result["variants"].items()}, "PSNR (dB)", out / f"{name}.png",
                   title=f"{name} ({len(starts)} windows)")
     return result
