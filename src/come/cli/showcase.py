@@ -122,8 +122,9 @@ def demo(
 
     maze: walks new episodes in the real Memory Maze, then predicts 32 frames where the agent
     comes back to a place it saw in the last 200 (base, the place memory, CoME), with the
-    shipped maze-place. Prints the table and writes OUT/revisits_00.mp4 (truth | base | CoME),
-    OUT/revisits.png and OUT/maze.json. Each takes a few minutes on 2 CPU cores.
+    shipped maze-place. Prints the table and writes OUT/revisits_00.mp4 and .gif (truth | base |
+    CoME), OUT/revisits.png and OUT/maze.json. On 2 CPU cores with fast bf16 the cards demo takes
+    about 30 s and the maze demo about a minute (BENCHMARKS.md, "The demo").
     """
     from ..demo import run_demo, run_maze_demo
 
