@@ -7,8 +7,9 @@ Picks ``--windows`` revisit windows per episode of the data's eval split (a retu
 whose last sighting lies inside the ``--history`` frames, as ``come eval maze`` does), memorizes
 each window's history with every setting ``lr:schedule:batch:steps`` (one fresh memory per
 setting) and rolls out ``--frames`` frames with the base model, with CoME at each contrast weight
-of ``--weights`` and with the naive product. Prints one JSON line per setting (mean PSNR per
-variant, the memorization loss over its first and last 5 steps, seconds).
+of ``--weights`` and with the naive product (``--no-poe`` leaves it out). Prints one JSON line per setting
+(mean PSNR per variant, each variant's mean per-window difference from the base with its 95% interval and
+the windows where it is ahead, the memorization loss over its first and last 5 steps, seconds).
 
 With ``--sltm RUN`` (a maze-sltm run) the spatial expert is memorized too, and each weight also
 scores the LTM alone (``ltm_w``), the SLTM alone with each baseline of ``--sltm-nulls``
@@ -29,7 +30,8 @@ import numpy as np
 
 from come.checkpoint import load_model
 from come.data.episodes import episode_files
-from come.protocols.maze import score_windows, window_batch, load_maze_episode, revisit_starts
+from come.protocols.maze import (differences_from_base, load_maze_episode, revisit_starts, score_windows,
+                                 window_batch)
 from come.world import SLTM_NULLS, ExpertWeights, WorldModel
 
 
@@ -52,6 +54,7 @@ def main():
     p.add_argument("--context-dropout", type=float, default=0.0,
                    help="share of memorized windows drawn without context")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-poe", action="store_true", help="leave out the naive product (tens of passes a frame)")
     args = p.parse_args()
     nulls = args.sltm_nulls.split(",")
     if any(n not in SLTM_NULLS for n in nulls):
@@ -82,11 +85,15 @@ def main():
                 runs += [(f"{v}_{null}_w{w}", v, w, null) for null in nulls for v in ("sltm", "come")]
             else:
                 runs += [(f"come_w{w}", "come", w, None)]
-        for column, variant, w, null in runs + [("poe", "poe", None, None)]:
+        scores = {}
+        for column, variant, w, null in runs + ([] if args.no_poe else [("poe", "poe", None, None)]):
             world.weights = ExpertWeights(ltm=w or 1.0, sltm=w or 1.0)
             world.sltm_null = null or "pose_drop"
             pred = world.imagine(batch["future_action"], batch["future_pose"], variant=variant, seed=args.seed)
-            row[column] = round(score_windows(pred, batch["truth"])["psnr"]["mean"], 2)
+            scores[column] = score_windows(pred, batch["truth"])
+            row[column] = round(scores[column]["psnr"]["mean"], 2)
+        row["vs_base"] = {column: {"mean": round(d["mean"], 2), "ci95": [round(c, 2) for c in d["ci95"]],
+                                   "ahead": d["wins"]} for column, d in differences_from_base(scores).items()}
         print(json.dumps(row), flush=True)
 
 

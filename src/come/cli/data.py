@@ -49,8 +49,8 @@ def data_maze(
         "Actions per episode (frames = env steps + 1); at most the environment's time limit (9x9: 1000, 15x15: "
         "4000).")),
     seed: int = typer.Option(0, help="Seed; an episode depends only on (seed, split, index)."),
-    workers: int = typer.Option(max(1, os.cpu_count() or 1), min=1, help=(
-        "Parallel processes, one episode each (default: the number of cores).")),
+    workers: int = typer.Option(max(1, os.cpu_count() or 1), min=1, show_default="the number of cores", help=(
+        "Parallel processes, one episode each.")),
     split: str = typer.Option("train", help=(
         "train or eval (the public dataset's folder names; eval is read as the test split).")),
     noise: float = typer.Option(0.15, min=0.0, max=1.0, help=(
