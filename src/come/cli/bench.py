@@ -48,12 +48,12 @@ def bench_compute(
     on = pick_device(device)
     bf16 = use_bf16(precision, on)
     rank_list = parse_ints(ranks, "--ranks")
-    make_world, cfg, names = world_maker(ckpt, expert_runs, expert_weights, variants, rank_list[-1], steps=ddim_steps,
+    make_world, world, names = world_maker(ckpt, expert_runs, expert_weights, variants, rank_list[-1], steps=ddim_steps,
                                          device=on, bf16=bf16)
-    episode = _timed_episode(cfg, seed, data, history, frames)
+    episode = _timed_episode(world.cfg, seed, data, history, frames)
     result = compute_table(make_world, episode, names, rank_list, memorize_steps, seed)
     result |= {"ddim_steps": ddim_steps, "device": describe_device(on), "bf16": bf16,
-               **world_settings(make_world(), ckpt, expert_runs)}
+               **world_settings(world, ckpt, expert_runs)}
     typer.echo(format_compute_table(result))
     typer.echo(f"{result['device']}, {'bf16' if bf16 else 'fp32'}; {result['frames']} frames imagined after "
                f"{result['history']}, {ddim_steps} DDIM steps a frame")

@@ -135,19 +135,19 @@ def eval_maze(
 
     memorize = {"steps": memorize_steps, **parse_memorize(memorize)}
     on, ckpt = pick_device(device), ckpt or SHIPPED_MAZE
-    make_world, cfg, names = world_maker(ckpt, expert_runs, expert_weights, variants, rank, come_experts, sltm_null,
+    make_world, world, names = world_maker(ckpt, expert_runs, expert_weights, variants, rank, come_experts, sltm_null,
                                          "maze", steps=ddim_steps, bf16=use_bf16(precision, on), device=on,
                                          sampler=sampler)
     perceptual, about = lpips_network(on)
     result = evaluate_maze(
-        make_world, episode_files(data, "test")[:episodes], cfg, parse_names(protocols, "--protocols", PROTOCOLS),
+        make_world, episode_files(data, "test")[:episodes], world.cfg, parse_names(protocols, "--protocols", PROTOCOLS),
         names, history, frames, memorize, rank=rank, min_gap=min_gap, windows_per_episode=windows,
         stream_updates=updates, iterations=iterations, capacity_ranks=parse_ints(capacity_ranks, "--capacity-ranks"),
         capacity_histories=parse_ints(capacity_histories, "--capacity-histories"),
         pose_encoder=_pose_encoder(pose_encoder), seed=seed, out=out, horizons=parse_ints(horizons, "--horizons"),
         perceptual=perceptual)
     result |= {"lpips": about, "ddim_steps": ddim_steps, "pose_encoder": run_name(pose_encoder), "data": str(data),
-               **world_settings(make_world(), ckpt, expert_runs)}
+               **world_settings(world, ckpt, expert_runs)}
     typer.echo(about)
     typer.echo(format_maze_table(result))
     write_json(json_out, result)
@@ -209,12 +209,11 @@ def eval_cards_recall(
     from ..runtime import pick_device, use_bf16
 
     on = pick_device(device)
-    make_world, _, names = world_maker(ckpt, expert_runs, {**expert_weights, "hg": w_hg}, variants, rank,
+    make_world, world, names = world_maker(ckpt, expert_runs, {**expert_weights, "hg": w_hg}, variants, rank,
                                        come_experts, protocol="recall", steps=ddim_steps, device=on,
                                        bf16=use_bf16(precision, on), sampler=sampler)
     memorize = parse_memorize(memorize)
     perceptual, about = lpips_network(on)
-    world = make_world()
     result = evaluate_recall(world, episodes, seed, memorize_steps, names, out, videos, memorize=memorize,
                              perceptual=perceptual)
     result |= {"lpips": about, **world_settings(world, ckpt, expert_runs)}

@@ -10,8 +10,8 @@ from .common import UserError, parse_choice, parse_names
 def world_maker(ckpt, expert_runs: dict, expert_weights: dict, variants: str | None, rank: int,
                 come_experts: str | None = None, sltm_null: str = "pose_drop", protocol: str | None = None,
                 **options):
-    """``make_world(rank=...)`` on the base run ``ckpt`` with the expert runs and weights of the command line, the
-    base's config and the variants asked for (``variants``: comma-separated, None for every memory variant).
+    """``make_world(rank=...)`` on the base run ``ckpt`` with the expert runs and weights of the command line, one
+    world it made (unused) and the variants asked for (``variants``: comma-separated, None for every memory variant).
     The base must be of a dataset that ``protocol`` fits; every model, weight and variant is checked (a world is
     built) before any work. ``options`` go to :meth:`~come.world.WorldModel.from_pretrained`."""
     from ..checkpoint import load_model
@@ -29,7 +29,7 @@ def world_maker(ckpt, expert_runs: dict, expert_weights: dict, variants: str | N
                          weights=ExpertWeights.of_dataset(cfg.dataset, **expert_weights), **expert_runs, **options)
     world = make_world()
     try:
-        return make_world, cfg, choose_variants(variants, set(world.denoisers))
+        return make_world, world, choose_variants(variants, set(world.denoisers))
     except ValueError as e:
         flags = ", ".join(f"--{name}" for name, e in EXPERTS.items() if e.own_network)
         raise UserError(f"--variants: {e} ({flags} give the expert models)") from None
