@@ -1,16 +1,18 @@
-"""``come data``: generate Memory Cards and Memory Maze datasets."""
+"""``come data``: generate Memory Cards and Memory Maze datasets, or convert your own videos into one."""
 
 from __future__ import annotations
 
 import os
 import time
 from pathlib import Path
+from typing import Optional
 
 import typer
 
-from .common import command_group, guard
+from .common import check_outputs, command_group, guard
 
-data_app = command_group("data", "Generate datasets (one compressed .npz per episode + meta.json).")
+data_app = command_group("data", "Generate datasets, or convert your own videos (one compressed .npz per episode + "
+                         "meta.json).")
 
 
 @data_app.command("cards")
@@ -77,3 +79,61 @@ def data_maze(
     t = time.time()
     folder = generate_dataset(out, episodes, seed, size, env_steps, split, workers, noise)
     typer.echo(f"wrote {episodes} episodes to {folder} in {time.time() - t:.1f}s")
+
+
+@data_app.command("convert")
+@guard
+def data_convert(
+    videos: Path = typer.Option(..., help=(
+        "Folder of videos (.mp4, .avi, .webm, .mov, .mkv, .gif), each NAME.mp4 with its actions NAME.csv or "
+        "NAME.npy and, optionally, its poses NAME.pose.csv or NAME.pose.npy.")),
+    out: Path = typer.Option(..., help=(
+        "Dataset folder; episodes go to OUT/train/ep_00000.npz (and OUT/test/) with a meta.json in each.")),
+    actions: Optional[Path] = typer.Option(None, help=(
+        "Folder of the actions (and poses) files, when they are not beside the videos.")),
+    resolution: int = typer.Option(32, min=8, help="Frame size in pixels: each frame's centred square, resized."),
+    num_actions: Optional[int] = typer.Option(None, "--num-actions", min=1, help=(
+        "One-hot width of action ids [default: the largest id + 1]; not for action vectors.")),
+    test: int = typer.Option(0, min=0, help="The last N videos (by name) go to OUT/test/, the held-out split."),
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help=(
+        "Cut each video into consecutive episodes of at most this many frames [default: one episode a video].")),
+):
+    """Convert your own videos, with their actions (and poses), into a come dataset.
+
+    Layout: beside each video NAME.mp4 (or .avi, .webm, .mov, .mkv, .gif) lie its
+    actions NAME.csv or NAME.npy and, optionally, its poses NAME.pose.csv or
+    NAME.pose.npy, e.g. videos/walk1.mp4, videos/walk1.csv, videos/walk1.pose.csv.
+
+    Actions: a CSV may start with a header row. One column holds action ids (0, 1,
+    2...), written one-hot; two or more columns are action vectors, kept as
+    float32. A video of T frames takes T rows (row t: the action that produced
+    frame t) or T-1 rows (row t: the action taken between frames t and t+1; the
+    first frame's action is then zeros). A .npy holds (T,) ids or (T, A) vectors.
+
+    Poses: T rows of x, y, yaw (radians) or x, y, cos yaw, sin yaw, stored as
+    agent_pos and agent_dir (T,2), which the 'relative' pose source reads.
+
+    Example: come data convert --videos videos --out data --resolution 32 --test 1,
+    then declare a dataset with as many actions as it prints (docs/own-data.md) and
+    train on data/ with come train.
+
+    Every input is checked before anything is written. Each video is decoded twice
+    (once to count its frames), a frame at a time; the same inputs give the same
+    bytes.
+    """
+    from ..data.convert import convert_videos
+
+    check_outputs(folder=out)
+    t = time.time()
+    result = convert_videos(videos, out, actions, resolution, num_actions, test, max_frames)
+    for split in result["splits"].values():
+        typer.echo(f"wrote {_count(split['episodes'], 'episode')} ({_count(split['frames'], 'frame')} of "
+                   f"{_count(split['videos'], 'video')}) to {split['folder']}")
+    about = "one-hot action ids" if result["action_kind"] == "ids" else "action vectors"
+    poses = f"; poses: {', '.join(result['pose'])}" if result["pose"] else ""
+    typer.echo(f"actions: {about} of width {result['action_dim']}{poses}; {resolution}x{resolution} frames; "
+               f"{time.time() - t:.1f}s")
+
+
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}{'' if n == 1 else 's'}"
