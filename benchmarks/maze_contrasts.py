@@ -5,7 +5,7 @@
 Picks ``--windows`` revisit windows per episode of the data's eval split (as ``come eval maze`` does), observes
 each window's ``--history`` frames with the shipped ``maze-place`` (or ``--ckpt``), memorizes the LTM (and the
 SLTM with ``--sltm``) with the maze recipe (``--memorize-steps``), and, teacher-forced on the window's
-``--frames`` true frames, measures at each level of the sampler each expert's contrast against the base's
+``--frames`` true frames (``--memorize-views``: each memorized window with its place views), measures at each level of the sampler each expert's contrast against the base's
 error: its cosine, its norm, the weights a least-squares fit gives it (alone and jointly) and the share of the
 base's squared error removed, at those weights and at the world's defaults. ``ltm_views`` is the memorized
 adapters on the place memory's pass (views given to both sides): what the memory adds over the retrieved views.
@@ -50,6 +50,7 @@ def main():
     p.add_argument("--history", type=int, default=200)
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--memorize-steps", type=int, default=50)
+    p.add_argument("--memorize-views", action="store_true", help="memorize windows with their place views")
     p.add_argument("--ddim-steps", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None)
@@ -63,7 +64,7 @@ def main():
                        steps=args.ddim_steps)
     world.observe(batch["frames"], batch["action"], batch["pose"])
     t0 = time.time()
-    world.memorize(steps=args.memorize_steps, seed=args.seed)
+    world.memorize(steps=args.memorize_steps, seed=args.seed, views=args.memorize_views)
     memorize_s = time.time() - t0
     world.outside["ltm_views"] = Expert("ltm_views", world.base, cfg.context, adapter=world.episode_adapters,
                                         null="adapters_off", views=True)

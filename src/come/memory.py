@@ -27,6 +27,7 @@ from tqdm import tqdm
 from .diffusion.loss import NoiseLevels, diffusion_loss
 from .diffusion.sampling import autocast
 from .diffusion.schedule import add_noise, alpha_bar, make_scheduler, velocity
+from .data.places import relative_view_pose, views_before
 from .errors import InputError
 from .recipes import LR_SCHEDULES, Recipe
 
@@ -98,6 +99,19 @@ def history_windows(frames, action, pose, starts, window: int) -> dict[str, torc
     if pose is not None:
         batch["pose"] = pose[index]
     return batch
+
+
+def window_views(pose: torch.Tensor, starts, window: int, k: int) -> dict[str, torch.Tensor]:
+    """The place views of each history window beginning at ``starts``, as a place memory is trained with them:
+    the indices (``view_index``, into the history) of the ``k`` frames before the window seen from nearest its
+    last frame's pose, their poses relative to it and ``view_keep`` (False where fewer than ``k`` frames
+    precede the window)."""
+    poses = pose.detach().cpu().numpy()
+    picks = [views_before(poses, max(int(s), 0), poses[int(s) + window - 1], k) for s in starts]
+    index = torch.tensor([idx for idx, _ in picks], device=pose.device)
+    target = pose[torch.tensor([int(s) + window - 1 for s in starts], device=pose.device)]
+    return {"view_index": index, "view_pose": relative_view_pose(pose[index], target[:, None]),
+            "view_keep": torch.tensor([ok for _, ok in picks], device=pose.device)}
 
 
 class LoRAMemory:
@@ -203,6 +217,9 @@ class LoRAMemory:
         context = recipe.context or context
         window = context + future
         _check_history(frames, action, pose, window)
+        if recipe.views and (pose is None or pose.shape[-1] != 4 or not self.base.config.views):
+            raise InputError("memorizing with place views needs a place memory network (views > 0) and the "
+                             "history's absolute poses")
         if recipe.undo:
             frames, action, pose = undone_history(frames, action, pose, inverse_actions)
         scheduler = make_scheduler(self.base.config.num_train_timesteps)
@@ -217,6 +234,9 @@ class LoRAMemory:
         def loss_of_a_batch() -> torch.Tensor:
             starts = first + rng.choice(len(probs), size=recipe.batch_size, p=probs)
             batch = history_windows(frames, action, pose, starts, window)
+            if recipe.views:
+                views = window_views(pose, starts, window, self.base.config.views)
+                batch |= {"views": frames[views.pop("view_index")], **views}
             with autocast(bf16, frames.device):
                 return diffusion_loss(self.model, batch, context, scheduler, recipe.p_context_dropout,
                                       recipe.p_pose_dropout, gen, levels, drop_context=torch.from_numpy(starts < 0))

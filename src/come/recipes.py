@@ -31,6 +31,7 @@ class Recipe:
     lr_schedule: str = "constant"
     context: int | None = None  # clean frames before each window's targets (None: the network's training context)
     undo: bool = False  # memorize the history followed by its undoing (come.memory.undone_history)
+    views: bool = False  # windows carry their place views (a place memory network): come.memory.window_views
 
     def __post_init__(self):
         if self.steps < 0 or self.batch_size < 1:

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from ..errors import InputError
 from .cards import GRID
 from .episodes import EpisodeError, episode_files, load_episode
-from .places import nearest_views, relative_view_pose
+from .places import relative_view_pose, views_before
 
 
 def cursor_pose(ep: dict, skip: int = 1) -> np.ndarray:
@@ -225,10 +225,7 @@ class ClipDataset(Dataset):
     def _views(self, e: int, s: int, gap: int) -> dict[str, torch.Tensor]:
         """Place views of a clip (see the class docstring)."""
         target = self.poses[e][s + self.clip_frames - 1]
-        end = s - gap
-        ok = end >= self.views
-        idx = list(nearest_views(self.poses[e][:end].numpy(), target[None].numpy(), self.views)[0]) if ok \
-            else [0] * self.views
+        idx, ok = views_before(self.poses[e].numpy(), s - gap, target.numpy(), self.views)
         return {"views": uint8_to_tensor(self.frames[e][idx]),
                 "view_pose": relative_view_pose(self.poses[e][idx], target), "view_keep": torch.tensor(ok)}
 

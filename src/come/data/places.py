@@ -53,3 +53,11 @@ def relative_view_pose(view: torch.Tensor, target: torch.Tensor) -> torch.Tensor
     cos = view[..., 2] * c + view[..., 3] * s
     sin = view[..., 3] * c - view[..., 2] * s
     return torch.stack([forward, left, cos, sin], dim=-1)
+
+
+def views_before(poses: np.ndarray, end: int, target: np.ndarray, k: int) -> tuple[list[int], bool]:
+    """Indices of the ``k`` frames among the first ``end`` (poses (N,·)) seen from nearest ``target``, and
+    whether there were ``k`` of them (if not: ``k`` zeros, views the network is told to leave out)."""
+    if end < k:
+        return [0] * k, False
+    return [int(i) for i in nearest_views(poses[:end], target[None], k)[0]], True

@@ -46,8 +46,8 @@ class ContrastSums:
         """One row per level, summed over windows (see the module docstring); ``weights``: the composition's
         weights, whose share of the error removed is reported as ``removed_at_weights``."""
         rows = []
-        for l, level in enumerate(self.levels):
-            g, c, e = self.gram[:, l].sum(0), self.cross[:, l].sum(0), float(self.error[:, l].sum())
+        for i, level in enumerate(self.levels):
+            g, c, e = self.gram[:, i].sum(0), self.cross[:, i].sum(0), float(self.error[:, i].sum())
             rows.append({"level": level, **_level_row(self.experts, g, c, e, weights)})
         return rows
 
@@ -114,13 +114,13 @@ def contrast_sums(world, truth: torch.Tensor, action: torch.Tensor, pose: torch.
         fns = [composed_eps_fn(prior, group, history, scheduler, bf16=world.bf16)
                for group in [[], *([e] for e in members)]]
         x0 = truth[:, f:f + chunk]
-        for l, t in enumerate(levels):
+        for i, t in enumerate(levels):
             eps = torch.randn(x0.shape, generator=gen).to(world.device)
             x_t = add_noise(x0, eps, alpha_bar(scheduler, torch.full(x0.shape[:2], t, device=world.device)))
             base = fns[0](x_t, t)
             r = (eps - base).flatten(1).double()
             c = torch.stack([(fn(x_t, t) - base).flatten(1).double() for fn in fns[1:]], 1)  # (B,E,D)
-            gram[:, l] += torch.einsum("bid,bjd->bij", c, c).cpu().numpy()
-            cross[:, l] += torch.einsum("bid,bd->bi", c, r).cpu().numpy()
-            error[:, l] += (r * r).sum(1).cpu().numpy()
+            gram[:, i] += torch.einsum("bid,bjd->bij", c, c).cpu().numpy()
+            cross[:, i] += torch.einsum("bid,bd->bi", c, r).cpu().numpy()
+            error[:, i] += (r * r).sum(1).cpu().numpy()
     return ContrastSums(tuple(experts), tuple(levels), gram, cross, error)
