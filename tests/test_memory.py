@@ -279,3 +279,33 @@ def test_settings_from_text_take_their_fields_types_and_the_recipes_checks():
                           ("context=0", "at least 1 frame"), ("high_fraction=1.5", "high_fraction must lie")):
         with pytest.raises(InputError, match=message):
             parse_settings(text)
+
+
+def test_memorized_windows_carry_the_views_a_place_memory_trains_with(monkeypatch):
+    import math
+
+    import come.memory as memory
+    from come.data.places import relative_view_pose
+    from come.memory import window_views
+
+    yaw = torch.arange(20) * 0.7  # walking circles: the views of a window are frames of an earlier lap
+    pose = torch.stack([torch.cos(yaw), torch.sin(yaw), torch.cos(yaw + math.pi / 2), torch.sin(yaw + math.pi / 2)], -1)
+    views = window_views(pose, [0, 1, 12], window=3, k=2)
+    assert views["view_keep"].tolist() == [False, False, True]  # fewer than 2 frames before the window
+    index = views["view_index"][2].tolist()
+    before = torch.cdist(pose[:12, :2], pose[14:15, :2])[:, 0]
+    assert all(i < 12 for i in index) and before[index[0]] == before.min()  # before the window, nearest first
+    torch.testing.assert_close(views["view_pose"][2], relative_view_pose(pose[index], pose[14]))
+
+    seen = []
+    real_loss = memory.diffusion_loss
+    monkeypatch.setattr(memory, "diffusion_loss", lambda model, batch, *a, **kw: seen.append(batch) or
+                        real_loss(model, batch, *a, **kw))
+    frames = torch.rand(20, 3, 16, 16) * 2 - 1
+    net = tiny_dit(jitter=0.1, resolution=16, patch=4, action_dim=6, views=2, max_frames=4)
+    mem = LoRAMemory(net, rank=2)
+    mem.memorize(frames, torch.zeros(20, 6), pose, Recipe(steps=1, batch_size=8, views=True), context=2, future=1)
+    batch = seen[0]
+    assert batch["views"].shape == (8, 2, 3, 16, 16) and batch["view_keep"].any()
+    with pytest.raises(ValueError, match="place memory network"):
+        LoRAMemory(_net(), rank=2).memorize(*_episode(12), Recipe(steps=1, views=True))
