@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .data import cards, maze
+from .data import cards, maze, re10k, recon, teco
 from .errors import InputError
 from .recipes import Recipe
 
@@ -138,4 +138,41 @@ register_dataset(DatasetSpec(
                           context=1, future=3, pose="relative", batch_size=4, steps=10, warmup=2, ckpt_every=5,
                           sample_every=10, log_every=1),
     },
+))
+
+
+# The published datasets the paper also evaluates on, read in their own layouts as downloaded (come.data.teco,
+# come.data.re10k, come.data.recon; docs/datasets.md). NAME-tiny: 32x32 for the CPU, maze-tiny's network; the other
+# preset of each: the frames' full size for a GPU, DiT-S widths and 256 tokens a frame.
+_TINY = dict(model=dict(resolution=32, patch=4, width=192, depth=6, heads=4, max_frames=4, prediction="x0"),
+             context=3, future=1, batch_size=32, steps=20000, lr=1e-3, sample_every=1000)
+
+
+def _full(resolution: int, **settings) -> dict:
+    return dict(model=dict(resolution=resolution, patch=resolution // 16, width=384, depth=12, heads=6, max_frames=8,
+                           prediction="x0"), context=4, future=4, batch_size=32, steps=100000, lr=1e-4,
+                sample_every=5000, **settings)
+
+
+# DFoT's configurations keep every 2nd DMLab frame and every 4th Minecraft frame.
+register_dataset(DatasetSpec(
+    "dmlab", "DMLab-40k in TECO's layout: random walks through 3-D mazes, 300 frames of 64x64 each, 3 action ids",
+    actions=teco.DMLAB_ACTIONS, recipe="maze",
+    presets={"dmlab-tiny": dict(_TINY, frame_skip=2), "dmlab-64": _full(64, frame_skip=2)},
+))
+register_dataset(DatasetSpec(
+    "minecraft", "Minecraft-200k in TECO's layout: random walks in Minecraft, 300 frames of 128x128 each, 4 action "
+    "ids (start, forward, turn left, turn right)",
+    actions=teco.MINECRAFT_ACTIONS, recipe="maze",
+    presets={"minecraft-tiny": dict(_TINY, frame_skip=4), "minecraft-128": _full(128, frame_skip=4)},
+))
+register_dataset(DatasetSpec(
+    "re10k", "RealEstate10K in DFoT's layout: walks through houses filmed for sale, with a camera per frame; the "
+    "action is each camera's motion from the one before (translation, rotation vector)",
+    actions=re10k.ACTIONS, recipe="maze", presets={"re10k-tiny": dict(_TINY), "re10k-256": _full(256)},
+))
+register_dataset(DatasetSpec(
+    "recon", "RECON in NWM's layout: a wheeled robot driving off-road; the action is its motion (dx, dy, dyaw) in its "
+    "own frame, the pose planar (x, y, cos yaw, sin yaw); reading it unpickles (--allow-pickle)",
+    actions=recon.ACTIONS, recipe="maze", pose="planar", presets={"recon-tiny": dict(_TINY), "recon-224": _full(224)},
 ))

@@ -25,7 +25,7 @@ from .video import side_by_side, write_video
 def episode_tensors(path: str | Path, cfg: TrainConfig) -> dict[str, torch.Tensor]:
     """Load an episode for a model: frames (T,C,R,R) in [-1, 1], actions, pose (and Memory Cards'
     ``covered``), all with the model's frame skip; clear errors on misfit."""
-    ep = load_episode(path)
+    ep = load_episode(path, cfg.model.get("resolution"))
     image = ep["image"]
     if image.shape[1] != image.shape[2]:
         raise EpisodeError(f"{path}: frames are {image.shape[1]}x{image.shape[2]}; the model takes square frames")

@@ -16,7 +16,7 @@ from tqdm import tqdm
 from .checkpoint import (CheckpointError, build_network, load_config, load_model, load_state, save_config, save_state,
                          save_weights, state_metadata)
 from .data.clips import ClipDataset, tensor_to_frames
-from .data.episodes import split_folder
+from .data.episodes import has_split
 from .diffusion.loss import diffusion_loss
 from .diffusion.sampling import autocast
 from .diffusion.schedule import make_scheduler
@@ -138,8 +138,7 @@ def load_datasets(cfg: TrainConfig, data: str | Path, progress: bool) -> tuple[C
     views = cfg.model.get("views", 0) if world else 0
     train_data = ClipDataset(data, "train", cfg.clip_frames, resolution, cfg.frame_skip, cfg.pose,
                              action_dim, progress=progress, views=views, view_gap=cfg.view_gap)
-    test_folder = split_folder(data, "test")
-    if test_folder is None or not any(test_folder.glob("*.npz")):
+    if not has_split(data, "test"):
         return train_data, train_data
     return train_data, ClipDataset(data, "test", cfg.clip_frames, resolution, cfg.frame_skip, cfg.pose, action_dim)
 

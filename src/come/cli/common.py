@@ -23,6 +23,9 @@ Precision = Annotated[str, typer.Option(help="auto, bf16 or fp32.")]
 Device = Annotated[str, typer.Option(help="cpu, cuda, cuda:N, mps or auto (CUDA, then MPS, then the CPU).")]
 Sampler = Annotated[str, typer.Option(help=(
     "ddim (deterministic DDIM), dpm++ (DPM-Solver++ 2M) or unipc (UniPC): diffusers' samplers of the same levels."))]
+AllowPickle = Annotated[bool, typer.Option("--allow-pickle", help=(
+    "Read a dataset that stores pickles (RECON in NWM's layout: traj_data.pkl). Unpickling runs code from the "
+    "file: give it only for files you trust."))]
 JsonOut = Annotated[Optional[Path], typer.Option("--json", help="Write the result as JSON here.")]
 Memorize = Annotated[str, typer.Option("--memorize", help=(
     "Memorization settings on top of the dataset's recipe, as name=value pairs, e.g. lr=0.05,batch_size=96 "

@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import (Device, JsonOut, Memorize, Precision, Sampler, check_outputs, command_group, expert_options,
-                     guard, parse_ints, parse_memorize, parse_names, write_json)
+from .common import (AllowPickle, Device, JsonOut, Memorize, Precision, Sampler, check_outputs, command_group,
+                     expert_options, guard, parse_ints, parse_memorize, parse_names, write_json)
 from .worlds import run_name, world_maker, world_settings
 
 eval_app = command_group("eval", "Evaluation protocols (a table on screen, JSON for tools, videos).")
@@ -18,7 +18,9 @@ eval_app = command_group("eval", "Evaluation protocols (a table on screen, JSON 
 @guard
 def eval_rollouts(
     ckpt: Path = typer.Option(..., help="Run folder made by 'come train'."),
-    data: Path = typer.Option(..., help="Dataset folder; its test/ split (or the folder itself) is used."),
+    data: Path = typer.Option(..., help=(
+        "Dataset folder, or a published dataset's as downloaded (docs/datasets.md); its test split (or the folder "
+        "itself) is used.")),
     episodes: int = typer.Option(20, min=1, help="Held-out episodes (one random window each)."),
     frames: int = typer.Option(5, min=1, help="Frames rolled out after the context."),
     seed: int = typer.Option(0, help="Seed for the windows and the sampling noise."),
@@ -27,17 +29,20 @@ def eval_rollouts(
     device: str = typer.Option("auto", help="cpu, cuda, cuda:N, mps or auto (CUDA, then MPS, then the CPU)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result as JSON here."),
     out: Optional[Path] = typer.Option(None, help="Folder for videos (truth | model | copy-last)."),
+    allow_pickle: AllowPickle = False,
 ):
     """Score held-out rollouts against copying the last context frame (PSNR, SSIM, card diagnostics)."""
     check_outputs(json_out, out)
+    from ..data.episodes import allowing_pickle
     from ..metrics.perceptual import lpips_network
     from ..protocols.rollouts import evaluate_rollouts, format_table
     from ..runtime import pick_device
 
     on = pick_device(device)
     perceptual, about = lpips_network(on)
-    result = evaluate_rollouts(ckpt, data, episodes, frames, seed, ddim_steps, precision, out, device=on,
-                               perceptual=perceptual)
+    with allowing_pickle(allow_pickle):
+        result = evaluate_rollouts(ckpt, data, episodes, frames, seed, ddim_steps, precision, out, device=on,
+                                   perceptual=perceptual)
     result["lpips"] = about
     typer.echo(about)
     typer.echo(format_table(result))

@@ -7,14 +7,16 @@ from typing import Optional
 
 import typer
 
-from .common import Sampler, UserError, app, check_outputs, guard
+from .common import AllowPickle, Sampler, UserError, app, check_outputs, guard
 
 
 @app.command()
 @guard
 def sample(
     ckpt: Path = typer.Option(..., help="Run folder made by 'come train' (or its model.safetensors)."),
-    episode: Path = typer.Option(..., help="Episode .npz whose first frames and actions drive the rollout."),
+    episode: Path = typer.Option(..., help=(
+        "Episode whose first frames and actions drive the rollout: an .npz, or a published dataset's episode "
+        "(docs/datasets.md).")),
     context: Optional[int] = typer.Option(None, min=1, help=(
         "Context frames taken from the episode (default: the model's).")),
     frames: int = typer.Option(16, min=1, help="Frames to generate after the context."),
@@ -28,18 +30,20 @@ def sample(
     precision: str = typer.Option("auto", help="auto, bf16 or fp32."),
     device: str = typer.Option("auto", help="cpu, cuda, cuda:N, mps or auto (CUDA, then MPS, then the CPU)."),
     seed: int = typer.Option(0, help="Seed of the sampling noise."),
+    allow_pickle: AllowPickle = False,
 ):
     """Roll a trained model out from an episode's first frames under its actions.
 
     Writes ground truth beside prediction (mp4 and gif), a PNG filmstrip (truth above,
     prediction below) and prints PSNR/SSIM per frame (also saved as JSON next to the video).
     """
+    from ..data.episodes import allowing_pickle
+    from ..runtime import pick_device
     from ..sample import sample_episode
 
-    from ..runtime import pick_device
-
-    result = sample_episode(ckpt, episode, out, context, frames, start, ddim_steps, chunk, precision, seed,
-                            pick_device(device), sampler)
+    with allowing_pickle(allow_pickle):
+        result = sample_episode(ckpt, episode, out, context, frames, start, ddim_steps, chunk, precision, seed,
+                                pick_device(device), sampler)
     typer.echo(f"{'frame':>5} {'PSNR':>7} {'SSIM':>6} {'copy-last PSNR':>15}")
     for i, (p, s, c) in enumerate(zip(result["psnr"], result["ssim"], result["copy_last_psnr"])):
         typer.echo(f"{i:>5} {p:>7.2f} {s:>6.3f} {c:>15.2f}")

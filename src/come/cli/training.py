@@ -8,13 +8,15 @@ from typing import Optional
 
 import typer
 
-from .common import UserError, app, guard
+from .common import AllowPickle, UserError, app, guard
 
 
 @app.command()
 @guard
 def train(
-    data: Path = typer.Option(..., help="Dataset folder with train/ (and optionally test/ for sample videos)."),
+    data: Path = typer.Option(..., help=(
+        "Dataset folder with train/ (and optionally test/ for sample videos), or a published dataset's folder as "
+        "downloaded (docs/datasets.md).")),
     out: Path = typer.Option(..., help=(
         "Run folder: config.json, model.safetensors (EMA), state.safetensors, tb/, samples/.")),
     preset: Optional[str] = typer.Option(None, help=(
@@ -40,6 +42,7 @@ def train(
         "run.")),
     workers: int = typer.Option(0, min=0, help=(
         "DataLoader worker processes that cut the clips (0: the training process).")),
+    allow_pickle: AllowPickle = False,
 ):
     """Train a video diffusion world model, or the SLTM's pose encoder (preset maze-pose), on CPU,
     one GPU, or several with 'accelerate launch -m come.cli train ...' (the processes split each batch and
@@ -50,6 +53,7 @@ def train(
     the held-out track error to OUT/log.jsonl (the pose encoder).
     """
     from ..checkpoint import load_config
+    from ..data.episodes import allowing_pickle
     from ..presets import TrainConfig, train_config
     from ..train import train as run_training
 
@@ -61,7 +65,8 @@ def train(
     else:
         cfg = train_config(preset or "cards-tiny", dataset, steps=steps, batch_size=batch_size, lr=lr,
                            precision=precision, seed=seed)
-    summary = run_training(cfg, data, out, resume=resume, init=init, minutes=minutes, workers=workers)
+    with allowing_pickle(allow_pickle):
+        summary = run_training(cfg, data, out, resume=resume, init=init, minutes=minutes, workers=workers)
     summary.pop("losses")
     if summary["main_process"]:  # one summary for a run on several processes
         typer.echo(json.dumps(summary))
@@ -91,12 +96,12 @@ def presets():
     from ..checkpoint import build_network
     from ..presets import train_config, train_presets
 
-    typer.echo(f"{'preset':<12} {'dataset':<8} {'network':<12} {'params':>8} {'res':>4} {'patch':>5} {'ctx+fut':>8} "
+    typer.echo(f"{'preset':<14} {'dataset':<9} {'network':<12} {'params':>8} {'res':>4} {'patch':>5} {'ctx+fut':>8} "
                f"{'batch':>5} {'steps':>7}")
     for name in train_presets():
         cfg = train_config(name)
         with torch.device("meta"):
             n = sum(p.numel() for p in build_network(cfg).parameters())
         m = cfg.model
-        typer.echo(f"{name:<12} {cfg.dataset or '-':<8} {cfg.network:<12} {n / 1e6:>7.2f}M {m['resolution']:>4} "
+        typer.echo(f"{name:<14} {cfg.dataset or '-':<9} {cfg.network:<12} {n / 1e6:>7.2f}M {m['resolution']:>4} "
                    f"{m.get('patch', '-'):>5} {cfg.context:>3}+{cfg.future:<4} {cfg.batch_size:>5} {cfg.steps:>7}")

@@ -6,7 +6,8 @@ takes every k-th frame, and a frame's action is the sum of the one-hot actions
 taken since the previous kept frame. Frames are resized (area / bilinear) when
 the episode's resolution differs from the model's. Memory Cards folders and
 Memory Maze folders (``come data maze`` or the public offline dataset, whose
-held-out split is ``eval/``) load the same way.
+held-out split is ``eval/``) and the published datasets' own layouts
+(``come.data.episodes.LAYOUTS``) load the same way.
 
 Pose sources (``POSE_SOURCES``, a function ``(episode, skip) -> (T',P)`` per name):
 
@@ -15,6 +16,11 @@ Pose sources (``POSE_SOURCES``, a function ``(episode, skip) -> (T',P)`` per nam
     relative   (3)  Memory Maze: per kept frame, the displacement since the previous kept frame in
                     the agent's own frame then (forward, left; grid cells) and the change of heading
                     (radians, counter-clockwise positive); zeros on the first frame
+    planar     (4)  a pose on a plane (RECON, or your own x, y, yaw): (x, y, cos yaw, sin yaw) in the frame
+                    of the episode's first pose (x along its heading, y to its left; the episode's own units)
+
+``absolute`` reads ``agent_pos``, ``agent_dir`` and ``maze_layout``; ``relative`` and ``planar`` read ``agent_pos``
+and ``agent_dir`` alone.
 """
 
 from __future__ import annotations
@@ -66,9 +72,21 @@ def relative_motion(ep: dict, skip: int = 1) -> np.ndarray:
     return out
 
 
-POSE_SOURCES = {"cursor": cursor_pose, "absolute": absolute_pose, "relative": relative_motion}
+def planar_pose(ep: dict, skip: int = 1) -> np.ndarray:
+    """(x, y, cos yaw, sin yaw) per kept frame in the frame of the episode's first pose: the position relative
+    to the first, along the first heading and to its left, and the heading relative to the first."""
+    pos, yaw = _maze_pose(ep)
+    delta, c, s = pos - pos[0], np.cos(yaw[0]), np.sin(yaw[0])
+    turn = yaw - yaw[0]
+    out = np.stack([delta[:, 0] * c + delta[:, 1] * s, -delta[:, 0] * s + delta[:, 1] * c, np.cos(turn),
+                    np.sin(turn)], axis=-1)
+    return out[::skip].astype(np.float32)
+
+
+POSE_SOURCES = {"cursor": cursor_pose, "absolute": absolute_pose, "relative": relative_motion,
+                "planar": planar_pose}
 _POSE_KEYS = {"cursor": ("cursor",), "absolute": ("agent_pos", "agent_dir", "maze_layout"),
-              "relative": ("agent_pos", "agent_dir")}
+              "relative": ("agent_pos", "agent_dir"), "planar": ("agent_pos", "agent_dir")}
 
 
 def check_pose_source(pose: str) -> None:
@@ -163,7 +181,7 @@ class ClipDataset(Dataset):
         self.actions: list[torch.Tensor] = []
         self.poses: list[torch.Tensor] = []
         for path in tqdm(self.files, desc="loading episodes", disable=not progress, unit="ep"):
-            ep = load_episode(path)
+            ep = load_episode(path, resolution)
             if action_dim is not None and ep["action"].shape[1] != action_dim:
                 raise EpisodeError(f"{path}: actions have {ep['action'].shape[1]} dims, the model expects {action_dim}")
             img = ep["image"][::frame_skip]

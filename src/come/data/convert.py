@@ -272,12 +272,17 @@ def frame_actions(table: Table, kind: str, width: int, video: Video) -> np.ndarr
         raise InputError(f"{table.path}: {rows} rows of actions for the {frames} frames of {video.path.name} "
                          f"(give {frames}, one per frame, or {frames - 1}, one per transition)")
     if kind == "ids":
-        values = np.eye(width, dtype=np.float32)[table.values.astype(np.int64)]
+        values = one_hot(table.values, width)
     else:
         values = table.values.astype(np.float32)
     if rows == frames - 1:
         values = np.concatenate([np.zeros((1, width), np.float32), values])
     return values
+
+
+def one_hot(ids: np.ndarray, width: int) -> np.ndarray:
+    """(T,) whole-number ids in [0, width) -> (T, width) float32 one-hot rows."""
+    return np.eye(width, dtype=np.float32)[np.asarray(ids).astype(np.int64)]
 
 
 def frame_poses(video: Video) -> dict[str, np.ndarray]:

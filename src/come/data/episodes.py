@@ -4,6 +4,10 @@ Required keys: ``image`` (T,H,W,3) uint8 and ``action`` (T,A). Anything else the
 environment gives (``cursor``, ``agent_pos``, ``layout``...) rides along. Every
 dataset folder carries a ``meta.json``.
 
+Published datasets are read in their own folder layouts, as downloaded (:data:`LAYOUTS`: TECO's DMLab and
+Minecraft, DFoT's RealEstate10K, NWM's RECON; ``docs/datasets.md``): :func:`episode_files` lists a split's
+episodes in whichever layout the folder is in, and :func:`load_episode` reads each into the arrays above.
+
 Files are written byte-deterministically (fixed zip timestamps) and atomically
 (temp file + rename), so the same seed gives identical bytes and a killed writer
 never leaves a half-written episode. ``numpy.savez_compressed`` stamps the
@@ -15,7 +19,11 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -45,10 +53,25 @@ def save_episode(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def load_episode(path: str | Path) -> dict[str, np.ndarray]:
-    """Load and validate one episode; raise :class:`EpisodeError` naming the file. An episode whose arrays
-    exceed :data:`MAX_EPISODE_BYTES` is refused before it is read (a small file can hold a huge array)."""
+def load_episode(path: str | Path, resolution: int | None = None, allow_pickle: bool = False) -> dict[str, np.ndarray]:
+    """Load and validate one episode; raise :class:`EpisodeError` naming the file. A published layout's episode
+    is read by its layout (:data:`LAYOUTS`): ``resolution``, the frame size the caller will resize to, lets a
+    layout that stores several sizes read the nearest; ``allow_pickle`` lets one that stores pickles unpickle
+    them (see :func:`allowing_pickle`)."""
     path = Path(path)
+    layout = next((lay for lay in public_layouts() if lay.owns(path)), None)
+    if layout is None:
+        arrays = read_npz(path)
+    else:
+        with allowing_pickle(allow_pickle or pickle_allowed()):
+            arrays = layout.load(path, resolution)
+    validate_episode(arrays, path)
+    return arrays
+
+
+def read_npz(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` file, without pickles. A file whose arrays exceed :data:`MAX_EPISODE_BYTES` is
+    refused before it is read (a small file can hold a huge array)."""
     if not path.is_file():
         raise EpisodeError(f"{path}: episode file not found")
     try:
@@ -58,13 +81,11 @@ def load_episode(path: str | Path) -> dict[str, np.ndarray]:
             raise EpisodeError(f"{path}: its arrays take {size / 2**30:.1f} GiB, more than the "
                                f"{MAX_EPISODE_BYTES / 2**30:.0f} GiB an episode may take here; split it")
         with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
+            return {k: npz[k] for k in npz.files}
     except EpisodeError:
         raise
     except Exception as e:  # zipfile.BadZipFile, EOFError, ValueError, OSError...
         raise EpisodeError(f"{path}: not a readable .npz episode ({type(e).__name__}: {e})") from None
-    validate_episode(arrays, path)
-    return arrays
 
 
 def validate_episode(arrays: dict[str, np.ndarray], path: str | Path = "<episode>") -> None:
@@ -129,17 +150,88 @@ def split_folder(folder: str | Path, split: str) -> Path | None:
 
 
 def episode_files(folder: str | Path, split: str | None = None) -> list[Path]:
-    """Sorted ``.npz`` files of a dataset folder, or of its ``split`` subfolder when that exists
-    (``test`` also finds ``eval/``, the public Memory Maze dataset's held-out split)."""
+    """The episodes of a dataset folder in a published layout (:data:`LAYOUTS`), or else its sorted ``.npz``
+    files, or those of its ``split`` subfolder when that exists (``test`` also finds ``eval/``, the public Memory
+    Maze dataset's held-out split)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise EpisodeError(f"{folder}: dataset folder not found")
+    layout = folder_layout(folder)
+    if layout is not None:
+        files = layout.episodes(folder, split)
+        if not files:
+            raise EpisodeError(f"{folder}: no episodes of the '{split or 'train'}' split in this {layout.name} folder "
+                               f"(expected {layout.splits})")
+        return files
     if split is not None:
         folder = split_folder(folder, split) or folder
     files = sorted(folder.glob("*.npz"))
     if not files:
-        raise EpisodeError(f"{folder}: no .npz episodes in this folder")
+        raise EpisodeError(f"{folder}: no .npz episodes in this folder, nor a published dataset's layout "
+                           "(docs/datasets.md)")
     if read_meta(folder).get("complete") is False:
         raise EpisodeError(f"{folder}: its generation did not finish (meta.json says incomplete); re-run the same "
                            "'come data' command to complete it")
     return files
+
+
+def has_split(folder: str | Path, split: str) -> bool:
+    """Whether a dataset folder holds episodes of ``split`` itself (not the whole folder standing in for it)."""
+    folder = Path(folder)
+    layout = folder_layout(folder)
+    if layout is not None:
+        return bool(layout.episodes(folder, split))
+    found = split_folder(folder, split)
+    return found is not None and any(found.glob("*.npz"))
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A published dataset's own folder layout, read in place: no conversion step (``docs/datasets.md``)."""
+
+    name: str
+    splits: str  # where a split's episodes lie, for messages
+    matches: Callable[[Path], bool]  # whether a dataset folder is in this layout
+    episodes: Callable[[Path, str | None], list[Path]]  # a split's episodes (None: the training split)
+    owns: Callable[[Path], bool]  # whether an episode path is one of this layout's
+    load: Callable[[Path, int | None], dict[str, np.ndarray]]  # an episode's arrays (frames near a resolution)
+
+
+LAYOUTS: dict[str, Layout] = {}
+
+
+def register_layout(layout: Layout) -> Layout:
+    """Add a published layout (or replace one of the same name): :func:`episode_files` and
+    :func:`load_episode` read folders in it."""
+    LAYOUTS[layout.name] = layout
+    return layout
+
+
+def public_layouts() -> list[Layout]:
+    from . import re10k, recon, teco  # noqa: F401  (each registers its layout)
+
+    return list(LAYOUTS.values())
+
+
+def folder_layout(folder: Path) -> Layout | None:
+    """The published layout a dataset folder is in; None for come's own (``*.npz`` episodes)."""
+    return next((lay for lay in public_layouts() if lay.matches(folder)), None)
+
+
+# Some layouts store pickles (NWM's RECON traj_data.pkl), and unpickling runs code from the file.
+_ALLOW_PICKLE: ContextVar[bool] = ContextVar("allow_pickle", default=False)
+
+
+@contextmanager
+def allowing_pickle(allowed: bool = True) -> Iterator[None]:
+    """Within the block, let episode readers unpickle the files of a layout that stores pickles (``come train
+    --allow-pickle``). Allow it only for files you trust."""
+    token = _ALLOW_PICKLE.set(allowed)
+    try:
+        yield
+    finally:
+        _ALLOW_PICKLE.reset(token)
+
+
+def pickle_allowed() -> bool:
+    return _ALLOW_PICKLE.get()
