@@ -4,10 +4,11 @@
 
 Picks ``--windows`` revisit windows per episode of the data's eval split (as ``come eval maze`` does), observes
 each window's ``--history`` frames with the shipped ``maze-place`` (or ``--ckpt``), memorizes the LTM (and the
-SLTM with ``--sltm``) with the maze recipe (``--memorize-steps``), and, teacher-forced on the window's
-``--frames`` true frames (``--memorize-views``: each memorized window with its place views), measures at each level of the sampler each expert's contrast against the base's
-error: its cosine, its norm, the weights a least-squares fit gives it (alone and jointly) and the share of the
-base's squared error removed, at those weights and at the world's defaults. ``ltm_views`` is the memorized
+SLTM with ``--sltm``) with the maze recipe (``--memorize-steps``; ``--memorize-views``: each memorized window
+with its place views), and, teacher-forced on the window's ``--frames`` true frames, measures at each level of
+the sampler each expert's contrast against the base's error: its cosine, its norm, the weights a least-squares
+fit gives it (alone and jointly) and the share of the base's squared error removed, at those weights and at the
+world's defaults. ``ltm_views`` is the memorized
 adapters on the place memory's pass (views given to both sides): what the memory adds over the retrieved views.
 """
 

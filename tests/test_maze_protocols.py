@@ -17,7 +17,6 @@ from come.presets import TrainConfig
 from come.recipes import RECIPES
 from come.protocols.maze import (differences_from_base, load_maze_episode, nearest_pose_frames, revisit_frames,
                                  window_protocol)
-from come.variants import VARIANTS
 from come.world import WorldModel
 
 from test_maze import _public_episode
@@ -78,11 +77,15 @@ def test_nearest_pose_frames_recall_the_frame_seen_from_there():
     assert got[:, 0, 0, 0].tolist() == [1.0, 2.0, 3.0]
 
 
+# every expert, two pairs (one named out of the registry's order), the compositions and the baselines
+TESTED = ("base", "ltm", "stm", "place", "sltm", "stm+ltm", "place+sltm", "come", "poe", "hg")
+
+
 def test_every_protocol_end_to_end(maze_runs, tmp_path):
     r = maze_runs
     res = CliRunner().invoke(app, [
         "eval", "maze", "--ckpt", str(r["base"]), "--stm", str(r["stm"]), "--sltm", str(r["sltm"]),
-        "--place", str(r["place"]), "--w-place", "1.5", "--variants", ",".join(VARIANTS), "--come", "ltm,place,sltm",
+        "--place", str(r["place"]), "--w-place", "1.5", "--variants", ",".join(TESTED), "--come", "ltm,place,sltm",
         "--data", str(r["data"]), "--protocols", "fixed,revisits,streaming,capacity", "--episodes", "2",
         "--history", "32", "--frames", "2", "--horizons", "1", "--memorize-steps", "2", "--rank", "4", "--windows", "1",
         "--min-gap", "20",
@@ -93,12 +96,12 @@ def test_every_protocol_end_to_end(maze_runs, tmp_path):
     assert res.exit_code == 0, res.output
     result = json.loads((tmp_path / "maze.json").read_text())
     protocols = result["protocols"]
-    assert result["variants"] == ["base", "ltm", "stm", "place", "sltm", "stm+ltm", "come", "poe", "hg"]
+    assert result["variants"] == list(TESTED)
     assert result["place_weight"] == 1.5 and result["place"] == str(r["place"])
     assert result["come_experts"] == ["ltm", "place", "sltm"]
     assert result["memorization"] == {"steps": 2, "lr": 1e-2, "batch_size": 3, "weighting": "surprise",
                                       "boost": 4.0, "p_context_dropout": 0.5, "p_pose_dropout": 0.3,
-                                      "lr_schedule": "constant", "context": None, "undo": False}
+                                      "lr_schedule": "constant", "context": None, "undo": False, "views": False}
     assert result["sltm_null"] == "pose_drop" and result["sltm_weight"] == 1.5
     for name in ("fixed", "revisits"):
         assert protocols[name]["windows"] == 2

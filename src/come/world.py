@@ -10,9 +10,9 @@ memory: adapters on vs off), ``stm`` (+ short-term memory: long context vs
 noised), ``sltm`` (+ spatial memory: a pose-conditioned model with its own
 memorized adapters, pose given vs dropped or adapters off: ``sltm_null``), ``place`` (+ place
 memory: a model given the history frames seen from the poses nearest each frame it generates,
-views given vs left out; no memorization; ``place=(base, cfg)`` makes the base its own place memory), ``stm+ltm``
-(both), ``come`` (every expert of ``come_experts`` the world has,
-contrastive), ``poe`` (the naive product of the same experts) and ``hg``
+views given vs left out; no memorization; ``place=(base, cfg)`` makes the base its own place memory), each pair
+(``ltm+stm``, ``ltm+place``...: any ``+``-joined set of experts), ``come`` (every expert of ``come_experts`` the
+world has, contrastive), ``poe`` (the naive product of the same experts) and ``hg``
 (history guidance HG-v on the base). The built-in experts are :data:`come.experts.EXPERTS` (each entry
 builds its expert over the history: a new one is one entry), the variants :mod:`come.variants`. Your own experts
 (``experts=[Expert(...)]``, any :class:`~come.compose.Denoiser`, :mod:`come.denoisers` for diffusers
@@ -44,7 +44,7 @@ from .experts import EXPERTS
 from .recipes import RECIPES, Recipe
 from .models.dit import VideoDiT
 from .presets import TrainConfig
-from .variants import COMPOSITIONS, variant_experts
+from .variants import COMPOSITIONS, experts_of, variant_experts
 
 # the spatial expert's baseline: its memorized adapters with the pose dropped, or the pose kept and the adapters off
 SLTM_NULLS = ("pose_drop", "adapters_off")
@@ -271,16 +271,16 @@ class WorldModel:
         """The experts a variant composes on top of the prior (the variant table, ``come.variants``)."""
         if variant in self.outside:
             return (variant,)
-        table = variant_experts()
-        if variant not in table:
-            raise InputError(f"unknown variant '{variant}' (choose from {', '.join((*table, *self.outside))})")
+        names = experts_of(variant)
+        if names is None:
+            known = ", ".join((*variant_experts(), *self.outside))
+            raise InputError(f"unknown variant '{variant}' (choose from {known}, or experts joined by +)")
         if variant in COMPOSITIONS:
-            return tuple(e for e in table[variant] if e in self.come_experts and e in self.denoisers) + \
-                tuple(self.outside)
-        missing = [e for e in table[variant] if e not in self.denoisers]
+            return tuple(e for e in names if e in self.come_experts and e in self.denoisers) + tuple(self.outside)
+        missing = [e for e in names if e not in self.denoisers]
         if missing:
             raise InputError(f"variant '{variant}' needs a {' and a '.join(EXPERTS[e].label for e in missing)} model")
-        return table[variant]
+        return names
 
     def predict(self, frames: torch.Tensor, action: torch.Tensor, pose: torch.Tensor | None,
                 future_action: torch.Tensor, future_pose: torch.Tensor | None, variants, seed: int = 0,

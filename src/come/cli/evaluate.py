@@ -80,8 +80,9 @@ PoseEncoderRun = Annotated[Optional[Path], typer.Option("--pose-encoder", help=(
     "Pose encoder run (preset maze-pose): infer the SLTM's poses from frames and actions instead of reading them "
     "from the dataset."))]
 MazeVariants = Annotated[Optional[str], typer.Option("--variants", help=(
-    "Comma-separated variants, of base, ltm, stm, sltm, place, stm+ltm, come, poe, hg [default: every memory "
-    "variant the given models allow; poe (the naive product) and hg (history guidance) on request]."))]
+    "Comma-separated variants, of base, ltm, stm, sltm, place, experts joined by + (ltm+place), come, poe, hg "
+    "[default: every memory variant the given models allow, each pair of experts too; poe (the naive product) and "
+    "hg (history guidance) on request]."))]
 Horizons = Annotated[str, typer.Option("--horizons", help=(
     "Comma-separated shorter horizons also scored on the first frames of the same rollouts (e.g. 16 with "
     "--frames 32): one rollout and one memorization per window for every horizon, on the windows drawn for "
@@ -183,7 +184,7 @@ def eval_cards_recall(
     seed: int = typer.Option(0, help="Seed of the episodes and of all sampling and memorization noise."),
     memorize_steps: int = typer.Option(
         20, "--memorize-steps", "--steps", min=0, help="Memorization steps of the long-term memory per episode."),
-    variants: str = typer.Option("base,ltm,come,poe,hg", help="Of base, ltm, stm, stm+ltm, come, poe, hg."),
+    variants: str = typer.Option("base,ltm,come,poe,hg", help="Of base, ltm, stm, ltm+stm, come, poe, hg."),
     rank: int = typer.Option(32, min=1, help="LoRA rank of the long-term memory."),
     memorize: Memorize = "",
     w_hg: float = typer.Option(1.5, help="History-guidance scale (HG-v)."),
@@ -236,9 +237,9 @@ def eval_cards_recall(
 def _recall_sweeps(make_world, episodes, seed, sweeps, memorize_steps, names, out, memorize) -> dict:
     """Recall against memorization steps and LoRA rank (the memory variants asked for, else come); printed."""
     from ..protocols.recall import recall_sweeps
-    from ..variants import memory_variants
+    from ..variants import needs_memory
 
-    swept = tuple(v for v in names if v in memory_variants()) or ("come",)
+    swept = tuple(v for v in names if needs_memory(v)) or ("come",)
     result = recall_sweeps(make_world, episodes, seed, *sweeps, memorize_steps, swept, out, memorize=memorize)
     for key, sw in result.items():
         for v, ys in sw["recall"].items():

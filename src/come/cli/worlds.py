@@ -38,12 +38,12 @@ def world_maker(ckpt, expert_runs: dict, expert_weights: dict, variants: str | N
 def _check_poses(variants: str | None, spec) -> None:
     """Refuse a variant of one expert that needs a pose the dataset does not give (a place memory on cards)."""
     from ..experts import EXPERTS
-    from ..variants import COMPOSITIONS, variant_experts
+    from ..variants import COMPOSITIONS, experts_of
 
     for variant in filter(None, (v.strip() for v in (variants or "").split(","))):
         if variant in COMPOSITIONS:  # they compose whichever experts there are
             continue
-        misfit = [EXPERTS[e] for e in variant_experts().get(variant, ()) if EXPERTS[e].pose not in (None, spec.pose)]
+        misfit = [EXPERTS[e] for e in experts_of(variant) or () if EXPERTS[e].pose not in (None, spec.pose)]
         if misfit:
             raise UserError(f"--variants {variant}: the {misfit[0].label} needs the {misfit[0].pose} pose; "
                             f"{spec.name} has the {spec.pose or 'no'} pose")
