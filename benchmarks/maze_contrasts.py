@@ -8,8 +8,9 @@ SLTM with ``--sltm``) with the maze recipe (``--memorize-steps``; ``--memorize-v
 with its place views), and, teacher-forced on the window's ``--frames`` true frames, measures at each level of
 the sampler each expert's contrast against the base's error: its cosine, its norm, the weights a least-squares
 fit gives it (alone and jointly) and the share of the base's squared error removed, at those weights and at the
-world's defaults. ``ltm_views`` is the memorized
-adapters on the place memory's pass (views given to both sides): what the memory adds over the retrieved views.
+world's defaults (``--in-sample``: also on the history's own last frames, which the memory was fitted on).
+``ltm_views`` is the memorized adapters on the place memory's pass (views given to both sides): what the memory
+adds over the retrieved views.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ def main():
     p.add_argument("--memorize-views", action="store_true", help="memorize windows with their place views")
     p.add_argument("--ddim-steps", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--in-sample", action="store_true", help=(
+        "also measure on the history's own last --frames frames, which the memory was fitted on"))
     p.add_argument("--json", default=None)
     args = p.parse_args()
 
@@ -70,19 +73,29 @@ def main():
     world.outside["ltm_views"] = Expert("ltm_views", world.base, cfg.context, adapter=world.episode_adapters,
                                         null="adapters_off", views=True)
     experts = ("ltm", "place", "ltm_views") + (("sltm",) if args.sltm else ())
+    weights = {**world.weights, "ltm_views": 1.0}
+    print(f"{len(starts)} revisit windows, {args.frames} frames each; memorizing {memorize_s:.0f} s")
+    out = {"windows": starts, "args": vars(args)}
     t0 = time.time()
-    sums = contrast_sums(world, batch["truth"], batch["future_action"], batch["future_pose"], experts,
-                         seed=args.seed)
-    rows = sums.summary({**world.weights, "ltm_views": 1.0})
-    print(f"{len(starts)} revisit windows, {args.frames} frames each; memorizing {memorize_s:.0f} s, "
-          f"contrasts {time.time() - t0:.0f} s")
-    print(_table(rows, experts))
+    sums = contrast_sums(world, batch["truth"], batch["future_action"], batch["future_pose"], experts, seed=args.seed)
+    out["revisits"] = _result(sums, weights, f"revisit frames ({time.time() - t0:.0f} s)")
+    if args.in_sample:  # the history's own last frames, which the memory was fitted on
+        seen = slice(0, args.history - args.frames)
+        last = slice(args.history - args.frames, None)
+        world.observe(batch["frames"][:, seen], batch["action"][:, seen], batch["pose"][:, seen], keep_memory=True)
+        sums = contrast_sums(world, batch["frames"][:, last], batch["action"][:, last], batch["pose"][:, last],
+                             experts, seed=args.seed)
+        out["in_sample"] = _result(sums, weights, "the history's last frames (memorized)")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"windows": starts, "args": vars(args), "levels": rows,
-                       "per_window": {"gram": sums.gram.tolist(), "cross": sums.cross.tolist(),
-                                      "error": sums.error.tolist()}}, f)
+            json.dump(out, f)
 
+
+def _result(sums, weights: dict, title: str) -> dict:
+    rows = sums.summary(weights)
+    print(f"\n{title}\n" + _table(rows, sums.experts), flush=True)
+    return {"levels": rows, "per_window": {"gram": sums.gram.tolist(), "cross": sums.cross.tolist(),
+                                           "error": sums.error.tolist()}}
 
 if __name__ == "__main__":
     main()
