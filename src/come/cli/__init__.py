@@ -6,7 +6,7 @@ stderr naming the file or argument and what is wrong, and exit code 2.
 
 import os
 
-from . import training, showcase, data, evaluate, play, bench  # noqa: F401  (each registers its commands, in this order)
+from . import training, showcase, data, evaluate, planning, play, bench  # noqa: F401  (each registers its commands, in this order)
 from .common import UserError, app
 
 __all__ = ["UserError", "app", "main"]

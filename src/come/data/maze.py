@@ -256,6 +256,13 @@ def _rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, _SPLIT_CODE[split], index])
 
 
+def episode_env_seed(seed: int, index: int, split: str = "train") -> int:
+    """The environment seed of episode ``index`` of a dataset generated with ``seed``: the first draw of the
+    episode's generator, before the explorer's. ``make_env(size, episode_env_seed(...))`` then a reset gives the
+    episode's maze and start; its recorded actions replayed from there give its frames again."""
+    return int(_rng(seed, split, index).integers(2**31 - 1))
+
+
 def _check_settings(split: str, size: str, steps: int) -> None:
     if split not in SPLITS:
         raise InputError(f"unknown split '{split}' (choose from {', '.join(SPLITS)})")
@@ -271,7 +278,7 @@ def generate_episode(seed: int, index: int, split: str = "train", size: str = "9
     """One explorer episode (``steps`` actions, ``steps + 1`` frames); deterministic in (seed, split, index)."""
     _check_settings(split, size, steps)
     rng = _rng(seed, split, index)
-    env = make_env(size, seed=int(rng.integers(2**31 - 1)))
+    env = make_env(size, seed=int(rng.integers(2**31 - 1)))  # = episode_env_seed(seed, index, split)
     try:
         try:
             ts = env.reset()
