@@ -101,6 +101,12 @@ def history_windows(frames, action, pose, starts, window: int) -> dict[str, torc
     return batch
 
 
+def _check_views(views: int, pose: torch.Tensor | None) -> None:
+    if pose is None or pose.shape[-1] != 4 or not views:
+        raise InputError("memorizing with place views needs a place memory network (views > 0) and the history's "
+                         "absolute poses")
+
+
 def window_views(pose: torch.Tensor, starts, window: int, k: int) -> dict[str, torch.Tensor]:
     """The place views of each history window beginning at ``starts``, as a place memory is trained with them:
     the indices (``view_index``, into the history) of the ``k`` frames before the window seen from nearest its
@@ -217,9 +223,8 @@ class LoRAMemory:
         context = recipe.context or context
         window = context + future
         _check_history(frames, action, pose, window)
-        if recipe.views and (pose is None or pose.shape[-1] != 4 or not self.base.config.views):
-            raise InputError("memorizing with place views needs a place memory network (views > 0) and the "
-                             "history's absolute poses")
+        if recipe.views:
+            _check_views(self.base.config.views, pose)
         if recipe.undo:
             frames, action, pose = undone_history(frames, action, pose, inverse_actions)
         scheduler = make_scheduler(self.base.config.num_train_timesteps)
