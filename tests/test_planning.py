@@ -68,7 +68,8 @@ def test_walls_stop_the_dead_reckoned_agent():
 def test_the_replayed_maze_and_the_oracle_in_the_real_environment(maze_walks):
     """Replaying an episode's actions lands on its recorded poses, restoring returns to that state exactly, and
     the oracle's shortest path reaches goal poses (one behind the agent, facing back)."""
-    from come.protocols.navigation import NavSettings, Oracle, ReplayedMaze, dataset_episodes, execute, outcome
+    from come.data.maze_replay import Oracle, ReplayedMaze
+    from come.protocols.navigation import NavSettings, dataset_episodes, execute, outcome
 
     ep = dataset_episodes(maze_walks, 1, 32)[0]
     assert ep.env is not None

@@ -36,7 +36,7 @@ from tqdm import tqdm
 from ..errors import InputError
 from .cards import GRID
 from .episodes import EpisodeError, episode_files, load_episode
-from .places import relative_view_pose, views_before
+from .places import relative_view_pose, views_before, wrap_angle
 
 
 def cursor_pose(ep: dict, skip: int = 1) -> np.ndarray:
@@ -68,7 +68,7 @@ def relative_motion(ep: dict, skip: int = 1) -> np.ndarray:
     c, s = np.cos(yaw[:-1]), np.sin(yaw[:-1])
     out[1:, 0] = delta[:, 0] * c + delta[:, 1] * s
     out[1:, 1] = -delta[:, 0] * s + delta[:, 1] * c
-    out[1:, 2] = (np.diff(yaw) + np.pi) % (2 * np.pi) - np.pi
+    out[1:, 2] = wrap_angle(np.diff(yaw))
     return out
 
 

@@ -60,6 +60,7 @@ from tqdm import tqdm
 
 from ..errors import InputError
 from .episodes import prepare_dataset_folder, save_episode, write_meta
+from .places import wrap_angle
 
 SIZES = {"9x9": (9, 3), "11x11": (11, 4), "13x13": (13, 5), "15x15": (15, 6)}  # maze cells, objects
 MAX_STEPS = {"9x9": 1000, "11x11": 2000, "13x13": 3000, "15x15": 4000}  # the environment's time limit
@@ -129,8 +130,6 @@ def shortest_path(layout: np.ndarray, start: tuple[int, int], goal: tuple[int, i
     return None
 
 
-def _wrap(angle: float) -> float:
-    return (angle + math.pi) % (2 * math.pi) - math.pi
 
 
 class Explorer:
@@ -201,7 +200,7 @@ class Explorer:
         target = self.waypoint(pos)
         if self.rng.random() < self.noise:
             return int(self.rng.integers(len(ACTIONS)))
-        err = _wrap(math.atan2(target[1] - pos[1], target[0] - pos[0]) - math.atan2(agent_dir[1], agent_dir[0]))
+        err = wrap_angle(math.atan2(target[1] - pos[1], target[0] - pos[0]) - math.atan2(agent_dir[1], agent_dir[0]))
         if abs(err) > self.turn:
             return LEFT if err > 0 else RIGHT
         if abs(err) > self.arc:

@@ -18,6 +18,11 @@ from ..errors import InputError
 TURN_COST = 0.5  # per radian: a view facing elsewhere shows other walls, however close it was taken
 
 
+def wrap_angle(angle):
+    """Angles (radians; a number or an array) wrapped into [-pi, pi)."""
+    return (angle + np.pi) % (2 * np.pi) - np.pi
+
+
 def to_track(pose: np.ndarray | torch.Tensor) -> np.ndarray:
     """(…,4) absolute pose (x, y, cos yaw, sin yaw) -> (…,3) track (x, y, yaw); a (…,3) track as is."""
     pose = np.asarray(pose, dtype=np.float64)
@@ -30,7 +35,7 @@ def view_costs(keys: np.ndarray, queries: np.ndarray, turn_cost: float = TURN_CO
     """(Q,M) cost of seeing each query pose (Q,·) from each key pose (M,·): distance + turn_cost * |turn|."""
     keys, queries = to_track(keys), to_track(queries)
     dist = np.linalg.norm(keys[None, :, :2] - queries[:, None, :2], axis=2)
-    turn = np.abs((keys[None, :, 2] - queries[:, None, 2] + np.pi) % (2 * np.pi) - np.pi)
+    turn = np.abs(wrap_angle(keys[None, :, 2] - queries[:, None, 2]))
     return dist + turn_cost * turn
 
 

@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from ..data.clips import frames_to_tensor, pose_track, skip_actions, tensor_to_frames
 from ..data.episodes import EpisodeError, load_episode
-from ..data.places import TURN_COST, nearest_views
+from ..data.places import TURN_COST, nearest_views, wrap_angle
 from ..errors import InputError
 from ..recipes import RECIPES
 from ..metrics.image import ssim, window_psnr
@@ -60,7 +60,7 @@ def revisit_frames(track: np.ndarray, min_gap: int = 100, radius: float = 0.5,
     frames = []
     for t in range(1, len(track)):
         dist = np.linalg.norm(pos[:t] - pos[t], axis=1)
-        turn = np.abs((yaw[:t] - yaw[t] + np.pi) % (2 * np.pi) - np.pi)
+        turn = np.abs(wrap_angle(yaw[:t] - yaw[t]))
         stay = t
         while stay > 0 and dist[stay - 1] < 2 * radius:
             stay -= 1

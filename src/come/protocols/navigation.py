@@ -13,13 +13,13 @@ at least ``min_distance`` cells from it. An episode without such a revisit gives
   recorded path from ``t`` to ``g``: ATE and RPE with evo (translation RMSE in cells, no alignment since both
   start at the same pose; RPE over one step). The plan executed open loop in the real environment gives
   ``open_loop_distance``, where it really ends.
-* **Closed loop**: the real environment is brought to the agent's state at ``t`` (:class:`ReplayedMaze`: the
-  episode's maze from its seed, the recorded actions replayed, the pose checked against the recording), then
-  the agent plans ``H`` actions, executes the first ``R`` (``replan_every``), adds the real frames to its history
-  and plans again, until ``budget`` steps. Success: ending within ``success_radius`` cells and
-  ``success_heading`` degrees of the goal pose. Reported with the final distance and the path length, beside
-  a random walk (uniform actions) and the oracle (:class:`Oracle`: the shortest path on the maze layout to the
-  goal pose).
+* **Closed loop**: the real environment is brought to the agent's state at ``t``
+  (:class:`~come.data.maze_replay.ReplayedMaze`: the episode's maze from its seed, the recorded actions replayed,
+  the pose checked against the recording), then the agent plans ``H`` actions, executes the first ``R``
+  (``replan_every``), adds the real frames to its history and plans again, until ``budget`` steps. Success:
+  ending within ``success_radius`` cells and ``success_heading`` degrees of the goal pose. Reported with the
+  final distance and the path length, beside a random walk (uniform actions) and the oracle
+  (:class:`~come.data.maze_replay.Oracle`: the shortest path on the maze layout to the goal pose).
 
 A memory fitted on the history (the long-term memory) is memorized once, on the history at ``t``; the place
 memory looks its views up in the history as it grows.
@@ -27,7 +27,6 @@ memory looks its views up in the history as it grows.
 
 from __future__ import annotations
 
-import copy
 import math
 import re
 from dataclasses import dataclass, field
@@ -39,8 +38,9 @@ from tqdm import tqdm
 
 from ..data.clips import absolute_pose, frames_to_tensor, tensor_to_frames
 from ..data.episodes import episode_files, load_episode, read_meta
-from ..data.maze import (ACTIONS, LEFT, MAX_STEPS, NOOP, RIGHT, SIZES, Explorer, MazeEnvError, episode_env_seed,
-                         shortest_path)
+from ..data.maze import ACTIONS, MAX_STEPS, SIZES, episode_env_seed
+from ..data.maze_replay import Oracle, ReplayedMaze, observation_track
+from ..data.places import wrap_angle
 from ..errors import InputError
 from ..metrics.intervals import interval_text, mean_ci95, proportion_ci95
 from .maze import revisit_frames
@@ -48,12 +48,6 @@ from .planning import (AgentHistory, CEMSettings, Plan, WorldRollout, absolute_p
                        memorize_history, plan)
 from .pose import track_errors, true_track
 
-# the task's counters, restored with the physics so that a target reached in one execution is not in the next
-TASK_STATE = ("_current_target_ix", "_rewarded_this_step", "_targets_obtained")
-
-
-def _wrap(angle):
-    return (angle + np.pi) % (2 * np.pi) - np.pi
 
 
 @dataclass
@@ -149,87 +143,6 @@ def goal_windows(episodes: list[NavEpisode], horizon: int, min_gap: int, min_dis
     return windows
 
 
-def observation_track(obs: dict) -> np.ndarray:
-    """(x, y, yaw) of an environment observation."""
-    d = obs["agent_dir"]
-    return np.array([obs["agent_pos"][0], obs["agent_pos"][1], math.atan2(d[1], d[0])])
-
-
-class ReplayedMaze:
-    """The real environment at frame ``start`` of an episode: the episode's maze (its environment seed), reset,
-    its recorded actions replayed up to ``start``; the replay must land on the recorded pose. The state there
-    (MuJoCo's whole ``MjData`` and the task's counters) is kept, and :meth:`restore` returns to it exactly, so
-    every execution starts from the same state without a new replay."""
-
-    def __init__(self, size: str, env_seed: int, actions: np.ndarray, start: int, expected: np.ndarray):
-        from ..data.maze import make_env
-
-        self.env = make_env(size, env_seed)
-        try:
-            obs = self.env.reset().observation
-            for a in actions[1 : start + 1]:
-                obs = self.env.step(int(a)).observation
-        except Exception as e:
-            self.env.close()
-            raise MazeEnvError(f"the Memory Maze environment failed ({type(e).__name__}: {e})") from None
-        if not np.allclose(observation_track(obs)[:2], expected[:2], atol=1e-6):
-            self.env.close()
-            raise MazeEnvError(f"replaying the recorded actions reaches {observation_track(obs)[:2]} at frame "
-                               f"{start}, not the recorded {expected[:2]}: was the episode made by another "
-                               "memory-maze or come version?")
-        self.observation = copy.deepcopy(obs)
-        core = self.env
-        while not hasattr(core, "physics"):
-            core = getattr(core, "env", None) or core._env
-        self.physics, self.task = core.physics, core.task
-        self.saved = (copy.copy(self.physics.data.ptr),
-                      {k: copy.deepcopy(getattr(self.task, k)) for k in TASK_STATE if hasattr(self.task, k)})
-
-    def restore(self) -> dict:
-        """Back to the state at ``start``; returns the observation there."""
-        import mujoco
-
-        data, task = self.saved
-        mujoco.mj_copyData(self.physics.data.ptr, self.physics.model.ptr, data)
-        for k, v in task.items():
-            setattr(self.task, k, copy.deepcopy(v))
-        return copy.deepcopy(self.observation)
-
-    def step(self, action: int) -> dict:
-        return self.env.step(int(action)).observation
-
-    def close(self) -> None:
-        self.env.close()
-
-
-class Oracle(Explorer):
-    """The reference that knows the maze: the shortest path on the layout to the goal cell, driven by the
-    explorer's controller without noise (doorway waypoints, turning in place or arcing); in the goal cell it
-    drives to within ``reach`` cells of the goal position, then turns to the goal heading and waits."""
-
-    def __init__(self, layout: np.ndarray, goal: np.ndarray, reach: float = 0.25, aim_deg: float = 10.0):
-        super().__init__(layout, np.random.default_rng(0), noise=0.0, patience=10**9)
-        self.target, self.reach, self.aim = np.asarray(goal, float), reach, math.radians(aim_deg)
-        self.goal = self.cell(self.target[:2])
-
-    def _new_goal(self, here: tuple[int, int]) -> None:
-        self.path = shortest_path(self.layout, here, self.goal)  # the goal stays
-
-    def act(self, agent_pos, agent_dir) -> int:
-        pos = np.asarray(agent_pos, float)
-        if self.cell(pos) != self.goal:
-            return super().act(pos, agent_dir)
-        yaw, gap = math.atan2(agent_dir[1], agent_dir[0]), self.target[:2] - pos
-        if np.linalg.norm(gap) > self.reach:
-            err = _wrap(math.atan2(gap[1], gap[0]) - yaw)
-            if abs(err) > self.turn:
-                return LEFT if err > 0 else RIGHT
-            return ACTIONS.index("forward_left" if err > self.arc else "forward_right" if err < -self.arc
-                                 else "forward")
-        err = _wrap(self.target[2] - yaw)
-        return (LEFT if err > 0 else RIGHT) if abs(err) > self.aim else NOOP
-
-
 @dataclass(frozen=True)
 class NavSettings:
     """The planner's and the harness's settings (module docstring)."""
@@ -261,7 +174,7 @@ class NavSettings:
 def outcome(path: np.ndarray, goal: np.ndarray, settings: NavSettings) -> dict:
     """Where a path (T,3) ends against the goal pose: final distance and heading error, success, path length."""
     dist = float(np.linalg.norm(path[-1, :2] - goal[:2]))
-    heading = float(np.degrees(abs(_wrap(path[-1, 2] - goal[2]))))
+    heading = float(np.degrees(abs(wrap_angle(path[-1, 2] - goal[2]))))
     return {"final_distance": dist, "final_heading_deg": heading,
             "success": bool(dist <= settings.success_radius and heading <= settings.success_heading),
             "path_length": float(np.linalg.norm(np.diff(path[:, :2], axis=0), axis=1).sum())}

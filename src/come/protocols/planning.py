@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from ..data.maze import ACTIONS
+from ..data.places import wrap_angle
 from ..errors import InputError
 
 FORWARDS = np.array([float("forward" in a) for a in ACTIONS])  # actions that drive the agent forward
@@ -103,7 +104,7 @@ class MotionModel:
             return 0.0, 0.0
         (x0, y0, yaw0), (x1, y1, yaw1) = track[-2], track[-1]
         advance = (x1 - x0) * math.cos(yaw0) + (y1 - y0) * math.sin(yaw0)
-        return advance, (yaw1 - yaw0 + math.pi) % (2 * math.pi) - math.pi
+        return advance, float(wrap_angle(yaw1 - yaw0))
 
     def integrate(self, layout: np.ndarray, track: np.ndarray, actions: np.ndarray) -> np.ndarray:
         """Tracks (N,H+1,3) of action sequences (N,H) of ids from the last pose of ``track`` (T,3), the

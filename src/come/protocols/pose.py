@@ -26,6 +26,7 @@ from tqdm import tqdm
 from ..checkpoint import load_model
 from ..data.clips import frames_to_tensor, skip_actions
 from ..data.episodes import EpisodeError, episode_files, load_episode
+from ..data.places import wrap_angle
 from ..errors import InputError
 from ..models.pose_encoder import infer_track
 from ..plotting import save_figure, subplots
@@ -58,7 +59,7 @@ def track_errors(truth: np.ndarray, pred: np.ndarray, delta: int) -> dict[str, f
     ape.process_data((ref, est))
     rpe = metrics.RPE(metrics.PoseRelation.translation_part, delta=delta, delta_unit=metrics.Unit.frames)
     rpe.process_data((ref, est))
-    heading = np.abs((pred[:, 2] - truth[:, 2] + np.pi) % (2 * np.pi) - np.pi)
+    heading = np.abs(wrap_angle(pred[:, 2] - truth[:, 2]))
     return {"ate": float(ape.get_statistic(metrics.StatisticsType.rmse)),
             "rpe": float(rpe.get_statistic(metrics.StatisticsType.rmse)),
             "heading_deg": float(np.degrees(heading).mean())}
