@@ -130,6 +130,11 @@ register_dataset(DatasetSpec(
         # Short-term memory: 16 context frames at 16 tokens each; a quarter of the clips keep only the base's 3
         # context frames (its null in the composition).
         "maze-stm": dict(_MAZE_MODEL, model="maze-stm", context=16, short_context=3, p_short_context=0.25),
+        # The paper's Table 2 baselines (come.presets.MODEL_PRESETS): single models with a long memory, 16 context
+        # frames each, trained alike and evaluated as base models (come eval maze --variants base).
+        "maze-full": dict(_MAZE_MODEL, model="maze-full", context=16),
+        "maze-swa": dict(_MAZE_MODEL, model="maze-stm", context=16),
+        "maze-ssm": dict(_MAZE_MODEL, model="maze-ssm", context=16),
         # The SLTM's pose encoder: per-step motion from frame pairs and actions; a clip is context+future frames.
         "maze-pose": dict(network="pose-encoder", model=dict(resolution=32, width=32, hidden=128,
                                                              motion_scale=[0.1, 0.02, 0.2]),

@@ -4,7 +4,8 @@ Every frame carries its own noise level (diffusion-forcing style), its action an
 optionally a pose; they condition the frame's tokens through adaLN-Zero (Peebles &
 Xie 2023, "Scalable Diffusion Models with Transformers"). Attention is selectable
 per layer: full over all frames, or a sliding window over frames, with chosen
-global layers (the short-term-memory pattern). The network predicts ``v``.
+global layers (the short-term-memory pattern); Mamba blocks may follow chosen layers
+(``ssm_layers``, come.models.ssm). The network predicts ``v``.
 
 A zero-initialised *anchor* path adds the patches of the last context frame to
 every frame's tokens, which lets a small model use its context from the first
@@ -58,6 +59,8 @@ class DiTConfig:
     pose_dim: int = 0
     window: int | None = None  # frames each token sees on windowed layers (None: full attention everywhere)
     global_layers: list[int] = field(default_factory=list)  # layers with full attention when ``window`` is set
+    ssm_layers: list[int] = field(default_factory=list)  # a Mamba block after each of these layers (come.models.ssm)
+    ssm_block: int = 1  # side in tokens of the image blocks the Mamba blocks scan across the frames, each on its own
     anchor: bool = True
     pose_in_image: bool = True  # the pose's first two values are image coordinates (a cursor), not a map position
     local_action: bool = False  # also give each token its frame's action times "the cursor is here" (needs pose)
@@ -82,9 +85,13 @@ class DiTConfig:
             raise InputError(f"prediction must be 'v' or 'x0', got '{self.prediction}'")
         if self.views < 0:
             raise InputError(f"views must be >= 0, got {self.views}")
-        if any(not 0 <= i < self.depth for i in self.global_layers):
-            raise InputError(f"global_layers {self.global_layers} must lie in [0, {self.depth})")
-        self.global_layers = list(self.global_layers)
+        for name in ("global_layers", "ssm_layers"):
+            if any(not 0 <= i < self.depth for i in getattr(self, name)):
+                raise InputError(f"{name} {getattr(self, name)} must lie in [0, {self.depth})")
+            setattr(self, name, list(getattr(self, name)))
+        side = self.resolution // self.patch
+        if not isinstance(self.ssm_block, int) or self.ssm_block < 1 or side % self.ssm_block:
+            raise InputError(f"ssm_block {self.ssm_block!r} must divide the frame's side in tokens ({side})")
 
     @property
     def tokens_per_frame(self) -> int:
@@ -226,6 +233,12 @@ class VideoDiT(nn.Module):
         self.register_buffer("token_xy", torch.stack([rows, cols], -1).reshape(-1, 2), persistent=False)
         self.register_buffer("token_index", torch.arange(cfg.tokens_per_frame), persistent=False)
         self.blocks = nn.ModuleList(DiTBlock(w, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth))
+        self.ssm = nn.ModuleDict()  # Mamba blocks after some of the layers, by the layer's index
+        if cfg.ssm_layers:
+            from .ssm import SSMBlock
+
+            side = cfg.resolution // cfg.patch
+            self.ssm.update({str(i): SSMBlock(w, side, cfg.ssm_block) for i in sorted(set(cfg.ssm_layers))})
         self.final = FinalLayer(w, patch_dim)
         if cfg.views:  # the place memory: where each view was seen from, which slot, and its zero-init path
             self.view_pose_embed = nn.Sequential(nn.Linear(VIEW_POSE_DIM, w), nn.SiLU(), nn.Linear(w, w))
@@ -239,7 +252,8 @@ class VideoDiT(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:  # a Mamba mixer's projections have none
+                    nn.init.zeros_(m.bias)
         for block in self.blocks:  # adaLN-Zero: every block starts as the identity
             nn.init.zeros_(block.ada.weight)
             nn.init.zeros_(block.ada.bias)
@@ -251,6 +265,8 @@ class VideoDiT(nn.Module):
         for m in zero:
             nn.init.zeros_(m.weight)
             nn.init.zeros_(m.bias)
+        for block in self.ssm.values():
+            block.reset_parameters()
 
     def pose_features(self, pose: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """Per token (B,T,N,·): the pose, its first two coordinates minus the token's image position
@@ -361,6 +377,8 @@ class VideoDiT(nn.Module):
             if key_mask is not None:
                 mask = key_mask if mask is None else mask & key_mask
             h = block(h, c, mask)
+            if str(i) in self.ssm:
+                h = self.ssm[str(i)](h, c)
         out = self.unpatchify(self.final(h[:, : T * n], c[:, :T]).reshape(B, T, n, -1))
         if cfg.prediction == "x0":  # v = (sqrt(ab) x_t - x0) / sqrt(1 - ab); a clean (level 0) frame: -x0
             noisy = (t > 0).view(B, T, 1, 1, 1)
