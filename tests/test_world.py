@@ -438,3 +438,18 @@ def test_the_command_line_options_come_from_the_registry():
     text = " ".join(CliRunner().invoke(app, ["eval", "maze", "--help"]).output.split())
     for name, expert in EXPERTS.items():
         assert f"--w-{name}" in text and (f"--{name} RUN" in text) == expert.own_network, name
+
+
+def test_a_compiled_world_samples_what_the_plain_one_does():
+    frames, action, pose, fa, fp, _ = _batch(B=1, N=6, F=2)
+    outs = {}
+    for compile in (False, True):
+        base = _net(4, 0)  # the same weights each time
+        world = WorldModel(base, _cfg(base, 2), rank=4, steps=2, compile=compile)
+        assert (world.base.forward is world.base.network) != compile
+        world.observe(frames, action, pose)
+        world.memorize(steps=1, batch_size=2, lr=1e-2)
+        outs[compile] = {v: world.imagine(fa, fp, variant=v) for v in ("base", "ltm")}
+    assert not torch.allclose(outs[False]["base"], outs[False]["ltm"])  # the memory is in the compiled graph too
+    for v in ("base", "ltm"):
+        torch.testing.assert_close(outs[True][v], outs[False][v], atol=1e-4, rtol=0)

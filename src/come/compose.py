@@ -32,6 +32,7 @@ from .diffusion.sampling import EpsFn, autocast, noise_context
 from .diffusion.schedule import alpha_bar, to_eps
 from .errors import InputError
 from .memory import BASE_ADAPTER
+from .runtime import compiled
 
 NULL_KINDS = ("noise", "adapters_off", "pose_drop", "views_drop")
 CANCELLED = 1e-9  # a pass whose factors sum below this is left out
@@ -65,8 +66,11 @@ class DiTDenoiser:
 
     prediction = "v"
 
-    def __init__(self, network: torch.nn.Module):
+    def __init__(self, network: torch.nn.Module, compile: bool = False):
+        """``compile``: sample through ``torch.compile``'s graph of the network (:func:`come.runtime.compiled`);
+        the network itself, which memorization trains, stays as it is."""
         self.network = network
+        self.forward = compiled(network) if compile else network
         base = network.get_base_model() if hasattr(network, "get_base_model") else network
         self.config = base.config  # the VideoDiT's architecture
         self.max_frames = base.config.max_frames
@@ -78,12 +82,12 @@ class DiTDenoiser:
         if not self.has_adapters:
             if any(n != BASE_ADAPTER for n in names):
                 raise InputError(f"adapters {sorted(set(names) - {BASE_ADAPTER})} requested on a network without any")
-            return self.network(x, levels, action, pose, context=context, **place)
+            return self.forward(x, levels, action, pose, context=context, **place)
         missing = set(names) - {BASE_ADAPTER} - set(self.network.peft_config)
         if missing:
             raise InputError(f"adapters {sorted(missing)} do not exist (has: {sorted(self.network.peft_config)})")
         # always name the adapters: without names peft would apply its active adapter to every sample
-        return self.network(x, levels, action, pose, context=context, adapter_names=list(names), **place)
+        return self.forward(x, levels, action, pose, context=context, adapter_names=list(names), **place)
 
 
 @dataclass

@@ -105,11 +105,13 @@ class WorldModel:
         come_experts: tuple[str, ...] | None = None,
         experts: Sequence[Expert] = (),
         sampler: str = "ddim",
+        compile: bool = False,
         **networks: tuple[VideoDiT, TrainConfig] | None,
     ):
         """``networks``: the network and training config of each built-in expert that runs on one of its own
         (``stm=(model, cfg)``, ``sltm=...``, ``place=...``: :data:`come.experts.EXPERTS`); None leaves it out.
-        ``experts``: your own :class:`~come.compose.Expert` objects. ``targets``: the modules LoRA adapts."""
+        ``experts``: your own :class:`~come.compose.Expert` objects. ``targets``: the modules LoRA adapts.
+        ``compile``: sample through ``torch.compile``d networks (:func:`come.runtime.compiled`)."""
         networks = {name: net for name, net in networks.items() if net is not None}
         _check_experts(come_experts or (), experts, sltm_null, networks)
         self.come_experts = tuple(EXPERTS) if come_experts is None else tuple(come_experts)
@@ -122,12 +124,12 @@ class WorldModel:
                          for name, (net, _) in {"ltm": (base, base_cfg), **networks}.items()
                          if EXPERTS[name].memorized}
         self.memory = self.memories["ltm"]  # the long-term memory, on the base model
-        self.base = DiTDenoiser(self.memory.model)
+        self.base = DiTDenoiser(self.memory.model, compile)
         # an expert whose network is the base shares its denoiser: its null is then the prior's own pass, and
         # at w = 1 it costs one pass (the place memory of a base that takes views)
         self.denoisers = {"ltm": self.base} | {
             name: self.base if net is base else DiTDenoiser(self.memories[name].model if name in self.memories
-                                                            else net.eval())
+                                                            else net.eval(), compile)
             for name, (net, _) in networks.items()}
         self.weights = weights or ExpertWeights.of_dataset(base_cfg.dataset)
         self.steps, self.bf16 = steps, bf16

@@ -28,6 +28,10 @@ def bench_compute(
     memorize_steps: int = typer.Option(20, min=1, help="Memorization steps (the paper's budget: 20)."),
     ddim_steps: int = typer.Option(20, min=1, help="DDIM steps per generated frame."),
     seed: int = typer.Option(0, help="Seed of the episode and of the sampling and memorization noise."),
+    baselines: Optional[str] = typer.Option(None, help=(
+        "Single-model runs to time beside the experts, comma-separated (the paper's Table 2 baselines: presets "
+        "maze-full, maze-swa, maze-ssm): each one's parameters, training step and rollout, and the base model's.")),
+    train_batch: int = typer.Option(8, min=1, help="Clips per timed training step (--baselines)."),
     precision: Precision = "auto",
     device: Device = "auto",
     json_out: JsonOut = None,
@@ -39,7 +43,9 @@ def bench_compute(
 
     A Memory Cards model is timed on a recall episode (its observe phase memorized, its recall phase
     imagined); a Memory Maze model on a window of the first episode of --data. Prints a markdown table and
-    the device; --json writes every figure.
+    the device; --json writes every figure. With --baselines a second table gives each baseline's parameters,
+    seconds per training step (clips cut from the episode's history) and rollout seconds per frame of the same
+    future, beside the base model's.
     """
     check_outputs(json_out)
     from ..protocols.compute import compute_table, format_compute_table
@@ -50,14 +56,34 @@ def bench_compute(
     rank_list = parse_ints(ranks, "--ranks")
     make_world, world, names = world_maker(ckpt, expert_runs, expert_weights, variants, rank_list[-1], steps=ddim_steps,
                                          device=on, bf16=bf16)
+    runs = _baseline_runs(ckpt, baselines, world.cfg.dataset)
     episode = _timed_episode(world.cfg, seed, data, history, frames)
     result = compute_table(make_world, episode, names, rank_list, memorize_steps, seed)
     result |= {"ddim_steps": ddim_steps, "device": describe_device(on), "bf16": bf16,
                **world_settings(world, ckpt, expert_runs)}
     typer.echo(format_compute_table(result))
+    if len(runs) > 1:
+        from ..costs import format_model_costs, model_costs
+
+        result["baselines"] = model_costs(runs, episode, train_batch, ddim_steps, on, bf16, seed)
+        result["train_batch"] = train_batch
+        typer.echo(format_model_costs(result["baselines"], train_batch))
     typer.echo(f"{result['device']}, {'bf16' if bf16 else 'fp32'}; {result['frames']} frames imagined after "
                f"{result['history']}, {ddim_steps} DDIM steps a frame")
     write_json(json_out, result)
+
+
+def _baseline_runs(ckpt: str, baselines: Optional[str], dataset: str | None) -> list[str]:
+    """The base run then each --baselines run, checked to be world models of the base's dataset before any timing."""
+    from ..checkpoint import load_config, model_path
+
+    runs = [ckpt, *(r.strip() for r in (baselines or "").split(",") if r.strip())]
+    for run in runs[1:]:
+        cfg = load_config(model_path(run))
+        if cfg.network != "dit" or cfg.dataset != dataset:
+            raise UserError(f"--baselines {run}: a {cfg.network} run of {cfg.dataset}; the base is a world model of "
+                            f"{dataset}")
+    return runs
 
 
 def _timed_episode(cfg, seed: int, data: Optional[Path], history: int, frames: int) -> dict:

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import (AllowPickle, Device, JsonOut, Memorize, Precision, Sampler, check_outputs, command_group,
+from .common import (AllowPickle, Compile, Device, JsonOut, Memorize, Precision, Sampler, check_outputs, command_group,
                      expert_options, guard, parse_ints, parse_memorize, parse_names, write_json)
 from .worlds import run_name, world_maker, world_settings
 
@@ -126,6 +126,7 @@ def eval_maze(
     seed: int = typer.Option(0, help="Seed for the windows, memorization and sampling."),
     precision: Precision = "auto",
     device: Device = "auto",
+    compile: Compile = False,
     json_out: JsonOut = None,
     out: MazeOut = None,
     expert_runs: dict | None = None,
@@ -143,7 +144,7 @@ def eval_maze(
     on, ckpt = pick_device(device), ckpt or SHIPPED_MAZE
     make_world, world, names = world_maker(ckpt, expert_runs, expert_weights, variants, rank, come_experts, sltm_null,
                                          "maze", steps=ddim_steps, bf16=use_bf16(precision, on), device=on,
-                                         sampler=sampler)
+                                         sampler=sampler, compile=compile)
     perceptual, about = lpips_network(on)
     result = evaluate_maze(
         make_world, episode_files(data, "test")[:episodes], world.cfg, parse_names(protocols, "--protocols", PROTOCOLS),

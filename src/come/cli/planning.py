@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import Device, JsonOut, Precision, Sampler, check_outputs, expert_options, guard, write_json
+from .common import Compile, Device, JsonOut, Precision, Sampler, check_outputs, expert_options, guard, write_json
 from .evaluate import MazeBase, eval_app
 from .worlds import world_maker, world_settings
 
@@ -72,6 +72,7 @@ def eval_plan(
     sampler: Sampler = "ddim",
     precision: Precision = "auto",
     device: Device = "auto",
+    compile: Compile = False,
     json_out: JsonOut = None,
     out: PlanOut = None,
     expert_runs: dict | None = None,
@@ -95,7 +96,8 @@ def eval_plan(
 
     on, ckpt = pick_device(device), ckpt or SHIPPED_MAZE
     _, world, names = world_maker(ckpt, expert_runs, expert_weights, variants, rank, come_experts, "adapters_off",
-                                  "maze", steps=ddim_steps, bf16=use_bf16(precision, on), device=on, sampler=sampler)
+                                  "maze", steps=ddim_steps, bf16=use_bf16(precision, on), device=on, sampler=sampler,
+                                  compile=compile)
     names = names if variants else tuple(v for v in PLAN_VARIANTS if v in names)
     perceptual, about = lpips_network(on) if distance == "lpips" else (None, "")
     settings = NavSettings(CEMSettings(candidates, elites, horizon, iterations), replan_every, budget, min_gap,
