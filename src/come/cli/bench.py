@@ -67,7 +67,7 @@ def bench_compute(
 
         result["baselines"] = model_costs(runs, episode, train_batch, ddim_steps, on, bf16, seed)
         result["train_batch"] = train_batch
-        typer.echo(format_model_costs(result["baselines"], train_batch))
+        typer.echo("\n" + format_model_costs(result["baselines"], train_batch))
     typer.echo(f"{result['device']}, {'bf16' if bf16 else 'fp32'}; {result['frames']} frames imagined after "
                f"{result['history']}, {ddim_steps} DDIM steps a frame")
     write_json(json_out, result)
