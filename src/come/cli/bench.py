@@ -63,7 +63,7 @@ def bench_compute(
                **world_settings(world, ckpt, expert_runs)}
     typer.echo(format_compute_table(result))
     if len(runs) > 1:
-        from ..costs import format_model_costs, model_costs
+        from ..protocols.costs import format_model_costs, model_costs
 
         result["baselines"] = model_costs(runs, episode, train_batch, ddim_steps, on, bf16, seed)
         result["train_batch"] = train_batch

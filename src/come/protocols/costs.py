@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import torch
 
-from .errors import InputError
-from .runtime import median_seconds
+from ..errors import InputError
+from ..runtime import median_seconds
 
 
 def training_clips(cfg, episode: dict[str, torch.Tensor], batch: int, device) -> dict[str, torch.Tensor]:
@@ -28,10 +28,10 @@ def training_step_seconds(cfg, episode: dict[str, torch.Tensor], batch: int, dev
                           repeats: int = 3) -> float:
     """Median seconds of one training step (loss, backward, AdamW update) of a fresh network of ``cfg`` on
     ``batch`` clips of the episode, after an untimed one."""
-    from .checkpoint import build_network
-    from .diffusion.sampling import autocast
-    from .diffusion.schedule import make_scheduler
-    from .train import step_generator, training_loss
+    from ..checkpoint import build_network
+    from ..diffusion.sampling import autocast
+    from ..diffusion.schedule import make_scheduler
+    from ..train import step_generator, training_loss
 
     torch.manual_seed(cfg.seed)
     model = build_network(cfg).to(device).train()
@@ -56,8 +56,8 @@ def model_costs(runs: list, episode: dict[str, torch.Tensor], batch: int, ddim_s
     """Per run (the first is the composition's base): its parameters, seconds per training step at ``batch``
     clips, and seconds to imagine the episode's future from its history alone (after an untimed rollout),
     also per frame and as a multiple of the first run's."""
-    from .checkpoint import build_network
-    from .world import WorldModel
+    from ..checkpoint import build_network
+    from ..world import WorldModel
 
     history = [episode[k][None] if episode.get(k) is not None else None
                for k in ("history", "history_action", "history_pose", "action", "pose")]
