@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..outputs import writable_file
-from .common import Device, JsonOut, Precision, UserError, check_outputs, command_group, guard, write_json
+from .common import Compile, Device, JsonOut, Precision, UserError, check_outputs, command_group, guard, write_json
 
 play_app = command_group("play", "Play inside the world model, its memory switched on and off by key.")
 
@@ -91,6 +91,7 @@ def play_maze(
     scale: Scale = 8,
     precision: Precision = "auto",
     device: Device = "auto",
+    compile: Compile = False,
     json_out: JsonOut = None,
 ):
     """Memory Maze (9x9) inside the world model: up walks, left and right turn, Q and E walk in an arc,
@@ -105,7 +106,7 @@ def play_maze(
     from ..play import maze_game
 
     script, world = _start("maze", ckpt, keys, record, json_out, ddim_steps, precision, device,
-                           come_experts=("place",))
+                           come_experts=("place",), compile=compile)
     game = maze_game(world, seed, observe, memory)
     try:
         _play(game, script, twin, record, scale, json_out,
