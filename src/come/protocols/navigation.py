@@ -43,6 +43,7 @@ from ..data.maze_replay import Oracle, ReplayedMaze, observation_track
 from ..data.places import wrap_angle
 from ..errors import InputError
 from ..metrics.intervals import interval_text, mean_ci95, proportion_ci95
+from ..runtime import median_seconds
 from .maze import revisit_frames
 from .planning import (AgentHistory, CEMSettings, Plan, WorldRollout, absolute_poses, goal_distance,
                        memorize_history, plan)
@@ -298,14 +299,12 @@ def evaluate_window(world, variants, episode: NavEpisode, window: Window, settin
 
 def rollout_seconds(world, variant: str, episode: NavEpisode, window: Window, settings: NavSettings,
                     memory: dict | None) -> float:
-    """The seconds of one single rollout (one candidate of ``horizon`` forward actions) under a variant."""
-    import time
-
+    """The seconds of one single rollout (one candidate of ``horizon`` forward actions) under a variant, after an
+    untimed one (which compiles, for a compiled world)."""
     rollout = WorldRollout(world, variant, episode.history(window.start), episode.layout, memory,
                            seed=window.seed(settings.seed))
-    t0 = time.perf_counter()
-    rollout(np.full((1, settings.cem.horizon), ACTIONS.index("forward")))
-    return time.perf_counter() - t0
+    actions = np.full((1, settings.cem.horizon), ACTIONS.index("forward"))
+    return median_seconds(lambda: rollout(actions), repeats=1, warmup=1)
 
 
 def summarize(rows: list[dict], variants) -> dict:
@@ -370,15 +369,16 @@ def settings_dict(settings: NavSettings) -> dict:
 
 def timing(world, variants, episode: NavEpisode, window: Window, settings: NavSettings, rows: list[dict],
            shown: dict) -> dict:
-    """Per variant: one CEM iteration (every candidate in one batch; the mean over the plans from each window's
-    start) against one single rollout of the same horizon (measured once per composition)."""
+    """Per variant: one CEM iteration (every candidate in one batch; the median over the plans from each window's
+    start, which leaves out the first iterations' compiling in a compiled world) against one single rollout of the
+    same horizon (measured once per composition)."""
     out, single = {}, {}
     for v in variants:
         key = world.composition(v)
         if key not in single:
             single[key] = rollout_seconds(world, v, episode, window, settings, shown[v]["memory"])
         iterations = [s for r in rows for s in r["variants"][v]["iteration_seconds"]]
-        out[v] = {"rollout_seconds": single[key], "iteration_seconds": float(np.mean(iterations)),
+        out[v] = {"rollout_seconds": single[key], "iteration_seconds": float(np.median(iterations)),
                   "candidates": settings.cem.candidates}
     return out
 
