@@ -22,8 +22,8 @@ app = typer.Typer(
 Precision = Annotated[str, typer.Option(help="auto, bf16 or fp32.")]
 Device = Annotated[str, typer.Option(help="cpu, cuda, cuda:N, mps or auto (CUDA, then MPS, then the CPU).")]
 Compile = Annotated[bool, typer.Option("--compile/--no-compile", help=(
-    "Sample through torch.compile'd networks: tens of seconds to compile each input shape, then a small model "
-    "samples several times faster (needs a C++ compiler; BENCHMARKS.md, 'Compiled sampling')."))]
+    "Sample through torch.compile'd networks: 10-60 s to compile each input shape, then 5-23% faster sampling "
+    "on 2 CPU cores; for long runs (needs a C++ compiler; BENCHMARKS.md, 'Compiled sampling')."))]
 Sampler = Annotated[str, typer.Option(help=(
     "ddim (deterministic DDIM), dpm++ (DPM-Solver++ 2M) or unipc (UniPC): diffusers' samplers of the same levels."))]
 AllowPickle = Annotated[bool, typer.Option("--allow-pickle", help=(
