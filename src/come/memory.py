@@ -88,8 +88,9 @@ def undone_history(frames: torch.Tensor, action: torch.Tensor, pose: torch.Tenso
             None if pose is None else torch.cat([pose, pose[:-1].flip(0)]))
 
 
-def history_windows(frames, action, pose, starts, window: int) -> dict[str, torch.Tensor]:
-    """A batch of the history's windows beginning at ``starts``, as the diffusion loss takes it.
+def history_windows(frames, action, pose, starts, window: int, views: int = 0) -> dict[str, torch.Tensor]:
+    """A batch of the history's windows beginning at ``starts``, as the diffusion loss takes it, with ``views``
+    place views each (:func:`window_views`) for a place memory network.
 
     A start below 0 repeats the first frame in place of the missing context (memorization drops
     that context, so the first frames are targets too).
@@ -98,6 +99,9 @@ def history_windows(frames, action, pose, starts, window: int) -> dict[str, torc
     batch = {"frames": frames[index], "action": action[index]}
     if pose is not None:
         batch["pose"] = pose[index]
+    if views:
+        retrieved = window_views(pose, starts, window, views)
+        batch |= {"views": frames[retrieved.pop("view_index")], **retrieved}
     return batch
 
 
@@ -238,10 +242,8 @@ class LoRAMemory:
 
         def loss_of_a_batch() -> torch.Tensor:
             starts = first + rng.choice(len(probs), size=recipe.batch_size, p=probs)
-            batch = history_windows(frames, action, pose, starts, window)
-            if recipe.views:
-                views = window_views(pose, starts, window, self.base.config.views)
-                batch |= {"views": frames[views.pop("view_index")], **views}
+            batch = history_windows(frames, action, pose, starts, window,
+                                    self.base.config.views if recipe.views else 0)
             with autocast(bf16, frames.device):
                 return diffusion_loss(self.model, batch, context, scheduler, recipe.p_context_dropout,
                                       recipe.p_pose_dropout, gen, levels, drop_context=torch.from_numpy(starts < 0))

@@ -37,11 +37,6 @@ def experts_of(variant: str) -> tuple[str, ...] | None:
     return tuple(e for e in EXPERTS if e in parts)
 
 
-def memory_variants() -> tuple[str, ...]:
-    """The variants of the table that compose an expert memorized at test time (they may need memorize())."""
-    return tuple(v for v in variant_experts() if needs_memory(v))
-
-
 def needs_memory(variant: str) -> bool:
     """Whether a variant composes an expert memorized at test time."""
     return any(EXPERTS[e].memorized for e in experts_of(variant) or ())

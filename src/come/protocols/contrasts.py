@@ -26,7 +26,6 @@ import torch
 from ..compose import Expert, History, composed_eps_fn
 from ..diffusion.schedule import add_noise, alpha_bar
 from ..errors import InputError
-from ..experts import EXPERTS
 
 RIDGE = 1e-6  # relative ridge of the joint fit: two experts that say the same share their weight
 
@@ -75,14 +74,11 @@ def _removed(w: np.ndarray, gram: np.ndarray, cross: np.ndarray, error: float) -
 
 
 def _unit_expert(world, name: str) -> Expert:
-    """The expert of that name over the world's history, at weight 1: its term is its contrast."""
-    if name in world.outside:
-        return replace(world.outside[name], weight=1.0)
-    if name not in world.denoisers:
+    """The expert of that name over the world's history (as its variant composes it), at weight 1: its term is
+    its contrast."""
+    if name not in world.denoisers and name not in world.outside:
         raise InputError(f"this world has no {name} expert (has: {', '.join([*world.denoisers, *world.outside])})")
-    if name in world.memories and name not in world.memorized:
-        raise InputError(f"the {name} expert needs memorize() first")
-    return Expert(name, weight=1.0, **EXPERTS[name].build(world))
+    return replace(world.experts(name)[1][0], weight=1.0)
 
 
 @torch.no_grad()
@@ -98,7 +94,7 @@ def contrast_sums(world, truth: torch.Tensor, action: torch.Tensor, pose: torch.
     if levels is None:
         scheduler.set_timesteps(world.steps)
         levels = tuple(int(t) for t in scheduler.timesteps)
-    prior, members = Expert("base", world.base, world.cfg.context), [_unit_expert(world, n) for n in experts]
+    prior, members = world.experts("base")[0], [_unit_expert(world, n) for n in experts]
     truth, gen = truth.to(world.device), torch.Generator().manual_seed(seed)
     all_action = torch.cat([world.action, action.to(world.device)], 1)
     all_pose = None if world.pose is None or pose is None else torch.cat([world.pose, pose.to(world.device)], 1)
