@@ -1,6 +1,7 @@
 """The paper's Table 2 baselines (maze-full, maze-swa, maze-ssm): their networks, their parameter budget, the
 causality of the Mamba blocks, and training and sampling them through the command line."""
 
+import copy
 import json
 
 import pytest
@@ -82,6 +83,23 @@ def test_a_mamba_block_is_causal_in_frame_order(block):
             assert not torch.allclose(after[:, (k + 1) * n :], before[:, (k + 1) * n :]) or k == frames - 1
 
 
+def test_the_parallel_scan_gives_the_step_by_step_scans_outputs_and_gradients():
+    """mambapy's parallel scan (what the SSM trains with on a CPU) against transformers' reference loop."""
+    pytest.importorskip("mambapy")
+    from come.models.ssm import SSMBlock
+
+    torch.manual_seed(0)
+    fast = jittered(SSMBlock(16, side=4, block=1))
+    assert fast.mixer.use_mambapy
+    slow = copy.deepcopy(fast)
+    slow.mixer.use_mambapy = False
+    x, c = torch.randn(2, 5 * 16, 16, requires_grad=True), torch.randn(2, 5, 16)
+    out_fast, out_slow = fast(x, c), slow(x, c)
+    torch.testing.assert_close(out_fast, out_slow, rtol=1e-4, atol=1e-5)
+    grad_fast, grad_slow = (torch.autograd.grad(out.square().sum(), x)[0] for out in (out_fast, out_slow))
+    torch.testing.assert_close(grad_fast, grad_slow, rtol=1e-4, atol=1e-5)
+
+
 def test_a_saved_mamba_model_loads_to_the_same_outputs(tmp_path):
     cfg = train_config("maze-ssm", model=tiny_model("maze-ssm"))
     net = jittered(build_network(cfg)).eval()
@@ -157,3 +175,23 @@ def test_the_compute_table_times_the_baselines_beside_the_base(maze_like, tmp_pa
     res = CliRunner().invoke(app, ["bench", "compute", "--ckpt", base, "--data", str(maze_like),
                                    "--baselines", "cards-tiny"])
     assert res.exit_code == 2 and "a dit run of cards" in res.output
+
+
+def test_eval_maze_rolls_each_baseline_out_as_its_own_base_on_the_same_windows(maze_like, tmp_path):
+    base = saved_run(tmp_path, "maze-tiny", patch=8, max_frames=4)
+    full = saved_run(tmp_path, "maze-full")
+    common = ["--data", str(maze_like), "--variants", "base", "--protocols", "fixed", "--episodes", "1",
+              "--history", "20", "--frames", "2", "--windows", "1", "--ddim-steps", "2", "--precision", "fp32"]
+    res = CliRunner().invoke(app, ["eval", "maze", "--ckpt", base, "--baselines", full, *common,
+                                   "--json", str(tmp_path / "both.json")])
+    assert res.exit_code == 0, res.output
+    assert "| maze-full |" in res.output
+    both = json.loads((tmp_path / "both.json").read_text())["protocols"]["fixed"]
+    res = CliRunner().invoke(app, ["eval", "maze", "--ckpt", full, *common, "--json", str(tmp_path / "alone.json")])
+    assert res.exit_code == 0, res.output
+    alone = json.loads((tmp_path / "alone.json").read_text())["protocols"]["fixed"]
+    assert both["variants"]["maze-full"]["per_window_psnr"] == alone["variants"]["base"]["per_window_psnr"]
+    assert both["variants"]["maze-full"]["per_window_psnr"] != both["variants"]["base"]["per_window_psnr"]
+    assert "maze-full" in both["vs_base"] and "maze-full" in both["seconds_per_window"]
+    res = CliRunner().invoke(app, ["eval", "maze", "--ckpt", base, "--baselines", f"{full},{full}", *common])
+    assert res.exit_code != 0 and "already a row" in res.output

@@ -9,7 +9,7 @@ import typer
 
 from .common import (Device, JsonOut, Precision, UserError, check_outputs, command_group, expert_options, guard,
                      parse_ints, write_json)
-from .worlds import world_maker, world_settings
+from .worlds import baseline_runs, world_maker, world_settings
 
 bench_app = command_group("bench", "Benchmarks of the device at hand (the compute table).")
 
@@ -56,7 +56,7 @@ def bench_compute(
     rank_list = parse_ints(ranks, "--ranks")
     make_world, world, names = world_maker(ckpt, expert_runs, expert_weights, variants, rank_list[-1], steps=ddim_steps,
                                          device=on, bf16=bf16)
-    runs = _baseline_runs(ckpt, baselines, world.cfg.dataset)
+    runs = [ckpt, *baseline_runs(baselines, world.cfg.dataset)]
     episode = _timed_episode(world.cfg, seed, data, history, frames)
     result = compute_table(make_world, episode, names, rank_list, memorize_steps, seed)
     result |= {"ddim_steps": ddim_steps, "device": describe_device(on), "bf16": bf16,
@@ -71,19 +71,6 @@ def bench_compute(
     typer.echo(f"{result['device']}, {'bf16' if bf16 else 'fp32'}; {result['frames']} frames imagined after "
                f"{result['history']}, {ddim_steps} DDIM steps a frame")
     write_json(json_out, result)
-
-
-def _baseline_runs(ckpt: str, baselines: Optional[str], dataset: str | None) -> list[str]:
-    """The base run then each --baselines run, checked to be world models of the base's dataset before any timing."""
-    from ..checkpoint import load_config, model_path
-
-    runs = [ckpt, *(r.strip() for r in (baselines or "").split(",") if r.strip())]
-    for run in runs[1:]:
-        cfg = load_config(model_path(run))
-        if cfg.network != "dit" or cfg.dataset != dataset:
-            raise UserError(f"--baselines {run}: a {cfg.network} run of {cfg.dataset}; the base is a world model of "
-                            f"{dataset}")
-    return runs
 
 
 def _timed_episode(cfg, seed: int, data: Optional[Path], history: int, frames: int) -> dict:

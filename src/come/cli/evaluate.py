@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from .common import (AllowPickle, Compile, Device, JsonOut, Memorize, Precision, Sampler, check_outputs, command_group,
-                     expert_options, guard, parse_ints, parse_memorize, parse_names, write_json)
-from .worlds import run_name, world_maker, world_settings
+from .common import (AllowPickle, Compile, Device, JsonOut, Memorize, Precision, Sampler, UserError, check_outputs,
+                     command_group, expert_options, guard, parse_ints, parse_memorize, parse_names, write_json)
+from .worlds import baseline_runs, run_name, world_maker, world_settings
 
 eval_app = command_group("eval", "Evaluation protocols (a table on screen, JSON for tools, videos).")
 
@@ -93,6 +94,10 @@ MazeCome = Annotated[str, typer.Option("--come", help=(
 SltmNull = Annotated[str, typer.Option("--sltm-null", help=(
     "The SLTM's baseline: pose_drop (its memorized adapters without the pose) or adapters_off (the pose without "
     "the memory; with the pose dropped the SLTM fell below the base model on dev windows)."))]
+MazeBaselines = Annotated[Optional[str], typer.Option("--baselines", help=(
+    "Single-model runs rolled out as their own base on the same fixed and revisit windows, comma-separated (the "
+    "paper's Table 2 baselines: presets maze-full, maze-swa, maze-ssm): a row each, named by its folder, with "
+    "its per-window difference against the base."))]
 MazeOut = Annotated[Optional[Path], typer.Option("--out", help=(
     "Folder for plots (fixed.png, revisits.png, streaming.png) and videos (truth | base | CoME)."))]
 
@@ -127,6 +132,7 @@ def eval_maze(
     precision: Precision = "auto",
     device: Device = "auto",
     compile: Compile = False,
+    baselines: MazeBaselines = None,
     json_out: JsonOut = None,
     out: MazeOut = None,
     expert_runs: dict | None = None,
@@ -145,6 +151,8 @@ def eval_maze(
     make_world, world, names = world_maker(ckpt, expert_runs, expert_weights, variants, rank, come_experts, sltm_null,
                                          "maze", steps=ddim_steps, bf16=use_bf16(precision, on), device=on,
                                          sampler=sampler, compile=compile)
+    rivals = _baseline_makers(baseline_runs(baselines, world.cfg.dataset), names, steps=ddim_steps,
+                              bf16=use_bf16(precision, on), device=on, sampler=sampler, compile=compile)
     perceptual, about = lpips_network(on)
     result = evaluate_maze(
         make_world, episode_files(data, "test")[:episodes], world.cfg, parse_names(protocols, "--protocols", PROTOCOLS),
@@ -152,12 +160,25 @@ def eval_maze(
         stream_updates=updates, iterations=iterations, capacity_ranks=parse_ints(capacity_ranks, "--capacity-ranks"),
         capacity_histories=parse_ints(capacity_histories, "--capacity-histories"),
         pose_encoder=_pose_encoder(pose_encoder), seed=seed, out=out, horizons=parse_ints(horizons, "--horizons"),
-        perceptual=perceptual)
+        perceptual=perceptual, baselines=rivals)
     result |= {"lpips": about, "ddim_steps": ddim_steps, "pose_encoder": run_name(pose_encoder), "data": str(data),
                **world_settings(world, ckpt, expert_runs)}
     typer.echo(about)
     typer.echo(format_maze_table(result))
     write_json(json_out, result)
+
+
+def _baseline_makers(runs: list[str], variants, **options) -> dict:
+    """A maker of each baseline's world model, named by its run folder (a name no variant or other run has)."""
+    from ..world import WorldModel
+
+    makers = {}
+    for run in runs:
+        label = Path(run).name
+        if label in variants or label in makers or label in ("copy_last_frame", "nearest_pose_frame"):
+            raise UserError(f"--baselines {run}: its folder's name '{label}' is already a row; rename the folder")
+        makers[label] = partial(WorldModel.from_pretrained, run, **options)
+    return makers
 
 
 def _pose_encoder(run: Optional[Path]):

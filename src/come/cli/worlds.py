@@ -35,6 +35,20 @@ def world_maker(ckpt, expert_runs: dict, expert_weights: dict, variants: str | N
         raise UserError(f"--variants: {e} ({flags} give the expert models)") from None
 
 
+def baseline_runs(baselines: str | None, dataset: str | None) -> list[str]:
+    """The run folders of a --baselines option (comma-separated), each checked to be a world model of the base's
+    dataset before any work."""
+    from ..checkpoint import load_config, model_path
+
+    runs = [r.strip() for r in (baselines or "").split(",") if r.strip()]
+    for run in runs:
+        cfg = load_config(model_path(run))
+        if cfg.network != "dit" or cfg.dataset != dataset:
+            raise UserError(f"--baselines {run}: a {cfg.network} run of {cfg.dataset}; the base is a world model of "
+                            f"{dataset}")
+    return runs
+
+
 def _check_poses(variants: str | None, spec) -> None:
     """Refuse a variant of one expert that needs a pose the dataset does not give (a place memory on cards)."""
     from ..experts import EXPERTS

@@ -10,9 +10,11 @@ frames: a scan of frames x block tokens instead of one over the whole clip, each
 state. ``block`` equal to the frame's side in tokens scans the whole clip as one sequence.
 
 The mixer is transformers' ``MambaMixer``: the mamba-ssm and causal-conv1d kernels where they are installed
-(CUDA), its reference PyTorch scan elsewhere. That scan steps through the sequence one position at a time and
-its backward pass grows with the square of the scan length, which is why the CPU presets scan short blocks
-(docs/models.md, "The baselines of the paper's Table 2").
+(CUDA); elsewhere mambapy's parallel scan where mambapy is installed (the ``baselines`` extra), else transformers'
+reference scan, which steps through the sequence one position at a time and whose backward pass grows with the
+square of the scan length. Both CPU scans hold every state of the sequence in memory (frames x block tokens x
+2 width x 16 values a sequence), which is why the CPU presets scan short blocks (docs/models.md, "The baselines
+of the paper's Table 2").
 """
 
 from __future__ import annotations
@@ -27,12 +29,13 @@ from .dit import gate, modulate
 
 def mamba_mixer(width: int, state: int = 16) -> nn.Module:
     """transformers' Mamba mixer over ``width`` features, with Mamba's defaults (expansion 2, a causal
-    convolution over 4 positions, a state of ``state`` per channel). Imported here: transformers takes
-    seconds to load, and only these models need it."""
+    convolution over 4 positions, a state of ``state`` per channel), with mambapy's scan where it is installed.
+    Imported here: transformers takes seconds to load, and only these models need it."""
     from transformers import MambaConfig
     from transformers.models.mamba.modeling_mamba import MambaMixer
 
-    return MambaMixer(MambaConfig(hidden_size=width, state_size=state, num_hidden_layers=1), layer_idx=0)
+    config = MambaConfig(hidden_size=width, state_size=state, num_hidden_layers=1, use_mambapy=True)
+    return MambaMixer(config, layer_idx=0)
 
 
 class SSMBlock(nn.Module):

@@ -206,10 +206,13 @@ def evaluate_maze(
     progress: bool = True,
     horizons=(),
     perceptual=None,
+    baselines: dict[str, Callable[[], object]] | None = None,
 ) -> dict:
     """Run the chosen protocols; ``make_world(rank=r)`` builds a fresh :class:`~come.world.WorldModel`.
     ``memorize`` changes settings of the maze memorization recipe (``RECIPES["maze"]``: steps, lr, window
-    weighting...). Returns a JSON-ready dict; writes plots and videos to ``out``."""
+    weighting...). ``baselines``: name -> a maker of another world model, rolled out as its own base on the
+    same fixed and revisit windows (a row beside the variants). Returns a JSON-ready dict; writes plots and
+    videos to ``out``."""
     unknown = [p for p in protocols if p not in PROTOCOLS]
     if unknown:
         raise InputError(f"unknown protocol(s) {', '.join(unknown)} (choose from {', '.join(PROTOCOLS)})")
@@ -229,7 +232,8 @@ def evaluate_maze(
     for name, starts in (("fixed", fixed), ("revisits", revisits)):
         if name in protocols:
             result["protocols"][name] = window_protocol(name, make_world, rank, episodes, starts, variants, history,
-                                                        frames, min_gap, memorize, out, progress, horizons, perceptual)
+                                                        frames, min_gap, memorize, out, progress, horizons, perceptual,
+                                                        baselines)
     if "streaming" in protocols:
         result["protocols"]["streaming"] = streaming_protocol(make_world, rank, episodes, variants, history, frames,
                                                               iterations, stream_window, stream_updates, memorize,
@@ -242,9 +246,10 @@ def evaluate_maze(
 
 def window_protocol(name: str, make_world, rank: int, episodes: list[dict], starts, variants, history: int,
                     frames: int, min_gap: int, memorize: dict, out: Path | None, progress: bool,
-                    horizons=(), perceptual=None) -> dict:
-    """Fixed or revisit windows: every variant's scores, the model-free references, the per-window
-    differences against the base and the seconds per window; a video and a bar plot into ``out``.
+                    horizons=(), perceptual=None, baselines=None) -> dict:
+    """Fixed or revisit windows: every variant's scores (and every baseline model's, see :func:`evaluate_maze`),
+    the model-free references, the per-window differences against the base and the seconds per window; a video
+    and a bar plot into ``out``.
     Each of ``horizons`` shorter than ``frames`` is also scored on the rollouts' first frames: a rollout
     is generated chunk by chunk, so its first frames are the shorter rollout itself. ``perceptual``: an
     LPIPS network (:func:`~come.metrics.perceptual.lpips_network`) adds LPIPS to the scores."""
@@ -258,6 +263,9 @@ def window_protocol(name: str, make_world, rank: int, episodes: list[dict], star
                          "at once")
     batch = window_batch(episodes, starts, history, frames)
     preds, seconds = predict_windows(world, batch, variants, progress=progress, **memorize)
+    for label, make_baseline in (baselines or {}).items():
+        own, own_seconds = predict_windows(make_baseline(), batch, ("base",), memorize.get("seed", 0), progress)
+        preds[label], seconds[label] = own["base"], own_seconds["base"]
     references = reference_predictions(episodes, starts, batch, history)
     truth = batch["truth"]
     result = {"windows": len(starts), "starts": starts, **window_scores(preds, references, truth, None, perceptual),
