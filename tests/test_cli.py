@@ -68,6 +68,15 @@ def test_eval_rollouts_cli(micro_run, cards_data, tmp_path):
     assert set(result["variants"]) == {"model", "copy_last"} and result["episodes"] == 2
     assert "cursor_accuracy" in result["variants"]["copy_last"]
     assert len(list((tmp_path / "v").glob("*.mp4"))) == 2
+    assert "cursor on right card" in r.output
+
+
+def test_the_rollouts_table_shows_the_cards_columns_only_for_cards():
+    from come.protocols.rollouts import format_table
+
+    score = {"mean": 20.0, "ci95": [19.0, 21.0], "n": 2}
+    table = format_table({"variants": {"model": {"psnr": score, "ssim": score}}})
+    assert table.splitlines()[0] == "| variant | PSNR (dB) | SSIM |" and "cursor" not in table
 
 
 @pytest.mark.parametrize("command", ["rollouts", "cards-recall"])

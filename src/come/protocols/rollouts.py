@@ -132,10 +132,10 @@ def flip_masks(covered, start: int, context: int, frames: int) -> dict[str, torc
 
 def format_table(result: dict) -> str:
     """Markdown table of a result from :func:`evaluate_rollouts`."""
-    cols = ["psnr", "ssim", "cursor_accuracy", "changed_cards_right"]
-    heads = ["PSNR (dB)", "SSIM", "cursor on right card", "changed cards right"]
-    if any("lpips" in entry for entry in result["variants"].values()):
-        cols, heads = cols + ["lpips"], heads + ["LPIPS"]
+    heads = {"psnr": "PSNR (dB)", "ssim": "SSIM", "cursor_accuracy": "cursor on right card",
+             "changed_cards_right": "changed cards right", "lpips": "LPIPS"}
+    cols = [c for c in heads if any(c in entry for entry in result["variants"].values())]  # cards' only on cards
+    heads = [heads[c] for c in cols]
     lines = ["| variant | " + " | ".join(heads) + " |", "|---" * (len(cols) + 1) + "|"]
     for name, entry in result["variants"].items():
         cells = []
