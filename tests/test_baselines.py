@@ -186,7 +186,9 @@ def test_eval_maze_rolls_each_baseline_out_as_its_own_base_on_the_same_windows(m
                                    "--json", str(tmp_path / "both.json")])
     assert res.exit_code == 0, res.output
     assert "| maze-full |" in res.output
-    both = json.loads((tmp_path / "both.json").read_text())["protocols"]["fixed"]
+    both = json.loads((tmp_path / "both.json").read_text())
+    assert both["baselines"] == ["maze-full"]
+    both = both["protocols"]["fixed"]
     res = CliRunner().invoke(app, ["eval", "maze", "--ckpt", full, *common, "--json", str(tmp_path / "alone.json")])
     assert res.exit_code == 0, res.output
     alone = json.loads((tmp_path / "alone.json").read_text())["protocols"]["fixed"]

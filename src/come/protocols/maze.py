@@ -224,7 +224,8 @@ def evaluate_maze(
         raise EpisodeError(f"{', '.join(short)}: fewer than history {history} + {frames} frames")
     memorize = RECIPES["maze"].with_overrides(**(memorize or {}))
     result = {"episodes": len(files), "history": history, "frames": frames, "memorization": dict(memorize),
-              "lora_rank": rank, "seed": seed, "variants": list(variants), "protocols": {}}
+              "lora_rank": rank, "seed": seed, "variants": list(variants), "baselines": list(baselines or {}),
+              "protocols": {}}
     out = Path(out) if out is not None else None
 
     fixed, revisits = window_starts(episodes, history, frames, min_gap, windows_per_episode, seed)
