@@ -12,7 +12,6 @@ memory: two passes a step), by a plain world and by one with ``compile=True``; e
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import numpy as np
@@ -20,6 +19,7 @@ import torch
 
 from come.checkpoint import load_model
 from come.data.episodes import episode_files
+from come.outputs import save_json
 from come.protocols.maze import load_maze_episode, revisit_starts, window_batch
 from come.runtime import describe_device, median_seconds, use_bf16
 from come.world import WorldModel
@@ -73,8 +73,7 @@ def main():
             print(f"| {label} | {variant} | {plain['median_s']:.2f} | {fast['median_s']:.2f} ({fast['first_s']:.1f}) "
                   f"| {row['speedup']:.2f}x | {row['max_abs_diff']:.1e} |", flush=True)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
+        save_json(args.json, out)
 
 
 if __name__ == "__main__":

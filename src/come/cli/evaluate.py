@@ -148,11 +148,10 @@ def eval_maze(
 
     memorize = {"steps": memorize_steps, **parse_memorize(memorize)}
     on, ckpt = pick_device(device), ckpt or SHIPPED_MAZE
+    options = dict(steps=ddim_steps, bf16=use_bf16(precision, on), device=on, sampler=sampler, compile=compile)
     make_world, world, names = world_maker(ckpt, expert_runs, expert_weights, variants, rank, come_experts, sltm_null,
-                                         "maze", steps=ddim_steps, bf16=use_bf16(precision, on), device=on,
-                                         sampler=sampler, compile=compile)
-    rivals = _baseline_makers(baseline_runs(baselines, world.cfg.dataset), names, steps=ddim_steps,
-                              bf16=use_bf16(precision, on), device=on, sampler=sampler, compile=compile)
+                                         "maze", **options)
+    rivals = _baseline_makers(baseline_runs(baselines, world.cfg.dataset), names, **options)
     perceptual, about = lpips_network(on)
     result = evaluate_maze(
         make_world, episode_files(data, "test")[:episodes], world.cfg, parse_names(protocols, "--protocols", PROTOCOLS),

@@ -130,8 +130,6 @@ def shortest_path(layout: np.ndarray, start: tuple[int, int], goal: tuple[int, i
     return None
 
 
-
-
 class Explorer:
     """Scripted explorer: shortest paths to random free cells under action noise.
 
