@@ -76,3 +76,14 @@ def test_intervals_hold_at_small_n():
     assert abs(proportion_ci95(1, 2)["ci95"][0] - 0.0945) < 1e-3  # Wilson: 0.5 of 2 is [0.095, 0.905]
     with pytest.raises(ValueError):
         proportion_ci95(3, 2)
+
+
+def test_paired_successes_count_the_trials_where_two_methods_differ():
+    from come.metrics.intervals import paired_successes
+
+    base = [True, True, True, True, True, False, True, True, True, False, False, True]  # the planning table's
+    place = [False, False, True, True, False, False, False, True, False, True, False, True]
+    assert paired_successes(place, base) == {"ahead": 1, "behind": 5, "p": pytest.approx(14 / 64)}  # 2 * 7 / 2^6
+    assert paired_successes(base, base) == {"ahead": 0, "behind": 0, "p": 1.0}
+    with pytest.raises(ValueError):
+        paired_successes([True], [True, False])

@@ -119,6 +119,12 @@ def test_eval_plan_end_to_end(maze_walks, tmp_path):
             assert np.isfinite(scores[key]["mean"]) and len(scores[key]["ci95"]) == 2 and scores[key]["n"] == 2
         assert result["timing"][v]["candidates"] == 3
     assert result["variants"]["come"] == result["variants"]["place"]  # come composes the place memory alone here
+    assert "success_against_base" not in result["variants"]["base"]
+    for v in ("place", "ltm"):
+        paired = result["variants"][v]["success_against_base"]
+        wins = [(r["variants"][v]["success"], r["variants"]["base"]["success"]) for r in result["per_window"]]
+        assert (paired["ahead"], paired["behind"]) == (wins.count((True, False)), wins.count((False, True)))
+    assert "only the base reached" in res.output
     for row in result["per_window"]:
         assert row["goal"] - row["start"] == 2 and row["start"] >= 4
         assert len(row["variants"]["ltm"]["actions"]) == 2 and row["variants"]["base"]["plans"] == 3

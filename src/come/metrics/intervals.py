@@ -3,7 +3,8 @@
 Means (PSNR, SSIM, track errors) take Student's t interval (scipy); one sample has no interval
 (``ci95`` None), where a normal approximation would report a zero-width one. Proportions (recall:
 cards drawn right out of cards scored) take the Wilson score interval, which stays inside [0, 1]
-at any n (scipy's ``binomtest``).
+at any n (scipy's ``binomtest``). Two methods' successes on the same trials are compared pair by pair
+(:func:`paired_successes`: the exact sign test on the trials where they differ).
 """
 
 from __future__ import annotations
@@ -31,6 +32,17 @@ def proportion_ci95(successes: int, trials: int) -> dict:
         raise InputError(f"{successes} successes out of {trials} trials")
     ci = stats.binomtest(int(successes), int(trials)).proportion_ci(0.95, method="wilson")
     return {"mean": successes / trials, "ci95": [float(ci.low), float(ci.high)], "n": int(trials)}
+
+
+def paired_successes(ours, theirs) -> dict:
+    """Two methods' successes (bools) on the same trials: the trials only ``ours`` succeeded on (``ahead``), only
+    ``theirs`` (``behind``), and the two-sided exact sign test's p-value on those (1 when they never differ)."""
+    ours, theirs = np.asarray(ours, bool), np.asarray(theirs, bool)
+    if ours.shape != theirs.shape:
+        raise InputError(f"paired successes need the same trials, got {len(ours)} and {len(theirs)}")
+    ahead, behind = int((ours & ~theirs).sum()), int((theirs & ~ours).sum())
+    p = stats.binomtest(ahead, ahead + behind).pvalue if ahead + behind else 1.0
+    return {"ahead": ahead, "behind": behind, "p": float(p)}
 
 
 def interval_text(s: dict, digits: int = 2) -> str:

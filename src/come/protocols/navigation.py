@@ -42,7 +42,7 @@ from ..data.maze import ACTIONS, MAX_STEPS, SIZES, episode_env_seed
 from ..data.maze_replay import Oracle, ReplayedMaze, observation_track
 from ..data.places import wrap_angle
 from ..errors import InputError
-from ..metrics.intervals import interval_text, mean_ci95, proportion_ci95
+from ..metrics.intervals import interval_text, mean_ci95, paired_successes, proportion_ci95
 from ..runtime import median_seconds
 from .maze import revisit_frames
 from .planning import (AgentHistory, CEMSettings, Plan, WorldRollout, absolute_poses, goal_distance,
@@ -308,7 +308,8 @@ def rollout_seconds(world, variant: str, episode: NavEpisode, window: Window, se
 
 
 def summarize(rows: list[dict], variants) -> dict:
-    """Means with 95% intervals per variant and reference (success: a proportion with its Wilson interval)."""
+    """Means with 95% intervals per variant and reference (success: a proportion with its Wilson interval); each
+    variant's successes against the base's, window by window (:func:`~come.metrics.intervals.paired_successes`)."""
     def stats(entries: list[dict]) -> dict:
         keys = [k for k in ("ate", "rpe", "planned_distance", "open_loop_distance", "final_distance",
                             "path_length", "cost") if entries and k in entries[0]]
@@ -319,7 +320,13 @@ def summarize(rows: list[dict], variants) -> dict:
 
     refs = {name: stats([r["references"][name] for r in rows if name in r["references"]])
             for name in ("random", "oracle")}
-    return {"variants": {v: stats([r["variants"][v] for r in rows]) for v in variants},
+    scores = {v: stats([r["variants"][v] for r in rows]) for v in variants}
+    if "base" in variants and rows and "success" in rows[0]["variants"]["base"]:
+        base = [r["variants"]["base"]["success"] for r in rows]
+        for v in variants:
+            if v != "base":
+                scores[v]["success_against_base"] = paired_successes([r["variants"][v]["success"] for r in rows], base)
+    return {"variants": scores,
             "references": {k: s for k, s in refs.items() if s},
             "start_distance": mean_ci95([r["start_distance"] for r in rows])}
 
@@ -443,12 +450,15 @@ def format_planning_table(result: dict) -> str:
              f"iterations, {s['elites']} elites, distance {s['distance']}; re-plan every {s['replan_every']}, "
              f"budget {s['budget']} steps; success within {s['success_radius']:g} cells and "
              f"{s['success_heading']:g} deg",
-             "| variant | ATE (cells) | RPE (cells) | success | final distance (cells) | path length (cells) |",
-             "|---|---|---|---|---|---|"]
+             "| variant | ATE (cells) | RPE (cells) | success | success against the base: goals only it / only the "
+             "base reached, sign test | final distance (cells) | path length (cells) |",
+             "|---|---|---|---|---|---|---|"]
     entries = [*result["variants"].items(), *((f"({k})", r) for k, r in result["references"].items())]
     for name, r in entries:
+        paired = r.get("success_against_base")
+        versus = "-" if paired is None else f"{paired['ahead']} / {paired['behind']}, p = {paired['p']:.2f}"
         lines.append(f"| {name} | {_cell(r.get('ate'))} | {_cell(r.get('rpe'))} | {_cell(r.get('success'))} | "
-                     f"{_cell(r.get('final_distance'))} | {_cell(r.get('path_length'))} |")
+                     f"{versus} | {_cell(r.get('final_distance'))} | {_cell(r.get('path_length'))} |")
     times = ", ".join(f"{v} {t['iteration_seconds']:.2f} s vs {t['rollout_seconds']:.2f} s"
                       for v, t in result["timing"].items())
     lines.append(f"one CEM iteration ({s['candidates']} candidates in one batch) vs one rollout, {s['horizon']} "
