@@ -9,7 +9,8 @@ distance to the goal pose) and the real frame it ends on. Each candidate is then
 the goal distance of its last frame, on:
 
 * ``real``: the real last frame (a perfect world model: what the goal distance itself can tell);
-* each variant: the last frame that variant imagines (one batched rollout, poses dead-reckoned as in planning).
+* each variant: the last frame that variant imagines (one batched rollout, poses dead-reckoned as in planning;
+  a memory the variant composes memorized once on the history, as the planner does).
 
 Per window and cost: the Spearman correlation of the cost with the true distance to the goal, and the true
 distance of the cheapest candidate and of the ``--elites`` cheapest (what CEM refits to), and how many of them
@@ -33,7 +34,7 @@ from come.demo import SHIPPED_MAZE
 from come.metrics.intervals import interval_text, mean_ci95
 from come.outputs import save_json
 from come.protocols.navigation import NavSettings, execute, frame_of, generated_episodes, goal_windows, outcome
-from come.protocols.planning import CEMSettings, WorldRollout, goal_distance
+from come.protocols.planning import CEMSettings, WorldRollout, goal_distance, memorize_history
 from come.runtime import use_bf16
 
 
@@ -61,9 +62,10 @@ def window_ranking(world, variants, ep, window, candidates: int, horizon: int, e
     true_distance = np.array([o["final_distance"] for o in outcomes])
     success = np.array([o["success"] for o in outcomes], float)
     last = {"real": torch.stack([frame_of(seen[-1], ep.frames.shape[-1]) for _, seen in ends])}
+    history, seed = ep.history(window.start), window.seed(settings.seed)
     for v in variants:
-        last[v] = WorldRollout(world, v, ep.history(window.start), ep.layout, seed=window.seed(settings.seed))(
-            actions)[:, -1]
+        memory = memorize_history(world, v, history, seed)
+        last[v] = WorldRollout(world, v, history, ep.layout, memory, seed=seed)(actions)[:, -1]
     row = {f"{source}, {name}": rank_scores(fn(frames, goal).numpy(), true_distance, success, elites)
            for source, frames in last.items() for name, fn in distances.items()}
     row["candidates"] = {"best_distance": float(true_distance.min()), "mean_distance": float(true_distance.mean()),
