@@ -81,7 +81,8 @@ def test_intervals_hold_at_small_n():
 def test_paired_successes_count_the_trials_where_two_methods_differ():
     from come.metrics.intervals import paired_successes
 
-    base = [True, True, True, True, True, False, True, True, True, False, False, True]  # the planning table's
+    # per window, the closed-loop successes of BENCHMARKS.md's held-out planning table
+    base = [True, True, True, True, True, True, False, True, True, False, False, True]
     place = [False, False, True, True, False, False, False, True, False, True, False, True]
     assert paired_successes(place, base) == {"ahead": 1, "behind": 5, "p": pytest.approx(14 / 64)}  # 2 * 7 / 2^6
     assert paired_successes(base, base) == {"ahead": 0, "behind": 0, "p": 1.0}
