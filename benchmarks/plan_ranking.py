@@ -47,11 +47,12 @@ def rank_scores(cost: np.ndarray, true_distance: np.ndarray, success: np.ndarray
             "elite_success": float(success[order[:elites]].mean())}
 
 
-def window_ranking(world, variants, ep, window, candidates: int, horizon: int, elites: int, distances: dict,
-                   settings: NavSettings):
-    """Every cost's ranking scores on one window's random candidates, and the candidates' own spread."""
+def window_ranking(world, variants, ep, window, distances: dict, settings: NavSettings):
+    """Every cost's ranking scores on one window's random candidates (``settings.cem``'s number, horizon and
+    elites), and the candidates' own spread."""
+    cem = settings.cem
     rng = np.random.default_rng(window.seed(settings.seed))
-    actions = rng.integers(len(ACTIONS), size=(candidates, horizon))
+    actions = rng.integers(len(ACTIONS), size=(cem.candidates, cem.horizon))
     goal_pose, goal = ep.track[window.goal], ep.frames[window.goal]
     maze = ReplayedMaze(*ep.env, ep.actions, window.start, ep.track[window.start])
     try:
@@ -66,7 +67,7 @@ def window_ranking(world, variants, ep, window, candidates: int, horizon: int, e
     for v in variants:
         memory = memorize_history(world, v, history, seed)
         last[v] = WorldRollout(world, v, history, ep.layout, memory, seed=seed)(actions)[:, -1]
-    row = {f"{source}, {name}": rank_scores(fn(frames, goal).numpy(), true_distance, success, elites)
+    row = {f"{source}, {name}": rank_scores(fn(frames, goal).numpy(), true_distance, success, cem.elites)
            for source, frames in last.items() for name, fn in distances.items()}
     row["candidates"] = {"best_distance": float(true_distance.min()), "mean_distance": float(true_distance.mean()),
                          "success": float(success.mean())}
@@ -87,18 +88,17 @@ def main():
     p.add_argument("--json", default=None)
     args = p.parse_args()
 
-    variants = args.variants.split(",")
-    _, world, _ = world_maker(args.ckpt, {}, {}, args.variants, 32, "place", "adapters_off", "maze",
+    _, world, variants = world_maker(args.ckpt, {}, {}, args.variants, 32, "place", "adapters_off", "maze",
                               steps=args.ddim_steps, bf16=use_bf16("auto", "cpu"), device="cpu", sampler="ddim")
-    settings = NavSettings(CEMSettings(horizon=args.horizon), seed=args.seed)
+    settings = NavSettings(CEMSettings(args.candidates, args.elites, args.horizon), min_distance=args.horizon / 8,
+                           seed=args.seed)  # come eval plan's default --min-distance
     eps = generated_episodes(args.seed, args.episodes, args.env_steps, world.cfg.model["resolution"])
-    windows = goal_windows(eps, args.horizon, settings.min_gap, args.horizon / 8, settings.windows,
+    windows = goal_windows(eps, args.horizon, settings.min_gap, settings.min_distance, settings.windows,
                            settings.budget, args.seed)
     distances = {name: goal_distance(name) for name in ("ssim", "mse")}
     rows = []
     for w in windows:
-        rows.append(window_ranking(world, variants, eps[w.episode], w, args.candidates, args.horizon, args.elites,
-                                   distances, settings))
+        rows.append(window_ranking(world, variants, eps[w.episode], w, distances, settings))
         print(f"window {len(rows)}/{len(windows)}: " + ", ".join(
             f"{k} {v['spearman']:+.2f}" for k, v in rows[-1].items() if k != "candidates"), flush=True)
     summary = {name: {k: mean_ci95([r[name][k] for r in rows]) for k in rows[0][name]} for name in rows[0]}
